@@ -1,0 +1,283 @@
+/*  broker_boot.c — builds the channel table (kernel channels, configured
+    channels, a dead-letter queue beside each work-queue) and restores what
+    the store kept: the kernel id, the id sequence, known systems, queued and
+    mailbox messages, idempotency keys. */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "broker_impl.h"
+#include "hal_clock.h"
+
+static int
+s_add_bcast (broker_t *self, const char *name, uint32_t retain, bool public_,
+             bool kernel, char *err, size_t errlen)
+{
+    broker_chan_t *ch = (broker_chan_t *) calloc (1, sizeof *ch);
+    if (!ch || !(ch->name = strdup (name))
+        || !(ch->bcast = chan_bcast_new (name, retain, public_))) {
+        if (ch)
+            free (ch->name);
+        free (ch);
+        snprintf (err, errlen, "out of memory");
+        return AAAX_ENOMEM;
+    }
+    ch->kind = BROKER_CHAN_BROADCAST;
+    ch->kernel = kernel;
+    zhashx_insert (self->channels, name, ch);
+    return 0;
+}
+
+static int
+s_add_queue (broker_t *self, const char *name, const chan_queue_cfg_t *qc,
+             bool kernel, char *err, size_t errlen)
+{
+    broker_chan_t *ch = (broker_chan_t *) calloc (1, sizeof *ch);
+    broker_chan_t *dl = (broker_chan_t *) calloc (1, sizeof *dl);
+    char dlq[AAAX_MAX_NAME + 8];
+    snprintf (dlq, sizeof dlq, "%s.dlq", name);
+    chan_queue_cfg_t dc = *qc;
+    dc.max_attempts = 0; /* a dead letter stays until someone acknowledges */
+    if (!ch || !dl || !(ch->name = strdup (name)) || !(dl->name = strdup (dlq))
+        || !(ch->queue = chan_queue_new (name, qc, self->store))
+        || !(dl->queue = chan_queue_new (dlq, &dc, self->store))) {
+        if (ch) {
+            chan_queue_destroy (&ch->queue);
+            free (ch->name);
+        }
+        if (dl) {
+            chan_queue_destroy (&dl->queue);
+            free (dl->name);
+        }
+        free (ch);
+        free (dl);
+        snprintf (err, errlen, "out of memory");
+        return AAAX_ENOMEM;
+    }
+    chan_queue_set_dlq (ch->queue, dl->queue);
+    ch->kind = dl->kind = BROKER_CHAN_QUEUE;
+    ch->kernel = dl->kernel = kernel;
+    zhashx_insert (self->channels, name, ch);
+    zhashx_insert (self->channels, dlq, dl);
+    return 0;
+}
+
+int
+broker_boot_channels (broker_t *self, char *err, size_t errlen)
+{
+    /*  Kernel channels (contract section 6). The heartbeat keeps its last
+        message so a late subscriber can ask for it with SUB since "". */
+    int rc = s_add_bcast (self, "heartbeat", 1, true, true, err, errlen);
+    const char *registries[] = { "kernel.capabilities", "kernel.modules",
+                                 "kernel.policy" };
+    for (size_t i = 0; rc == 0 && i < 3; i++)
+        rc = s_add_bcast (self, registries[i], 100, false, true, err, errlen);
+    /*  Kernel request queues are not durable: a request lost with a crash
+        gets no reply, and the requester asks again. */
+    const char *queues[] = { "kernel.capability_requests", "kernel.gate",
+                             "kernel.loader", "kernel.lifecycle" };
+    chan_queue_cfg_t kq = { false, 5, 100000, 0, 30000 };
+    for (size_t i = 0; rc == 0 && i < 4; i++)
+        rc = s_add_queue (self, queues[i], &kq, true, err, errlen);
+    for (size_t i = 0; rc == 0 && i < self->cfg->nchannels; i++) {
+        const broker_chan_cfg_t *c = &self->cfg->channels[i];
+        if (c->kind == BROKER_CHAN_BROADCAST)
+            rc = s_add_bcast (self, c->name, c->retain, c->public, false, err,
+                              errlen);
+        else {
+            chan_queue_cfg_t qc = { c->durable, c->max_attempts, c->max_len,
+                                    c->max_bytes, c->lease_ms };
+            rc = s_add_queue (self, c->name, &qc, false, err, errlen);
+        }
+    }
+    return rc;
+}
+
+/*  ---- restore -------------------------------------------------------- */
+
+typedef struct {
+    broker_t *self;
+    int64_t now, wall;
+    uint64_t max_seq;
+    size_t restored, orphans, bad;
+} s_restore_t;
+
+static int
+s_restore_system (void *arg, const void *key, size_t klen, const void *val,
+                  size_t vlen)
+{
+    s_restore_t *r = (s_restore_t *) arg;
+    char id[AAAX_MAX_NAME + 1];
+    if (klen == 0 || klen > AAAX_MAX_NAME || vlen != 16) {
+        r->bad++;
+        return 0;
+    }
+    memcpy (id, key, klen);
+    id[klen] = 0;
+    broker_sys_t *sys = broker_sys_get (r->self, id, r->wall);
+    if (!sys)
+        return AAAX_ENOMEM;
+    memcpy (&sys->first_seen, val, 8);
+    memcpy (&sys->last_seen, (const char *) val + 8, 8);
+    return 0;
+}
+
+static int
+s_restore_queue (void *arg, const void *key, size_t klen, const void *val,
+                 size_t vlen)
+{
+    s_restore_t *r = (s_restore_t *) arg;
+    char name[AAAX_MAX_NAME + 1];
+    uint64_t seq;
+    if (!chan_queue_parse_key (key, klen, name, &seq)) {
+        r->bad++;
+        return 0;
+    }
+    if (seq > r->max_seq)
+        r->max_seq = seq;
+    broker_chan_t *ch = broker_chan_find (r->self, name);
+    if (!ch || !ch->queue || !chan_queue_durable (ch->queue)) {
+        r->orphans++;
+        return 0;
+    }
+    int rc = chan_queue_restore (ch->queue, seq, val, vlen, r->now, r->wall);
+    if (rc == AAAX_EINVAL) {
+        r->bad++;
+        return 0;
+    }
+    if (rc == 0)
+        r->restored++;
+    return rc;
+}
+
+static int
+s_restore_mbox (void *arg, const void *key, size_t klen, const void *val,
+                size_t vlen)
+{
+    s_restore_t *r = (s_restore_t *) arg;
+    char owner[AAAX_MAX_NAME + 1];
+    uint64_t seq;
+    if (!chan_queue_parse_key (key, klen, owner, &seq)) {
+        r->bad++;
+        return 0;
+    }
+    if (seq > r->max_seq)
+        r->max_seq = seq;
+    broker_sys_t *sys = broker_sys_get (r->self, owner, r->wall);
+    if (!sys)
+        return AAAX_ENOMEM;
+    int rc = chan_mbox_restore (&sys->mbox, seq, val, vlen);
+    if (rc == AAAX_EINVAL) {
+        r->bad++;
+        return 0;
+    }
+    if (rc == 0)
+        r->restored++;
+    return rc;
+}
+
+static int
+s_restore_idem (void *arg, const void *key, size_t klen, const void *val,
+                size_t vlen)
+{
+    s_restore_t *r = (s_restore_t *) arg;
+    int rc = chan_idem_restore (r->self->idem, key, klen, val, vlen, r->wall);
+    if (rc == AAAX_EINVAL) {
+        r->bad++;
+        return 0;
+    }
+    return rc;
+}
+
+static uint64_t
+s_meta_u64 (broker_t *self, const char *key)
+{
+    void *val;
+    size_t vlen;
+    uint64_t v = 0;
+    if (hal_store_get (self->store, HAL_DB_META, key, strlen (key), &val,
+                       &vlen)
+        == 0) {
+        if (vlen == 8)
+            memcpy (&v, val, 8);
+        free (val);
+    }
+    return v;
+}
+
+int
+broker_boot_restore (broker_t *self, char *err, size_t errlen)
+{
+    void *val;
+    size_t vlen;
+    int rc = hal_store_get (self->store, HAL_DB_META, "kernel_id", 9, &val,
+                            &vlen);
+    if (rc == 0 && vlen > 0 && vlen < sizeof self->kernel_id) {
+        memcpy (self->kernel_id, val, vlen);
+        self->kernel_id[vlen] = 0;
+    }
+    if (rc == 0)
+        free (val);
+    if (!self->kernel_id[0]) {
+        uint8_t raw[8];
+        randombytes_buf (raw, sizeof raw);
+        char hex[17];
+        sodium_bin2hex (hex, sizeof hex, raw, sizeof raw);
+        snprintf (self->kernel_id, sizeof self->kernel_id, "aaax-%s", hex);
+        hal_store_put (self->store, HAL_DB_META, "kernel_id", 9,
+                       self->kernel_id, strlen (self->kernel_id));
+        hal_store_put (self->store, HAL_DB_META, "format", 6, "1", 1);
+    }
+    else {
+        if (hal_store_get (self->store, HAL_DB_META, "format", 6, &val, &vlen)
+            == 0) {
+            bool ok = vlen == 1 && *(char *) val == '1';
+            free (val);
+            if (!ok) {
+                snprintf (err, errlen, "the store in %s was written by an "
+                          "incompatible version", self->data_dir);
+                return AAAX_EINVAL;
+            }
+        }
+    }
+
+    s_restore_t r = { self, hal_clock_mono_ms (), hal_clock_wall_ms (), 0, 0,
+                      0, 0 };
+    if ((rc = hal_store_scan (self->store, HAL_DB_SYSTEMS, s_restore_system,
+                              &r))
+            != 0
+        || (rc = hal_store_scan (self->store, HAL_DB_QUEUE, s_restore_queue,
+                                 &r))
+               != 0
+        || (rc = hal_store_scan (self->store, HAL_DB_MBOX, s_restore_mbox, &r))
+               != 0
+        || (rc = hal_store_scan (self->store, HAL_DB_IDEM, s_restore_idem, &r))
+               != 0) {
+        snprintf (err, errlen, "cannot read the store: %s",
+                  aaax_strerror (rc));
+        return rc;
+    }
+    if (r.orphans)
+        zsys_warning ("broker: %zu stored messages belong to work-queues "
+                      "that are no longer configured as durable; they stay "
+                      "on disk untouched", r.orphans);
+    if (r.bad)
+        zsys_warning ("broker: %zu unreadable records in the store ignored",
+                      r.bad);
+    if (r.restored)
+        zsys_info ("broker: restored %zu messages", r.restored);
+
+    /*  Ids continue after everything ever reserved or seen, and a new block
+        is reserved (committed before the first id is handed out). */
+    uint64_t reserved = s_meta_u64 (self, "seq_reserved");
+    uint64_t next = (reserved > r.max_seq ? reserved : r.max_seq) + 1;
+    self->ids.next_seq = next;
+    uint64_t last_ms = s_meta_u64 (self, "last_ms");
+    self->ids.last_ms = last_ms;
+    self->seq_reserved = next + BROKER_SEQ_BLOCK;
+    hal_store_put (self->store, HAL_DB_META, "seq_reserved", 12,
+                   &self->seq_reserved, 8);
+    return 0;
+}

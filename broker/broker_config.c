@@ -1,0 +1,767 @@
+/*  broker_config.c — embedded defaults, the Lua configuration file, checks.
+    A file is read into a scratch configuration first and merged only when
+    every key passed its check, so a bad file changes nothing. */
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <czmq.h>
+
+#include "aaax.h"
+#include "broker_config.h"
+#include "hal_luadata.h"
+#include "policy_lua.h"
+
+static const char s_defaults[] =
+    "-- aaaxd embedded defaults: what runs with no --config at all.\n"
+    "-- Copy this file, change what you need, and start aaaxd --config FILE.\n"
+    "return {\n"
+    "  data = \"./aaax-data\",            -- same as --data\n"
+    "  bind = { \"tcp://127.0.0.1:5670\" }, -- same as --bind (repeatable)\n"
+    "  tap = \"tcp://127.0.0.1:5671\",     -- same as --tap\n"
+    "  heartbeat_ms = 1000,\n"
+    "  max_frame = 1048576,\n"
+    "  channels = {\n"
+    "    -- a durable work-queue (jobs.dlq, its dead-letter queue, comes "
+    "with it)\n"
+    "    { name = \"jobs\", kind = \"work-queue\", durable = true, "
+    "max_attempts = 5, max_len = 100000 },\n"
+    "    -- a public broadcast channel, mirrored on the tap, last 100 "
+    "kept\n"
+    "    { name = \"events\", kind = \"broadcast\", visibility = \"public\", "
+    "retain = 100 },\n"
+    "  },\n"
+    "  policy = {\n"
+    "    { subject = \"*\", action = \"chan.write\", target = \"jobs\",   "
+    "effect = \"allow\" },\n"
+    "    { subject = \"*\", action = \"chan.claim\", target = \"jobs*\",  "
+    "effect = \"allow\" },\n"
+    "    { subject = \"*\", action = \"chan.read\",  target = \"events\", "
+    "effect = \"allow\" },\n"
+    "    { subject = \"*\", action = \"chan.write\", target = \"events\", "
+    "effect = \"allow\" },\n"
+    "  },\n"
+    "  apps = {},\n"
+    "}\n";
+
+const char *
+broker_config_defaults (void)
+{
+    return s_defaults;
+}
+
+/*  Bits of what a file set. */
+enum {
+    SET_DATA = 1u << 0, SET_BIND = 1u << 1, SET_TAP = 1u << 2,
+    SET_HB = 1u << 3, SET_FRAME = 1u << 4, SET_CHANNELS = 1u << 5,
+    SET_POLICY = 1u << 6, SET_APPS = 1u << 7, SET_INSECURE = 1u << 8,
+    SET_MAP = 1u << 9, SET_HWM = 1u << 10, SET_MBOX_LEN = 1u << 11,
+    SET_MBOX_WIN = 1u << 12, SET_IDEM = 1u << 13, SET_FORGET = 1u << 14,
+    SET_SESSIONS = 1u << 15
+};
+
+static void
+s_free_strv (char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free (v[i]);
+    free (v);
+}
+
+static void
+s_free_channels (broker_chan_cfg_t *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free (c[i].name);
+    free (c);
+}
+
+void
+broker_config_destroy (broker_config_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    broker_config_t *self = *self_p;
+    free (self->data_dir);
+    s_free_strv (self->binds, self->nbinds);
+    free (self->tap);
+    s_free_channels (self->channels, self->nchannels);
+    policy_destroy (&self->policy);
+    s_free_strv (self->apps, self->napps);
+    free (self->source);
+    free (self);
+    *self_p = NULL;
+}
+
+bool
+broker_config_valid_name (const char *name, size_t len)
+{
+    if (len < 1 || len > AAAX_MAX_NAME || name[0] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) name[i];
+        if (!(isalnum (c) || c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/*  ---- reading Lua values ---------------------------------------------- */
+
+typedef struct {
+    const char *source;
+    char *err;
+    size_t errlen;
+} s_ctx_t;
+
+static int s_bad (s_ctx_t *ctx, const char *key, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_bad (s_ctx_t *ctx, const char *key, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (msg, sizeof msg, fmt, ap);
+    va_end (ap);
+    snprintf (ctx->err, ctx->errlen, "%s: %s: %s", ctx->source, key, msg);
+    return AAAX_EINVAL;
+}
+
+static int
+s_get_uint (lua_State *L, int idx, s_ctx_t *ctx, const char *key,
+            uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    if (!lua_isinteger (L, idx)) {
+        if (lua_type (L, idx) == LUA_TNUMBER) {
+            lua_Number n = lua_tonumber (L, idx);
+            if (n != (lua_Number) (int64_t) n)
+                return s_bad (ctx, key, "must be a whole number");
+        }
+        else
+            return s_bad (ctx, key, "must be a number, not %s",
+                          luaL_typename (L, idx));
+    }
+    lua_Integer v = lua_isinteger (L, idx) ? lua_tointeger (L, idx)
+                                           : (lua_Integer) lua_tonumber (L, idx);
+    if (v < 0 || (uint64_t) v < lo || (uint64_t) v > hi)
+        return s_bad (ctx, key, "must be between %llu and %llu (got %lld)",
+                      (unsigned long long) lo, (unsigned long long) hi,
+                      (long long) v);
+    *out = (uint64_t) v;
+    return 0;
+}
+
+static int
+s_get_str (lua_State *L, int idx, s_ctx_t *ctx, const char *key, char **out)
+{
+    if (lua_type (L, idx) != LUA_TSTRING)
+        return s_bad (ctx, key, "must be a string, not %s",
+                      luaL_typename (L, idx));
+    size_t len;
+    const char *s = lua_tolstring (L, idx, &len);
+    if (len == 0 || strlen (s) != len || len > 4096)
+        return s_bad (ctx, key, "must be a non-empty string without NUL "
+                      "bytes, at most 4096 bytes");
+    *out = strdup (s);
+    return *out ? 0 : AAAX_ENOMEM;
+}
+
+static int
+s_get_bool (lua_State *L, int idx, s_ctx_t *ctx, const char *key, bool *out)
+{
+    if (lua_type (L, idx) != LUA_TBOOLEAN)
+        return s_bad (ctx, key, "must be true or false, not %s",
+                      luaL_typename (L, idx));
+    *out = lua_toboolean (L, idx);
+    return 0;
+}
+
+/*  Length of a proper sequence at idx (raw, no holes, only integer keys),
+    or -1. */
+static lua_Integer
+s_seq_len (lua_State *L, int idx)
+{
+    if (lua_type (L, idx) != LUA_TTABLE)
+        return -1;
+    idx = lua_absindex (L, idx);
+    lua_Integer n = (lua_Integer) lua_rawlen (L, idx), count = 0;
+    lua_pushnil (L);
+    while (lua_next (L, idx)) {
+        lua_pop (L, 1);
+        if (!lua_isinteger (L, -1)) {
+            lua_pop (L, 1);
+            return -1;
+        }
+        lua_Integer k = lua_tointeger (L, -1);
+        if (k < 1 || k > n) {
+            lua_pop (L, 1);
+            return -1;
+        }
+        count++;
+    }
+    return count == n ? n : -1;
+}
+
+static int
+s_get_strv (lua_State *L, int idx, s_ctx_t *ctx, const char *key,
+            size_t max, char ***out, size_t *nout)
+{
+    lua_Integer n = s_seq_len (L, idx);
+    if (n < 0)
+        return s_bad (ctx, key, "must be a list of strings");
+    if ((size_t) n > max)
+        return s_bad (ctx, key, "has more than %zu entries", max);
+    char **v = (char **) calloc ((size_t) n + 1, sizeof *v);
+    if (!v)
+        return AAAX_ENOMEM;
+    idx = lua_absindex (L, idx);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti (L, idx, i);
+        char sub[64];
+        snprintf (sub, sizeof sub, "%s[%lld]", key, (long long) i);
+        int rc = s_get_str (L, -1, ctx, sub, &v[i - 1]);
+        lua_pop (L, 1);
+        if (rc) {
+            s_free_strv (v, (size_t) i - 1);
+            return rc;
+        }
+    }
+    *out = v;
+    *nout = (size_t) n;
+    return 0;
+}
+
+static int
+s_get_channel (lua_State *L, int idx, s_ctx_t *ctx, const char *where,
+               broker_chan_cfg_t *c)
+{
+    if (lua_type (L, idx) != LUA_TTABLE)
+        return s_bad (ctx, where, "must be a table");
+    idx = lua_absindex (L, idx);
+    memset (c, 0, sizeof *c);
+    c->durable = true;
+    c->max_attempts = 5;
+    c->max_len = 100000;
+    c->lease_ms = 30000;
+    char *kind = NULL, *vis = NULL;
+    bool have_durable = false;
+    int rc = 0;
+    char key[96];
+    lua_pushnil (L);
+    while (rc == 0 && lua_next (L, idx)) {
+        if (lua_type (L, -2) != LUA_TSTRING) {
+            rc = s_bad (ctx, where, "field names must be strings");
+            lua_pop (L, 2);
+            break;
+        }
+        const char *k = lua_tostring (L, -2);
+        snprintf (key, sizeof key, "%s.%s", where, k);
+        uint64_t u;
+        if (streq (k, "name"))
+            rc = s_get_str (L, -1, ctx, key, &c->name);
+        else if (streq (k, "kind"))
+            rc = s_get_str (L, -1, ctx, key, &kind);
+        else if (streq (k, "visibility"))
+            rc = s_get_str (L, -1, ctx, key, &vis);
+        else if (streq (k, "durable")) {
+            rc = s_get_bool (L, -1, ctx, key, &c->durable);
+            have_durable = true;
+        }
+        else if (streq (k, "retain")) {
+            rc = s_get_uint (L, -1, ctx, key, 0, 100000, &u);
+            c->retain = (uint32_t) u;
+        }
+        else if (streq (k, "max_attempts")) {
+            rc = s_get_uint (L, -1, ctx, key, 1, 1000, &u);
+            c->max_attempts = (uint32_t) u;
+        }
+        else if (streq (k, "max_len")) {
+            rc = s_get_uint (L, -1, ctx, key, 0, 100000000, &u);
+            c->max_len = (uint32_t) u;
+        }
+        else if (streq (k, "max_bytes")) {
+            rc = s_get_uint (L, -1, ctx, key, 0, (uint64_t) 1 << 40, &u);
+            c->max_bytes = u;
+        }
+        else if (streq (k, "lease_ms")) {
+            rc = s_get_uint (L, -1, ctx, key, 100, 86400000, &u);
+            c->lease_ms = (uint32_t) u;
+        }
+        else
+            rc = s_bad (ctx, key, "unknown field (known: name, kind, "
+                        "durable, visibility, retain, max_attempts, max_len, "
+                        "max_bytes, lease_ms)");
+        lua_pop (L, 1);
+    }
+    if (rc == 0 && !c->name)
+        rc = s_bad (ctx, where, "needs a name");
+    if (rc == 0 && !broker_config_valid_name (c->name, strlen (c->name)))
+        rc = s_bad (ctx, where, "name \"%s\" must be 1..%d characters of "
+                    "A-Z a-z 0-9 . _ - and not start with '.'", c->name,
+                    AAAX_MAX_NAME);
+    if (rc == 0 && !kind)
+        rc = s_bad (ctx, where, "needs a kind (\"broadcast\" or "
+                    "\"work-queue\")");
+    if (rc == 0) {
+        if (streq (kind, "broadcast"))
+            c->kind = BROKER_CHAN_BROADCAST;
+        else if (streq (kind, "work-queue"))
+            c->kind = BROKER_CHAN_QUEUE;
+        else
+            rc = s_bad (ctx, where, "kind must be \"broadcast\" or "
+                        "\"work-queue\" (got \"%s\")", kind);
+    }
+    if (rc == 0 && vis) {
+        if (streq (vis, "public"))
+            c->public = true;
+        else if (!streq (vis, "private"))
+            rc = s_bad (ctx, where, "visibility must be \"public\" or "
+                        "\"private\" (got \"%s\")", vis);
+    }
+    if (rc == 0 && c->kind == BROKER_CHAN_BROADCAST && have_durable
+        && c->durable)
+        rc = s_bad (ctx, where, "broadcast channels are not durable (retain "
+                    "keeps the last N in memory)");
+    if (rc == 0 && c->kind == BROKER_CHAN_QUEUE && (vis || c->retain))
+        rc = s_bad (ctx, where, "visibility and retain apply to broadcast "
+                    "channels only");
+    if (c->kind == BROKER_CHAN_BROADCAST)
+        c->durable = false;
+    free (kind);
+    free (vis);
+    if (rc) {
+        free (c->name);
+        c->name = NULL;
+    }
+    return rc;
+}
+
+static int
+s_get_channels (lua_State *L, int idx, s_ctx_t *ctx, broker_chan_cfg_t **out,
+                size_t *nout)
+{
+    lua_Integer n = s_seq_len (L, idx);
+    if (n < 0)
+        return s_bad (ctx, "channels", "must be a list of channel tables");
+    if (n > 4096)
+        return s_bad (ctx, "channels", "more than 4096 channels");
+    broker_chan_cfg_t *c = (broker_chan_cfg_t *) calloc ((size_t) n + 1,
+                                                         sizeof *c);
+    if (!c)
+        return AAAX_ENOMEM;
+    idx = lua_absindex (L, idx);
+    for (lua_Integer i = 1; i <= n; i++) {
+        char where[32];
+        snprintf (where, sizeof where, "channels[%lld]", (long long) i);
+        lua_rawgeti (L, idx, i);
+        int rc = s_get_channel (L, -1, ctx, where, &c[i - 1]);
+        lua_pop (L, 1);
+        for (lua_Integer j = 1; rc == 0 && j < i; j++)
+            if (streq (c[j - 1].name, c[i - 1].name))
+                rc = s_bad (ctx, where, "channel \"%s\" is defined twice",
+                            c[i - 1].name);
+        if (rc) {
+            s_free_channels (c, (size_t) i);
+            return rc;
+        }
+    }
+    *out = c;
+    *nout = (size_t) n;
+    return 0;
+}
+
+/*  Reads the table at the top of L into scratch; *set says what it held. */
+static int
+s_read_table (lua_State *L, s_ctx_t *ctx, const char *dir,
+              broker_config_t *scratch, uint32_t *set)
+{
+    if (lua_type (L, -1) != LUA_TTABLE)
+        return s_bad (ctx, "(file)", "must return a table, not %s",
+                      luaL_typename (L, -1));
+    int t = lua_gettop (L);
+    int rc = 0;
+    lua_pushnil (L);
+    while (rc == 0 && lua_next (L, t)) {
+        if (lua_type (L, -2) != LUA_TSTRING) {
+            lua_pop (L, 2);
+            return s_bad (ctx, "(file)", "keys must be strings");
+        }
+        const char *k = lua_tostring (L, -2);
+        uint64_t u;
+        if (streq (k, "data")) {
+            rc = s_get_str (L, -1, ctx, k, &scratch->data_dir);
+            *set |= SET_DATA;
+        }
+        else if (streq (k, "bind")) {
+            rc = s_get_strv (L, -1, ctx, k, 64, &scratch->binds,
+                             &scratch->nbinds);
+            *set |= SET_BIND;
+        }
+        else if (streq (k, "tap")) {
+            rc = s_get_str (L, -1, ctx, k, &scratch->tap);
+            *set |= SET_TAP;
+        }
+        else if (streq (k, "insecure")) {
+            rc = s_get_bool (L, -1, ctx, k, &scratch->insecure);
+            *set |= SET_INSECURE;
+        }
+        else if (streq (k, "heartbeat_ms")) {
+            rc = s_get_uint (L, -1, ctx, k, 50, 60000, &u);
+            scratch->heartbeat_ms = (uint32_t) u;
+            *set |= SET_HB;
+        }
+        else if (streq (k, "max_frame")) {
+            rc = s_get_uint (L, -1, ctx, k, 1024, 256u << 20, &u);
+            scratch->max_frame = (size_t) u;
+            *set |= SET_FRAME;
+        }
+        else if (streq (k, "channels")) {
+            rc = s_get_channels (L, -1, ctx, &scratch->channels,
+                                 &scratch->nchannels);
+            *set |= SET_CHANNELS;
+        }
+        else if (streq (k, "policy")) {
+            *set |= SET_POLICY;
+            if (lua_type (L, -1) == LUA_TSTRING) {
+                const char *p = lua_tostring (L, -1);
+                char path[4096];
+                if (p[0] == '/' || !dir)
+                    snprintf (path, sizeof path, "%s", p);
+                else
+                    snprintf (path, sizeof path, "%s/%s", dir, p);
+                rc = policy_load_file (path, &scratch->policy, ctx->err,
+                                       ctx->errlen);
+            }
+            else {
+                char src[300];
+                snprintf (src, sizeof src, "%s: policy", ctx->source);
+                rc = policy_from_lua (L, -1, src, &scratch->policy, ctx->err,
+                                      ctx->errlen);
+            }
+        }
+        else if (streq (k, "apps")) {
+            rc = s_get_strv (L, -1, ctx, k, 10000, &scratch->apps,
+                             &scratch->napps);
+            *set |= SET_APPS;
+        }
+        else if (streq (k, "store_map_mb")) {
+            rc = s_get_uint (L, -1, ctx, k, 16, 1u << 20, &u);
+            scratch->store_map_mb = u;
+            *set |= SET_MAP;
+        }
+        else if (streq (k, "sndhwm")) {
+            rc = s_get_uint (L, -1, ctx, k, 100, 1000000, &u);
+            scratch->sndhwm = (uint32_t) u;
+            *set |= SET_HWM;
+        }
+        else if (streq (k, "mailbox_max_len")) {
+            rc = s_get_uint (L, -1, ctx, k, 1, 10000000, &u);
+            scratch->mailbox_max_len = (uint32_t) u;
+            *set |= SET_MBOX_LEN;
+        }
+        else if (streq (k, "mailbox_window")) {
+            rc = s_get_uint (L, -1, ctx, k, 1, 65536, &u);
+            scratch->mailbox_window = (uint32_t) u;
+            *set |= SET_MBOX_WIN;
+        }
+        else if (streq (k, "idempotency_ttl_s")) {
+            rc = s_get_uint (L, -1, ctx, k, 600, 604800, &u);
+            scratch->idempotency_ttl_s = (uint32_t) u;
+            *set |= SET_IDEM;
+        }
+        else if (streq (k, "forget_after_s")) {
+            rc = s_get_uint (L, -1, ctx, k, 3600, 315360000, &u);
+            scratch->forget_after_s = (uint32_t) u;
+            *set |= SET_FORGET;
+        }
+        else if (streq (k, "max_sessions")) {
+            rc = s_get_uint (L, -1, ctx, k, 1, 1000000, &u);
+            scratch->max_sessions = (uint32_t) u;
+            *set |= SET_SESSIONS;
+        }
+        else
+            rc = s_bad (ctx, k, "unknown key (see docs/CONFIG.md; aaaxd "
+                        "--print-config shows the defaults)");
+        lua_pop (L, 1);
+    }
+    return rc;
+}
+
+#define MOVE(field)                                                            \
+    do {                                                                       \
+        dst->field = src->field;                                               \
+        src->field = 0;                                                        \
+    } while (0)
+
+static void
+s_merge (broker_config_t *dst, broker_config_t *src, uint32_t set)
+{
+    if (set & SET_DATA) {
+        free (dst->data_dir);
+        MOVE (data_dir);
+    }
+    if (set & SET_BIND) {
+        s_free_strv (dst->binds, dst->nbinds);
+        MOVE (binds);
+        MOVE (nbinds);
+    }
+    if (set & SET_TAP) {
+        free (dst->tap);
+        MOVE (tap);
+    }
+    if (set & SET_INSECURE)
+        dst->insecure = src->insecure;
+    if (set & SET_HB)
+        dst->heartbeat_ms = src->heartbeat_ms;
+    if (set & SET_FRAME)
+        dst->max_frame = src->max_frame;
+    if (set & SET_CHANNELS) {
+        s_free_channels (dst->channels, dst->nchannels);
+        MOVE (channels);
+        MOVE (nchannels);
+    }
+    if (set & SET_POLICY) {
+        policy_destroy (&dst->policy);
+        MOVE (policy);
+    }
+    if (set & SET_APPS) {
+        s_free_strv (dst->apps, dst->napps);
+        MOVE (apps);
+        MOVE (napps);
+    }
+    if (set & SET_MAP)
+        dst->store_map_mb = src->store_map_mb;
+    if (set & SET_HWM)
+        dst->sndhwm = src->sndhwm;
+    if (set & SET_MBOX_LEN)
+        dst->mailbox_max_len = src->mailbox_max_len;
+    if (set & SET_MBOX_WIN)
+        dst->mailbox_window = src->mailbox_window;
+    if (set & SET_IDEM)
+        dst->idempotency_ttl_s = src->idempotency_ttl_s;
+    if (set & SET_FORGET)
+        dst->forget_after_s = src->forget_after_s;
+    if (set & SET_SESSIONS)
+        dst->max_sessions = src->max_sessions;
+}
+
+static int
+s_load (broker_config_t *self, const char *path, const char *src,
+        size_t srclen, const char *chunkname, char *err, size_t errlen)
+{
+    lua_State *L = hal_luadata_new ();
+    if (!L) {
+        snprintf (err, errlen, "out of memory");
+        return AAAX_ENOMEM;
+    }
+    int rc = path ? hal_luadata_run_file (L, path, err, errlen)
+                  : hal_luadata_run_string (L, src, srclen, chunkname, err,
+                                            errlen);
+    if (rc) {
+        hal_luadata_destroy (&L);
+        return rc;
+    }
+    char dir[4096] = "";
+    const char *source = path ? path : chunkname;
+    if (path) {
+        snprintf (dir, sizeof dir, "%s", path);
+        char *slash = strrchr (dir, '/');
+        if (slash)
+            *slash = 0;
+        else
+            strcpy (dir, ".");
+    }
+    s_ctx_t ctx = { source, err, errlen };
+    broker_config_t *scratch = (broker_config_t *) calloc (1, sizeof *scratch);
+    if (!scratch) {
+        hal_luadata_destroy (&L);
+        return AAAX_ENOMEM;
+    }
+    uint32_t set = 0;
+    rc = s_read_table (L, &ctx, path ? dir : NULL, scratch, &set);
+    hal_luadata_destroy (&L);
+    if (rc == 0) {
+        s_merge (self, scratch, set);
+        free (self->source);
+        self->source = strdup (source);
+    }
+    broker_config_destroy (&scratch);
+    return rc;
+}
+
+broker_config_t *
+broker_config_new (char *err, size_t errlen)
+{
+    broker_config_t *self = (broker_config_t *) calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (err, errlen, "out of memory");
+        return NULL;
+    }
+    self->heartbeat_ms = 1000;
+    self->max_frame = 1048576;
+    self->store_map_mb = 4096;
+    self->sndhwm = 4096;
+    self->mailbox_max_len = 100000;
+    self->mailbox_window = 1024;
+    self->idempotency_ttl_s = 600;
+    self->forget_after_s = 30 * 86400;
+    self->max_sessions = 100000;
+    self->policy = policy_new ();
+    if (!self->policy
+        || s_load (self, NULL, s_defaults, strlen (s_defaults),
+                   "embedded defaults", err, errlen)
+               != 0) {
+        broker_config_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+int
+broker_config_load_file (broker_config_t *self, const char *path, char *err,
+                         size_t errlen)
+{
+    return s_load (self, path, NULL, 0, NULL, err, errlen);
+}
+
+int
+broker_config_load_string (broker_config_t *self, const char *src,
+                           const char *chunkname, char *err, size_t errlen)
+{
+    return s_load (self, NULL, src, strlen (src), chunkname, err, errlen);
+}
+
+int
+broker_config_set_data (broker_config_t *self, const char *dir)
+{
+    char *copy = strdup (dir);
+    if (!copy)
+        return AAAX_ENOMEM;
+    free (self->data_dir);
+    self->data_dir = copy;
+    return 0;
+}
+
+int
+broker_config_set_binds (broker_config_t *self, char **binds, size_t n)
+{
+    char **v = (char **) calloc (n + 1, sizeof *v);
+    if (!v)
+        return AAAX_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(v[i] = strdup (binds[i]))) {
+            s_free_strv (v, i);
+            return AAAX_ENOMEM;
+        }
+    s_free_strv (self->binds, self->nbinds);
+    self->binds = v;
+    self->nbinds = n;
+    return 0;
+}
+
+int
+broker_config_set_tap (broker_config_t *self, const char *tap)
+{
+    char *copy = strdup (tap);
+    if (!copy)
+        return AAAX_ENOMEM;
+    free (self->tap);
+    self->tap = copy;
+    return 0;
+}
+
+bool
+broker_config_is_loopback (const char *ep)
+{
+    if (strncmp (ep, "tcp://", 6) != 0)
+        return true;
+    const char *host = ep + 6;
+    /*  tcp://[iface;]host:port — a source part before ';' is ignored. */
+    const char *semi = strchr (host, ';');
+    if (semi)
+        host = semi + 1;
+    if (strncmp (host, "127.", 4) == 0 || strncmp (host, "localhost:", 10) == 0
+        || strncmp (host, "[::1]:", 6) == 0 || strncmp (host, "lo:", 3) == 0)
+        return true;
+    return false;
+}
+
+static bool
+s_valid_endpoint (const char *ep)
+{
+    const char *schemes[] = { "tcp://", "ipc://", "inproc://" };
+    for (size_t i = 0; i < 3; i++)
+        if (strncmp (ep, schemes[i], strlen (schemes[i])) == 0
+            && strlen (ep) > strlen (schemes[i]))
+            return true;
+    return false;
+}
+
+int
+broker_config_check (const broker_config_t *self, char *err, size_t errlen)
+{
+    if (!self->data_dir || !*self->data_dir) {
+        snprintf (err, errlen, "no data directory");
+        return AAAX_EINVAL;
+    }
+    for (size_t i = 0; i < self->nbinds; i++) {
+        const char *ep = self->binds[i];
+        if (!s_valid_endpoint (ep)) {
+            snprintf (err, errlen, "bind endpoint \"%s\" must start with "
+                      "tcp://, ipc:// or inproc://", ep);
+            return AAAX_EINVAL;
+        }
+        if (!broker_config_is_loopback (ep) && !self->insecure) {
+            snprintf (err, errlen, "%s is not a loopback address: this build "
+                      "cannot put CURVE on it yet, and the contract forbids "
+                      "plain TCP there; bind 127.0.0.1, or pass --insecure "
+                      "on a network you trust", ep);
+            return AAAX_EINVAL;
+        }
+    }
+    if (self->tap && *self->tap) {
+        if (!s_valid_endpoint (self->tap)) {
+            snprintf (err, errlen, "tap endpoint \"%s\" must start with "
+                      "tcp://, ipc:// or inproc://", self->tap);
+            return AAAX_EINVAL;
+        }
+        if (!broker_config_is_loopback (self->tap) && !self->insecure) {
+            snprintf (err, errlen, "tap %s is not a loopback address: this "
+                      "build cannot put CURVE on it yet; bind 127.0.0.1, or "
+                      "pass --insecure", self->tap);
+            return AAAX_EINVAL;
+        }
+    }
+    for (size_t i = 0; i < self->nchannels; i++) {
+        const char *n = self->channels[i].name;
+        size_t len = strlen (n);
+        if (streq (n, "heartbeat") || strncmp (n, "kernel.", 7) == 0) {
+            snprintf (err, errlen, "%s: channels[%zu]: \"%s\" is a kernel "
+                      "channel name", self->source ? self->source : "config",
+                      i + 1, n);
+            return AAAX_EINVAL;
+        }
+        if (len > 4 && streq (n + len - 4, ".dlq")) {
+            snprintf (err, errlen, "%s: channels[%zu]: names ending in .dlq "
+                      "are the dead-letter queues the kernel makes beside "
+                      "each work-queue", self->source ? self->source : "config",
+                      i + 1);
+            return AAAX_EINVAL;
+        }
+        if (self->channels[i].kind == BROKER_CHAN_QUEUE
+            && len + 4 > AAAX_MAX_NAME) {
+            snprintf (err, errlen, "%s: channels[%zu]: a work-queue name must "
+                      "leave room for \".dlq\" (at most %d characters)",
+                      self->source ? self->source : "config", i + 1,
+                      AAAX_MAX_NAME - 4);
+            return AAAX_EINVAL;
+        }
+    }
+    return 0;
+}

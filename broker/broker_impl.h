@@ -1,0 +1,224 @@
+/*  broker_impl.h — the switchboard's private structures, shared by
+    broker.c (loop, sockets, sessions), broker_ops.c (the commands) and
+    broker_boot.c (state restored from the store). Nothing outside broker/
+    includes this. */
+
+#ifndef BROKER_IMPL_H_INCLUDED
+#define BROKER_IMPL_H_INCLUDED
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <czmq.h>
+
+#include "aaax.h"
+#include "broker.h"
+#include "chan_bcast.h"
+#include "chan_heap.h"
+#include "chan_id.h"
+#include "chan_idem.h"
+#include "chan_map.h"
+#include "chan_mbox.h"
+#include "chan_mpk.h"
+#include "chan_queue.h"
+#include "chan_req.h"
+#include "hal_store.h"
+#include "policy.h"
+
+#define BROKER_RID_MAX 255
+#define BROKER_SEQ_BLOCK (1u << 20)  /* ids reserved in the store at once */
+#define BROKER_DRAIN_MAX 4096        /* requests read in one loop turn */
+#define BROKER_OUTQ_MAX 65536        /* control messages queued per session */
+#define BROKER_SUBS_MAX 4096         /* subscriptions per session */
+#define BROKER_WAITERS_MAX 256       /* long-poll CLAIMs per session */
+
+typedef enum {
+    BROKER_BOOTING = 0,
+    BROKER_RUNNING,
+    BROKER_DEGRADED,
+    BROKER_SHUTDOWN
+} broker_state_t;
+
+enum { R_READ = 1, R_WRITE = 2, R_CLAIM = 4 };
+
+typedef struct _broker_session_t broker_session_t;
+typedef struct _broker_waiter_t broker_waiter_t;
+
+/*  A known system: everything that outlives its sessions. */
+typedef struct {
+    char *id;
+    chan_mbox_t mbox;
+    chan_holder_t holder;
+    broker_session_t *session; /* docked session, or NULL */
+    bool paused;               /* survives re-docking */
+    int64_t first_seen, last_seen; /* wall ms */
+} broker_sys_t;
+
+/*  A channel of the table. */
+typedef struct {
+    char *name;
+    broker_kind_t kind;
+    bool kernel; /* a kernel channel (contract section 6) */
+    chan_bcast_t *bcast;
+    chan_queue_t *queue;
+    broker_waiter_t *wait_head, *wait_tail; /* long-poll CLAIMs, FIFO */
+    uint64_t writes;
+} broker_chan_t;
+
+/*  What a session may do to one target (a channel or a system's mailbox). */
+typedef struct {
+    uint8_t rights;
+    uint32_t nrated;
+    int rated[]; /* policy rules whose rate limits apply to writes */
+} broker_grant_t;
+
+/*  A control message that could not be sent yet (the peer's pipe was full). */
+typedef struct _broker_out_t {
+    struct _broker_out_t *next;
+    uint8_t cmd;
+    uint32_t len;
+    uint8_t body[];
+} broker_out_t;
+
+struct _broker_waiter_t {
+    chan_heap_node_t node; /* deadline, in the broker's waiter heap */
+    broker_session_t *session;
+    broker_chan_t *chan;
+    uint64_t req;
+    uint32_t max, lease_ms;
+    broker_waiter_t *prev, *next;   /* in chan's FIFO */
+    broker_waiter_t *sprev, *snext; /* in session's list */
+};
+
+struct _broker_session_t {
+    uint8_t rid[BROKER_RID_MAX];
+    uint8_t ridlen;
+    broker_sys_t *sys;
+    char session_id[33];
+    bool privileged, kernel;
+    bool dead; /* the peer is gone: undock at the end of the turn */
+    int64_t docked_at;   /* wall ms */
+    int64_t last_active; /* monotonic ms */
+    broker_session_t *lru_prev, *lru_next;
+    chan_map_t grants; /* target pointer -> broker_grant_t */
+    chan_sub_t **subs;
+    size_t nsubs, capsubs;
+    broker_waiter_t *waiters;
+    size_t nwaiters;
+    broker_out_t *outq_head, *outq_tail;
+    size_t outq_len;
+    uint64_t msgs_in, msgs_out;
+    broker_session_t *dead_next; /* in the broker's undock-later list */
+};
+
+/*  A request being served. */
+typedef struct {
+    const uint8_t *rid;
+    size_t ridlen;
+    broker_session_t *session; /* NULL when the connection is not docked */
+    chan_req_t req;
+} broker_rq_t;
+
+/*  Output commands (index into broker_cmd_names). */
+enum { OUT_OK = 0, OUT_ERROR, OUT_PONG, OUT_MSG, OUT_DROPPED };
+
+struct _broker_t {
+    broker_config_t *cfg;
+    char data_dir[4096];
+    char ipc_path[4200];
+    int lock_fd;
+    void *ctx;
+    void *router;
+    void *tap;
+    hal_store_t *store;
+    policy_t *policy;
+    broker_state_t state;
+    bool store_failed;
+    int64_t boot_mono;
+    char kernel_id[40];
+    char session_token[65]; /* in sodium_malloc memory */
+    char *kernel_token;     /* in sodium_malloc memory, 64 hex + NUL */
+
+    zhashx_t *channels; /* name -> broker_chan_t */
+    zhashx_t *systems;  /* id -> broker_sys_t */
+    zhashx_t *sessions; /* rid (binary) -> broker_session_t */
+    broker_session_t *lru_head, *lru_tail;
+    broker_session_t *dead_list;
+    size_t nsessions;
+    chan_heap_t waiter_heap;
+    chan_idem_t *idem;
+    chan_id_gen_t ids;
+    uint64_t seq_reserved;
+
+    /*  Replies waiting for a commit: records in a byte FIFO. */
+    chan_buf_t pending;
+    size_t pending_off;
+
+    chan_buf_t out;     /* the reply being built */
+    chan_buf_t scratch; /* envelope pairs being built */
+    zhashx_t *tap_topics;
+    size_t tap_subs;
+
+    chan_qmsg_t **claim_buf; /* AAAX_MAX_CLAIM slots for CLAIM replies */
+    zactor_t *heartbeat;
+    int64_t next_housekeeping;
+    uint64_t requests, errors, published, dropped_subs;
+};
+
+/*  ---- broker.c: output and sessions ---- */
+
+/*  Sends a control message (reply, notice, mailbox push) to a connection:
+    queued behind earlier ones when the peer's pipe is full; a session
+    whose queue overflows is undocked. */
+void broker_send_ctl (broker_t *self, const uint8_t *rid, size_t ridlen,
+                      broker_session_t *session, int cmd, const void *body,
+                      size_t len);
+
+/*  Marks a session whose peer is gone; undocked at the end of the turn. */
+void broker_mark_dead (broker_t *self, broker_session_t *s);
+
+/*  Sends the reply built in self->out: now, or when the store has committed
+    everything appended so far if durable is true. */
+void broker_reply (broker_t *self, broker_rq_t *rq, int cmd, bool durable);
+
+/*  ERROR {req, code, reason}. */
+void broker_error (broker_t *self, broker_rq_t *rq, int code,
+                   const char *reason);
+
+/*  Starts self->out as a map of n pairs with "req" first (n counts it). */
+msgpack_packer *broker_begin (broker_t *self, broker_rq_t *rq, uint32_t n,
+                              msgpack_packer *pk);
+
+broker_session_t *broker_session_find (broker_t *self, const uint8_t *rid,
+                                       size_t ridlen);
+broker_sys_t *broker_sys_find (broker_t *self, const char *id);
+broker_sys_t *broker_sys_get (broker_t *self, const char *id, int64_t wall);
+broker_chan_t *broker_chan_find (broker_t *self, const char *name);
+void broker_touch (broker_t *self, broker_session_t *s, int64_t now);
+
+/*  Ends a session: subscriptions, waiters (answered with no messages),
+    mailbox in-flight marks; leases given back unless keep_leases. */
+void broker_undock (broker_t *self, broker_session_t *s, const char *reason,
+                    bool keep_leases);
+
+/*  Pushes mailbox messages of sys to its live session while the window
+    allows. */
+void broker_mbox_pump (broker_t *self, broker_sys_t *sys);
+
+/*  Serves long-poll CLAIMs of ch while it has ready messages. */
+void broker_serve_waiters (broker_t *self, broker_chan_t *ch, int64_t now);
+
+/*  Next message id; reserves more ids in the store when needed. */
+uint64_t broker_next_id (broker_t *self, int64_t wall_ms, char *id);
+
+/*  ---- broker_ops.c: the commands ---- */
+void broker_dispatch (broker_t *self, broker_rq_t *rq, int64_t now);
+void broker_claim_reply (broker_t *self, broker_rq_t *rq, broker_chan_t *ch,
+                         broker_session_t *s, uint32_t max, uint32_t lease_ms,
+                         int64_t now, bool wait);
+void broker_stat_heartbeat (broker_t *self, msgpack_packer *pk);
+
+/*  ---- broker_boot.c: restoring state ---- */
+int broker_boot_restore (broker_t *self, char *err, size_t errlen);
+int broker_boot_channels (broker_t *self, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,1200 @@
+/*  broker_ops.c — the commands of the contract (section 4) and the two
+    extensions STAT and CTL. Every command checks, in this order, what the
+    contract lists: 413 and 400 were settled by the decoder; here come 401
+    (not docked), 423 (paused), 404 (no such channel or system), 403 (no
+    grant), 429 (length or rate limit), then the work. */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "broker_impl.h"
+#include "chan_env.h"
+#include "hal_clock.h"
+
+#define NAME_BUF (AAAX_MAX_NAME + 2)
+
+/*  ---- helpers -------------------------------------------------------- */
+
+static bool
+s_span_cstr (chan_span_t span, char *out, size_t size)
+{
+    if (!span.ptr || span.len >= size || memchr (span.ptr, 0, span.len))
+        return false;
+    memcpy (out, span.ptr, span.len);
+    out[span.len] = 0;
+    return true;
+}
+
+/*  System ids: 1..128 of [A-Za-z0-9._:-], not starting with '.' */
+static bool
+s_valid_system (const char *id)
+{
+    size_t len = strlen (id);
+    if (len < 1 || len > AAAX_MAX_NAME || id[0] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'
+              || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+static const char *
+s_action (int right)
+{
+    return right == R_READ ? "chan.read"
+                           : right == R_WRITE ? "chan.write" : "chan.claim";
+}
+
+/*  The grant of s on target (a broker_chan_t or broker_sys_t), or NULL. */
+static broker_grant_t *
+s_grant (broker_session_t *s, const void *target)
+{
+    return (broker_grant_t *) chan_map_get (&s->grants,
+                                            (uint64_t) (uintptr_t) target);
+}
+
+/*  Adds right (with the rate rules of its action) to s's grant on target;
+    rated lists are kept for writes only. false on no memory. */
+static bool
+s_grant_add (broker_t *self, broker_session_t *s, const void *target,
+             uint8_t right, const char *name)
+{
+    broker_grant_t *g = s_grant (s, target);
+    if (!g || right == R_WRITE) {
+        uint32_t nrated = 0;
+        int rated[64];
+        if (right == R_WRITE) {
+            size_t total = policy_rated (self->policy, s->sys->id,
+                                         "chan.write", name, rated, 64);
+            if (total > 64) {
+                zsys_error ("broker: more than 64 rate rules match %s on %s; "
+                            "refusing the grant", s->sys->id, name);
+                return true; /* fail closed: not granted */
+            }
+            nrated = (uint32_t) total;
+        }
+        broker_grant_t *ng = (broker_grant_t *) malloc (
+            sizeof *ng + (right == R_WRITE ? nrated : (g ? g->nrated : 0))
+                             * sizeof (int));
+        if (!ng)
+            return false;
+        ng->rights = g ? g->rights : 0;
+        if (right == R_WRITE) {
+            ng->nrated = nrated;
+            memcpy (ng->rated, rated, nrated * sizeof (int));
+        }
+        else {
+            ng->nrated = g ? g->nrated : 0;
+            if (g)
+                memcpy (ng->rated, g->rated, ng->nrated * sizeof (int));
+        }
+        if (chan_map_put (&s->grants, (uint64_t) (uintptr_t) target, ng)
+            != 0) {
+            free (ng);
+            return false;
+        }
+        free (g);
+        g = ng;
+    }
+    g->rights |= right;
+    return true;
+}
+
+/*  Rights a channel kind can carry. */
+static uint8_t
+s_kind_rights (const broker_chan_t *ch)
+{
+    return ch->kind == BROKER_CHAN_BROADCAST ? (R_READ | R_WRITE)
+                                             : (R_WRITE | R_CLAIM);
+}
+
+static bool
+s_has (broker_session_t *s, const void *target, uint8_t right)
+{
+    if (s->kernel)
+        return true;
+    broker_grant_t *g = s_grant (s, target);
+    return g && (g->rights & right);
+}
+
+/*  Takes one write from the rate limits that apply; true when allowed. */
+static bool
+s_rate_ok (broker_t *self, broker_session_t *s, const void *target, int64_t now)
+{
+    if (s->kernel)
+        return true;
+    broker_grant_t *g = s_grant (s, target);
+    if (!g || g->nrated == 0)
+        return true;
+    return policy_rate_take (self->policy, g->rated, g->nrated, s->sys->id,
+                             now) == 0;
+}
+
+/*  Whether s may write the mailbox of sys: allowed unless a policy rule says
+    deny (or ask, which a channel write cannot wait for). Cached per session
+    as a grant keyed by the system record. */
+static bool
+s_mbox_writable (broker_t *self, broker_session_t *s, broker_sys_t *sys)
+{
+    if (s->kernel)
+        return true;
+    broker_grant_t *g = s_grant (s, sys);
+    if (g)
+        return g->rights & R_WRITE;
+    char target[NAME_BUF + 1];
+    snprintf (target, sizeof target, "@%s", sys->id);
+    policy_decision_t d;
+    policy_decide (self->policy, s->sys->id, "chan.write", target, &d);
+    bool ok = d.rule < 0 || d.effect == POLICY_ALLOW;
+    if (ok)
+        s_grant_add (self, s, sys, R_WRITE, target);
+    else {
+        broker_grant_t *ng = (broker_grant_t *) calloc (1, sizeof *ng);
+        if (ng && chan_map_put (&s->grants, (uint64_t) (uintptr_t) sys, ng)
+                      != 0)
+            free (ng);
+    }
+    return ok;
+}
+
+/*  What a request names: a channel, or a mailbox "@ID". */
+typedef struct {
+    broker_chan_t *ch;
+    broker_sys_t *sys;
+    char name[NAME_BUF + 1];
+} s_target_t;
+
+/*  Resolves a channel name; false with a 404 answered when unknown. */
+static bool
+s_resolve (broker_t *self, broker_rq_t *rq, chan_span_t span, s_target_t *t)
+{
+    memset (t, 0, sizeof *t);
+    char reason[200];
+    if (!s_span_cstr (span, t->name, sizeof t->name)) {
+        broker_error (self, rq, 404, "no such channel");
+        return false;
+    }
+    if (t->name[0] == '@') {
+        t->sys = s_valid_system (t->name + 1)
+                     ? broker_sys_find (self, t->name + 1)
+                     : NULL;
+        if (!t->sys) {
+            snprintf (reason, sizeof reason, "no system \"%s\" is known to "
+                      "this kernel", t->name + 1);
+            broker_error (self, rq, 404, reason);
+            return false;
+        }
+        return true;
+    }
+    t->ch = broker_chan_find (self, t->name);
+    if (!t->ch) {
+        snprintf (reason, sizeof reason, "no channel \"%s\"", t->name);
+        broker_error (self, rq, 404, reason);
+        return false;
+    }
+    return true;
+}
+
+static void
+s_forbidden (broker_t *self, broker_rq_t *rq, const char *what,
+             const char *chan, const char *hint)
+{
+    char reason[300];
+    snprintf (reason, sizeof reason, "no %s grant on \"%s\"%s%s", what, chan,
+              hint ? ": " : "", hint ? hint : "");
+    broker_error (self, rq, 403, reason);
+}
+
+/*  ---- HELLO ---------------------------------------------------------- */
+
+static void
+s_add_common_grants (broker_t *self, broker_session_t *s)
+{
+    const char *common[] = { "kernel.capability_requests", "kernel.gate" };
+    for (size_t i = 0; i < 2; i++) {
+        broker_chan_t *ch = broker_chan_find (self, common[i]);
+        if (ch)
+            s_grant_add (self, s, ch, R_WRITE, common[i]);
+    }
+    broker_chan_t *hb = broker_chan_find (self, "heartbeat");
+    if (hb)
+        s_grant_add (self, s, hb, R_READ, "heartbeat");
+    if (s->privileged) {
+        const char *w[] = { "kernel.loader", "kernel.lifecycle" };
+        const char *r[] = { "kernel.capabilities", "kernel.modules",
+                            "kernel.policy" };
+        for (size_t i = 0; i < 2; i++) {
+            broker_chan_t *ch = broker_chan_find (self, w[i]);
+            if (ch)
+                s_grant_add (self, s, ch, R_WRITE, w[i]);
+        }
+        for (size_t i = 0; i < 3; i++) {
+            broker_chan_t *ch = broker_chan_find (self, r[i]);
+            if (ch)
+                s_grant_add (self, s, ch, R_READ, r[i]);
+        }
+    }
+}
+
+/*  Appends "RIGHT:NAME" strings of s's grants to pk; returns how many. */
+static uint32_t
+s_pack_grants (broker_t *self, broker_session_t *s, msgpack_packer *pk,
+               bool count_only)
+{
+    uint32_t n = 0;
+    if (s->kernel) {
+        if (!count_only)
+            chan_pack_str (pk, "all:*", 5);
+        return 1;
+    }
+    if (!count_only) {
+        char own[NAME_BUF + 8];
+        int len = snprintf (own, sizeof own, "read:@%s", s->sys->id);
+        chan_pack_str (pk, own, (size_t) len);
+    }
+    n++;
+    for (broker_chan_t *ch = (broker_chan_t *) zhashx_first (self->channels);
+         ch; ch = (broker_chan_t *) zhashx_next (self->channels)) {
+        broker_grant_t *g = s_grant (s, ch);
+        if (!g)
+            continue;
+        const char *names[] = { "read", "write", "claim" };
+        for (int i = 0; i < 3; i++)
+            if (g->rights & (1 << i)) {
+                if (!count_only) {
+                    char buf[NAME_BUF + 8];
+                    int len = snprintf (buf, sizeof buf, "%s:%s", names[i],
+                                        ch->name);
+                    chan_pack_str (pk, buf, (size_t) len);
+                }
+                n++;
+            }
+    }
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems);
+         sys; sys = (broker_sys_t *) zhashx_next (self->systems)) {
+        broker_grant_t *g = s_grant (s, sys);
+        if (g && (g->rights & R_WRITE) && sys != s->sys) {
+            if (!count_only) {
+                char buf[NAME_BUF + 8];
+                int len = snprintf (buf, sizeof buf, "write:@%s", sys->id);
+                chan_pack_str (pk, buf, (size_t) len);
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
+/*  Grants of the channels a HELLO lists, as far as the policy allows. */
+static void
+s_hello_grants (broker_t *self, broker_session_t *s, const chan_req_t *r)
+{
+    size_t pos = 0;
+    chan_span_t span;
+    while (chan_req_next_str (r->channels, &pos, &span)) {
+        char name[NAME_BUF + 1];
+        if (!s_span_cstr (span, name, sizeof name))
+            continue;
+        if (name[0] == '@') {
+            broker_sys_t *sys = s_valid_system (name + 1)
+                                    ? broker_sys_find (self, name + 1)
+                                    : NULL;
+            if (sys && sys != s->sys)
+                s_mbox_writable (self, s, sys);
+            continue;
+        }
+        broker_chan_t *ch = broker_chan_find (self, name);
+        if (!ch)
+            continue;
+        uint8_t possible = s_kind_rights (ch);
+        /*  The heartbeat is written by the kernel only. */
+        if (streq (name, "heartbeat"))
+            possible &= (uint8_t) ~R_WRITE;
+        for (uint8_t right = R_READ; right <= R_CLAIM; right <<= 1) {
+            if (!(possible & right))
+                continue;
+            policy_decision_t d;
+            policy_decide (self->policy, s->sys->id, s_action (right), name,
+                           &d);
+            if (d.effect == POLICY_ALLOW)
+                s_grant_add (self, s, ch, right, name);
+        }
+    }
+}
+
+static void
+s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
+{
+    chan_req_t *r = &rq->req;
+    char sysid[NAME_BUF];
+    if (!s_span_cstr (r->system, sysid, sizeof sysid)
+        || !s_valid_system (sysid)) {
+        broker_error (self, rq, 400, "\"system\" must be 1..128 characters "
+                      "of A-Z a-z 0-9 . _ - : and not start with '.'");
+        return;
+    }
+    bool kernel = false;
+    if (r->privileged) {
+        if (!r->token.ptr) {
+            broker_error (self, rq, 401, "a privileged HELLO needs \"token\": "
+                          "the session token in <data>/session.token");
+            return;
+        }
+        if (r->token.len == 64
+            && sodium_memcmp (r->token.ptr, self->kernel_token, 64) == 0)
+            kernel = true;
+        else if (r->token.len != 64
+                 || sodium_memcmp (r->token.ptr, self->session_token, 64)
+                        != 0) {
+            broker_error (self, rq, 401, "wrong session token");
+            return;
+        }
+    }
+    if (strncmp (sysid, "kernel.", 7) == 0 && !kernel) {
+        broker_error (self, rq, 403, "system ids starting with \"kernel.\" "
+                      "are reserved for the kernel's actors");
+        return;
+    }
+    broker_session_t *s = rq->session;
+    if (s && !streq (s->sys->id, sysid)) {
+        char reason[200];
+        snprintf (reason, sizeof reason, "this connection is docked as \"%s\"; "
+                  "send BYE before docking as another system", s->sys->id);
+        broker_error (self, rq, 409, reason);
+        return;
+    }
+    broker_sys_t *sys = broker_sys_find (self, sysid);
+    if (!s && sys && sys->session) {
+        broker_session_t *other = sys->session;
+        if (!other->dead
+            && other->last_active
+                   >= now - 3 * (int64_t) self->cfg->heartbeat_ms) {
+            char reason[200];
+            snprintf (reason, sizeof reason, "system \"%s\" is docked on "
+                      "another live connection", sysid);
+            broker_error (self, rq, 409, reason);
+            return;
+        }
+        /*  The other connection went silent: it is over. */
+        broker_undock (self, other, "replaced by a new connection", false);
+    }
+    if (!s && self->nsessions >= self->cfg->max_sessions) {
+        broker_error (self, rq, 429, "too many sessions");
+        return;
+    }
+    int64_t wall = hal_clock_wall_ms ();
+    if (!s) {
+        sys = broker_sys_get (self, sysid, wall);
+        s = (broker_session_t *) calloc (1, sizeof *s);
+        if (!sys || !s) {
+            free (s);
+            broker_error (self, rq, 500, "out of memory");
+            return;
+        }
+        memcpy (s->rid, rq->rid, rq->ridlen);
+        s->ridlen = (uint8_t) rq->ridlen;
+        s->sys = sys;
+        uint8_t raw[16];
+        randombytes_buf (raw, sizeof raw);
+        sodium_bin2hex (s->session_id, sizeof s->session_id, raw, sizeof raw);
+        s->docked_at = wall;
+        chan_map_init (&s->grants);
+        struct {
+            uint8_t len;
+            uint8_t b[BROKER_RID_MAX];
+        } k;
+        k.len = s->ridlen;
+        memcpy (k.b, s->rid, s->ridlen);
+        if (zhashx_insert (self->sessions, &k, s) != 0) {
+            free (s);
+            broker_error (self, rq, 500, "out of memory");
+            return;
+        }
+        sys->session = s;
+        self->nsessions++;
+        broker_touch (self, s, now);
+        rq->session = s;
+        zsys_info ("broker: %s docked%s", sysid,
+                   kernel ? " (kernel)" : r->privileged ? " (privileged)" : "");
+    }
+    else {
+        /*  HELLO again on the same connection: grants are made anew. */
+        for (size_t i = 0; s->grants.mask && i <= s->grants.mask; i++)
+            if (s->grants.keys[i])
+                free (s->grants.vals[i]);
+        chan_map_fini (&s->grants);
+        chan_map_init (&s->grants);
+    }
+    s->privileged = r->privileged;
+    s->kernel = kernel;
+    sys->last_seen = wall;
+    {
+        uint8_t val[16];
+        memcpy (val, &sys->first_seen, 8);
+        memcpy (val + 8, &sys->last_seen, 8);
+        hal_store_put (self->store, HAL_DB_SYSTEMS, sys->id, strlen (sys->id),
+                       val, sizeof val);
+    }
+    s_add_common_grants (self, s);
+    if (r->channels.ptr)
+        s_hello_grants (self, s, r);
+
+    msgpack_packer pk;
+    broker_begin (self, rq, 5, &pk);
+    chan_pack_str (&pk, "session", 7);
+    chan_pack_cstr (&pk, s->session_id);
+    chan_pack_str (&pk, "kernel", 6);
+    chan_pack_cstr (&pk, self->kernel_id);
+    chan_pack_str (&pk, "grants", 6);
+    msgpack_pack_array (&pk, s_pack_grants (self, s, &pk, true));
+    s_pack_grants (self, s, &pk, false);
+    chan_pack_str (&pk, "heartbeat_ms", 12);
+    msgpack_pack_uint32 (&pk, self->cfg->heartbeat_ms);
+    broker_reply (self, rq, OUT_OK, false);
+    /*  What waited in the mailbox comes after the OK. */
+    broker_mbox_pump (self, sys);
+}
+
+/*  ---- WRITE / SEND --------------------------------------------------- */
+
+static void
+s_reply_id (broker_t *self, broker_rq_t *rq, const char *id, bool durable)
+{
+    msgpack_packer pk;
+    broker_begin (self, rq, 2, &pk);
+    chan_pack_str (&pk, "id", 2);
+    chan_pack_str (&pk, id, CHAN_ID_LEN);
+    broker_reply (self, rq, OUT_OK, durable);
+}
+
+static void
+s_publish (broker_t *self, broker_chan_t *ch, uint64_t seq, const void *pairs,
+           size_t len)
+{
+    chan_bcast_t *b = ch->bcast;
+    chan_buf_t *m = &self->scratch;
+    /*  MSG body: {sub: NAME, msg: ENVELOPE}, built after the pairs that sit
+        at the start of scratch. */
+    size_t start = m->len;
+    msgpack_packer pk;
+    chan_buf_packer (m, &pk);
+    msgpack_pack_map (&pk, 2);
+    chan_pack_str (&pk, "sub", 3);
+    chan_pack_cstr (&pk, ch->name);
+    chan_pack_str (&pk, "msg", 3);
+    size_t env_at = m->len;
+    if (chan_buf_reserve (m, len + 8) != 0)
+        return;
+    /*  pairs points into m: copy it after the reserve (which may move m). */
+    pairs = m->data;
+    chan_env_map (m, pairs, len, 0);
+    if (m->oom)
+        return;
+    const uint8_t *body = m->data + start;
+    size_t blen = m->len - start;
+
+    self->published++;
+    size_t nsubs = chan_bcast_nsubs (b);
+    if (nsubs) {
+        zmq_msg_t proto;
+        zmq_msg_init_size (&proto, blen);
+        memcpy (zmq_msg_data (&proto), body, blen);
+        for (size_t i = nsubs; i-- > 0;) {
+            chan_sub_t *sub = chan_bcast_sub (b, i);
+            broker_session_t *s = (broker_session_t *) sub->owner;
+            if (s->dead || s->sys->paused)
+                continue;
+            int rc = s->outq_head ? -1 : zmq_send (self->router, s->rid,
+                                                   s->ridlen,
+                                                   ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            if (rc < 0) {
+                if (!s->outq_head && errno == EHOSTUNREACH) {
+                    broker_mark_dead (self, s);
+                    continue;
+                }
+                /*  The subscriber's pipe is full: it cannot keep up. */
+                chan_bcast_unsubscribe (sub);
+                for (size_t j = 0; j < s->nsubs; j++)
+                    if (s->subs[j] == sub) {
+                        s->subs[j] = s->subs[--s->nsubs];
+                        break;
+                    }
+                free (sub);
+                self->dropped_subs++;
+                zsys_warning ("broker: %s dropped from %s: too slow",
+                              s->sys->id, ch->name);
+                chan_buf_t note;
+                chan_buf_init (&note);
+                msgpack_packer np;
+                chan_buf_packer (&note, &np);
+                msgpack_pack_map (&np, 2);
+                chan_pack_str (&np, "sub", 3);
+                chan_pack_cstr (&np, ch->name);
+                chan_pack_str (&np, "reason", 6);
+                chan_pack_cstr (&np, "slow subscriber: its queue reached the "
+                                     "kernel's limit; subscribe again to "
+                                     "resume (SUB since replays what is "
+                                     "retained)");
+                if (!note.oom)
+                    broker_send_ctl (self, s->rid, s->ridlen, s, OUT_DROPPED,
+                                     note.data, note.len);
+                chan_buf_fini (&note);
+                continue;
+            }
+            zmq_send (self->router, "MSG", 3, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_msg_t copy;
+            zmq_msg_init (&copy);
+            zmq_msg_copy (&copy, &proto);
+            if (zmq_msg_send (&copy, self->router, ZMQ_DONTWAIT) < 0)
+                zmq_msg_close (&copy);
+            s->msgs_out++;
+        }
+        zmq_msg_close (&proto);
+    }
+    chan_bcast_published_msg (b, seq, body, blen);
+    if (self->tap && chan_bcast_public (b) && self->tap_subs > 0) {
+        if (zmq_send (self->tap, ch->name, strlen (ch->name),
+                      ZMQ_SNDMORE | ZMQ_DONTWAIT)
+            >= 0)
+            zmq_send (self->tap, m->data + env_at, m->len - env_at,
+                      ZMQ_DONTWAIT);
+    }
+}
+
+static void
+s_write (broker_t *self, broker_rq_t *rq, int64_t now)
+{
+    chan_req_t *r = &rq->req;
+    broker_session_t *s = rq->session;
+    s_target_t t;
+    chan_span_t to = r->to;
+    if (r->cmd == CHAN_CMD_SEND) {
+        char name[NAME_BUF + 1];
+        char sysid[NAME_BUF];
+        if (!s_span_cstr (r->to, sysid, sizeof sysid)
+            || !s_valid_system (sysid)) {
+            broker_error (self, rq, 404, "no such system");
+            return;
+        }
+        snprintf (name, sizeof name, "@%s", sysid);
+        chan_span_t span = { name, (uint32_t) strlen (name) };
+        if (!s_resolve (self, rq, span, &t))
+            return;
+    }
+    else if (!s_resolve (self, rq, r->chan, &t))
+        return;
+    if (t.sys) {
+        to.ptr = t.sys->id;
+        to.len = (uint32_t) strlen (t.sys->id);
+        if (!s_mbox_writable (self, s, t.sys)) {
+            broker_error (self, rq, 403, "the policy denies writing this "
+                          "mailbox");
+            return;
+        }
+        if (t.sys->mbox.count >= self->cfg->mailbox_max_len) {
+            broker_error (self, rq, 429, "the recipient's mailbox is full");
+            return;
+        }
+    }
+    else {
+        if (!s_has (s, t.ch, R_WRITE)
+            || (streq (t.ch->name, "heartbeat") && !s->kernel)) {
+            s_forbidden (self, rq, "write", t.name,
+                         "list it in HELLO's channels (the policy must allow "
+                         "chan.write)");
+            return;
+        }
+        if (t.ch->queue
+            && chan_queue_admit (t.ch->queue, r->data.len + 128) != 0) {
+            broker_error (self, rq, 429, "the queue is full (max_len or "
+                          "max_bytes)");
+            return;
+        }
+    }
+    const void *target = t.sys ? (const void *) t.sys : (const void *) t.ch;
+    bool durable = t.sys ? true : (t.ch->queue && chan_queue_durable (t.ch->queue));
+    int64_t wall = hal_clock_wall_ms ();
+    if (r->key.ptr) {
+        char id[CHAN_ID_LEN];
+        if (chan_idem_get (self->idem, t.name, s->sys->id, r->key.ptr,
+                           r->key.len, wall, id)) {
+            /*  A repeat: the first write's id, once that write is durable
+                (it may still be in the batch being committed). */
+            s_reply_id (self, rq, id, durable);
+            return;
+        }
+    }
+    if (!s_rate_ok (self, s, target, now)) {
+        broker_error (self, rq, 429, "rate limit reached");
+        return;
+    }
+    char id[CHAN_ID_LEN];
+    uint64_t seq = broker_next_id (self, wall, id);
+    chan_buf_t *pairs = &self->scratch;
+    chan_buf_reset (pairs);
+    chan_env_pairs (pairs, id, CHAN_ID_LEN, hal_clock_wall_s (), s->sys->id,
+                    strlen (s->sys->id), t.name, strlen (t.name), to.ptr,
+                    to.len, r->corr.ptr, r->corr.len, r->data.ptr, r->data.len);
+    if (pairs->oom) {
+        broker_error (self, rq, 500, "out of memory");
+        return;
+    }
+    size_t plen = pairs->len;
+    int rc = 0;
+    if (t.sys) {
+        rc = chan_mbox_append (&t.sys->mbox, self->store, t.sys->id, seq,
+                               pairs->data, plen);
+    }
+    else if (t.ch->queue)
+        rc = chan_queue_append (t.ch->queue, seq, pairs->data, plen);
+    else
+        s_publish (self, t.ch, seq, pairs->data, plen);
+    if (rc != 0) {
+        broker_error (self, rq, 500, "out of memory");
+        return;
+    }
+    if (r->key.ptr
+        && chan_idem_put (self->idem, t.name, s->sys->id, r->key.ptr,
+                          r->key.len, id, durable, wall)
+               != 0)
+        zsys_warning ("broker: could not remember an idempotency key");
+    if (t.ch)
+        t.ch->writes++;
+    s_reply_id (self, rq, id, durable);
+    if (t.sys)
+        broker_mbox_pump (self, t.sys);
+    else if (t.ch->queue && t.ch->wait_head)
+        broker_serve_waiters (self, t.ch, now);
+}
+
+/*  ---- CLAIM / ACK / NACK -------------------------------------------- */
+
+void
+broker_claim_reply (broker_t *self, broker_rq_t *rq, broker_chan_t *ch,
+                    broker_session_t *s, uint32_t max, uint32_t lease_ms,
+                    int64_t now, bool wait)
+{
+    chan_qmsg_t **got = self->claim_buf;
+    size_t n = max ? chan_queue_claim (ch->queue, &s->sys->holder, max,
+                                       lease_ms, now, got)
+                   : 0;
+    if (n == 0 && wait) {
+        broker_waiter_t *w = (broker_waiter_t *) calloc (1, sizeof *w);
+        if (!w || s->nwaiters >= BROKER_WAITERS_MAX) {
+            free (w);
+            broker_error (self, rq, 429, "too many long-poll CLAIMs waiting "
+                          "on this session");
+            return;
+        }
+        chan_heap_node_init (&w->node);
+        w->session = s;
+        w->chan = ch;
+        w->req = rq->req.req;
+        w->max = max;
+        w->lease_ms = lease_ms;
+        if (chan_heap_push (&self->waiter_heap, &w->node,
+                            now + (int64_t) rq->req.wait_ms)
+            != 0) {
+            free (w);
+            broker_error (self, rq, 500, "out of memory");
+            return;
+        }
+        w->prev = ch->wait_tail;
+        if (ch->wait_tail)
+            ch->wait_tail->next = w;
+        else
+            ch->wait_head = w;
+        ch->wait_tail = w;
+        w->snext = s->waiters;
+        if (s->waiters)
+            s->waiters->sprev = w;
+        s->waiters = w;
+        s->nwaiters++;
+        return;
+    }
+    msgpack_packer pk;
+    broker_begin (self, rq, 2, &pk);
+    chan_pack_str (&pk, "msgs", 4);
+    msgpack_pack_array (&pk, (uint32_t) n);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const uint8_t *pairs = chan_qmsg_pairs (got[i], &len);
+        chan_env_map (&self->out, pairs, len, chan_qmsg_attempt (got[i]));
+    }
+    broker_reply (self, rq, OUT_OK, false);
+}
+
+static void
+s_claim (broker_t *self, broker_rq_t *rq, int64_t now)
+{
+    s_target_t t;
+    if (!s_resolve (self, rq, rq->req.chan, &t))
+        return;
+    broker_session_t *s = rq->session;
+    if (t.sys || !t.ch->queue || !s_has (s, t.ch, R_CLAIM)) {
+        s_forbidden (self, rq, "claim", t.name,
+                     t.sys ? "mailboxes are pushed, not claimed"
+                     : !t.ch->queue ? "CLAIM needs a work-queue"
+                                    : "list it in HELLO's channels (the "
+                                      "policy must allow chan.claim)");
+        return;
+    }
+    uint32_t lease = rq->req.fields & CHAN_F_LEASE_MS
+                         ? (uint32_t) rq->req.lease_ms
+                         : chan_queue_lease_ms (t.ch->queue);
+    broker_claim_reply (self, rq, t.ch, s, (uint32_t) rq->req.max, lease, now,
+                        rq->req.wait_ms > 0);
+}
+
+static void
+s_ack (broker_t *self, broker_rq_t *rq, int64_t now)
+{
+    chan_req_t *r = &rq->req;
+    bool nack = r->cmd == CHAN_CMD_NACK;
+    s_target_t t;
+    if (!s_resolve (self, rq, r->chan, &t))
+        return;
+    broker_session_t *s = rq->session;
+    if (t.sys) {
+        if (t.sys != s->sys || nack) {
+            s_forbidden (self, rq, nack ? "claim" : "read", t.name,
+                         nack ? "NACK applies to work-queues; a mailbox "
+                                "message stays until acknowledged"
+                              : "only the owner acknowledges a mailbox");
+            return;
+        }
+    }
+    else if (!t.ch->queue || !s_has (s, t.ch, R_CLAIM)) {
+        s_forbidden (self, rq, "claim", t.name,
+                     !t.ch->queue ? "ACK and NACK apply to work-queues and "
+                                    "mailboxes"
+                                  : NULL);
+        return;
+    }
+    uint32_t count = 0;
+    size_t pos = 0;
+    chan_span_t span;
+    int64_t wall = hal_clock_wall_ms ();
+    while (chan_req_next_str (r->ids, &pos, &span)) {
+        uint64_t seq;
+        if (!chan_id_parse (span.ptr, span.len, &seq, NULL))
+            continue;
+        bool done;
+        if (t.sys)
+            done = chan_mbox_ack (&t.sys->mbox, self->store, t.sys->id, seq);
+        else if (nack)
+            done = chan_queue_nack (t.ch->queue, &s->sys->holder, seq,
+                                    (uint32_t) r->delay_ms, now, wall);
+        else
+            done = chan_queue_ack (t.ch->queue, &s->sys->holder, seq);
+        count += done;
+    }
+    msgpack_packer pk;
+    broker_begin (self, rq, 2, &pk);
+    chan_pack_cstr (&pk, nack ? "requeued" : "acked");
+    msgpack_pack_uint32 (&pk, count);
+    bool durable = t.sys || chan_queue_durable (t.ch->queue);
+    broker_reply (self, rq, OUT_OK, durable && count > 0);
+    if (t.sys)
+        broker_mbox_pump (self, t.sys);
+    else if (nack && count) {
+        broker_serve_waiters (self, t.ch, now);
+        chan_queue_t *dlq = chan_queue_dlq (t.ch->queue);
+        broker_chan_t *dch = dlq ? broker_chan_find (self, chan_queue_name (dlq))
+                                 : NULL;
+        if (dch)
+            broker_serve_waiters (self, dch, now);
+    }
+}
+
+/*  ---- SUB / UNSUB ---------------------------------------------------- */
+
+static void
+s_replay_cb (void *arg, const void *body, size_t len)
+{
+    void **a = (void **) arg;
+    broker_t *self = (broker_t *) a[0];
+    broker_session_t *s = (broker_session_t *) a[1];
+    broker_send_ctl (self, s->rid, s->ridlen, s, OUT_MSG, body, len);
+}
+
+static chan_sub_t *
+s_find_sub (broker_session_t *s, broker_chan_t *ch, size_t *index)
+{
+    for (size_t i = 0; i < s->nsubs; i++)
+        if (s->subs[i]->chan == ch->bcast) {
+            if (index)
+                *index = i;
+            return s->subs[i];
+        }
+    return NULL;
+}
+
+static void
+s_ok_empty (broker_t *self, broker_rq_t *rq)
+{
+    msgpack_packer pk;
+    broker_begin (self, rq, 1, &pk);
+    broker_reply (self, rq, OUT_OK, false);
+}
+
+static void
+s_sub (broker_t *self, broker_rq_t *rq)
+{
+    s_target_t t;
+    if (!s_resolve (self, rq, rq->req.chan, &t))
+        return;
+    broker_session_t *s = rq->session;
+    if (t.sys) {
+        if (t.sys != s->sys) {
+            s_forbidden (self, rq, "read", t.name,
+                         "a mailbox is read by its owner only");
+            return;
+        }
+        s_ok_empty (self, rq); /* the own mailbox is always pushed */
+        return;
+    }
+    if (!t.ch->bcast || !s_has (s, t.ch, R_READ)) {
+        s_forbidden (self, rq, "read", t.name,
+                     !t.ch->bcast ? "SUB needs a broadcast channel (CLAIM "
+                                    "reads a work-queue)"
+                                  : "list it in HELLO's channels (the policy "
+                                    "must allow chan.read)");
+        return;
+    }
+    if (!s_find_sub (s, t.ch, NULL)) {
+        if (s->nsubs >= BROKER_SUBS_MAX) {
+            broker_error (self, rq, 429, "too many subscriptions");
+            return;
+        }
+        if (s->nsubs == s->capsubs) {
+            size_t cap = s->capsubs ? s->capsubs * 2 : 4;
+            chan_sub_t **subs = (chan_sub_t **) realloc (s->subs,
+                                                         cap * sizeof *subs);
+            if (!subs) {
+                broker_error (self, rq, 500, "out of memory");
+                return;
+            }
+            s->subs = subs;
+            s->capsubs = cap;
+        }
+        chan_sub_t *sub = (chan_sub_t *) calloc (1, sizeof *sub);
+        if (!sub) {
+            broker_error (self, rq, 500, "out of memory");
+            return;
+        }
+        sub->owner = s;
+        if (chan_bcast_subscribe (t.ch->bcast, sub) != 0) {
+            free (sub);
+            broker_error (self, rq, 500, "out of memory");
+            return;
+        }
+        s->subs[s->nsubs++] = sub;
+    }
+    s_ok_empty (self, rq);
+    if (rq->req.since.ptr) {
+        void *arg[2] = { self, s };
+        chan_bcast_replay (t.ch->bcast, rq->req.since_seq, s_replay_cb, arg);
+    }
+}
+
+static void
+s_unsub (broker_t *self, broker_rq_t *rq)
+{
+    s_target_t t;
+    if (!s_resolve (self, rq, rq->req.chan, &t))
+        return;
+    broker_session_t *s = rq->session;
+    size_t i;
+    chan_sub_t *sub = t.ch && t.ch->bcast ? s_find_sub (s, t.ch, &i) : NULL;
+    if (sub) {
+        chan_bcast_unsubscribe (sub);
+        s->subs[i] = s->subs[--s->nsubs];
+        free (sub);
+    }
+    s_ok_empty (self, rq);
+}
+
+/*  ---- STAT / CTL ----------------------------------------------------- */
+
+static const char *
+s_state_name (broker_state_t st)
+{
+    switch (st) {
+    case BROKER_BOOTING: return "booting";
+    case BROKER_RUNNING: return "running";
+    case BROKER_DEGRADED: return "degraded";
+    case BROKER_SHUTDOWN: return "shutdown";
+    }
+    return "?";
+}
+
+static size_t
+s_depth (const broker_chan_t *ch)
+{
+    return ch->queue ? chan_queue_depth (ch->queue)
+                     : chan_bcast_retained (ch->bcast);
+}
+
+void
+broker_stat_heartbeat (broker_t *self, msgpack_packer *pk)
+{
+    int64_t now = hal_clock_mono_ms ();
+    msgpack_pack_map (pk, 7);
+    chan_pack_str (pk, "kernel_id", 9);
+    chan_pack_cstr (pk, self->kernel_id);
+    chan_pack_str (pk, "timestamp", 9);
+    msgpack_pack_double (pk, hal_clock_wall_s ());
+    chan_pack_str (pk, "uptime_s", 8);
+    msgpack_pack_double (pk, (double) (now - self->boot_mono) / 1000.0);
+    chan_pack_str (pk, "state", 5);
+    chan_pack_cstr (pk, s_state_name (self->state));
+    chan_pack_str (pk, "systems", 7);
+    msgpack_pack_array (pk, (uint32_t) self->nsessions);
+    uint64_t grants = 0;
+    for (broker_session_t *s = self->lru_head; s; s = s->lru_next) {
+        chan_pack_cstr (pk, s->sys->id);
+        grants += s_pack_grants (self, s, pk, true);
+    }
+    chan_pack_str (pk, "capabilities_active", 19);
+    msgpack_pack_uint64 (pk, grants);
+    chan_pack_str (pk, "channels", 8);
+    msgpack_pack_map (pk, (uint32_t) zhashx_size (self->channels));
+    for (broker_chan_t *ch = (broker_chan_t *) zhashx_first (self->channels);
+         ch; ch = (broker_chan_t *) zhashx_next (self->channels)) {
+        chan_pack_cstr (pk, ch->name);
+        msgpack_pack_uint64 (pk, s_depth (ch));
+    }
+}
+
+static void
+s_stat (broker_t *self, broker_rq_t *rq)
+{
+    if (!rq->session->privileged && !rq->session->kernel) {
+        broker_error (self, rq, 403, "STAT needs a privileged session");
+        return;
+    }
+    msgpack_packer pk;
+    broker_begin (self, rq, 8, &pk);
+    chan_pack_str (&pk, "heartbeat", 9);
+    broker_stat_heartbeat (self, &pk);
+    chan_pack_str (&pk, "version", 7);
+    chan_pack_cstr (&pk, AAAX_VERSION_STRING);
+    chan_pack_str (&pk, "data", 4);
+    chan_pack_cstr (&pk, self->data_dir);
+    chan_pack_str (&pk, "counters", 8);
+    msgpack_pack_map (&pk, 6);
+    chan_pack_cstr (&pk, "requests");
+    msgpack_pack_uint64 (&pk, self->requests);
+    chan_pack_cstr (&pk, "errors");
+    msgpack_pack_uint64 (&pk, self->errors);
+    chan_pack_cstr (&pk, "published");
+    msgpack_pack_uint64 (&pk, self->published);
+    chan_pack_cstr (&pk, "dropped_subscribers");
+    msgpack_pack_uint64 (&pk, self->dropped_subs);
+    chan_pack_cstr (&pk, "known_systems");
+    msgpack_pack_uint64 (&pk, zhashx_size (self->systems));
+    chan_pack_cstr (&pk, "idempotency_keys");
+    msgpack_pack_uint64 (&pk, chan_idem_size (self->idem));
+    hal_store_stats_t st;
+    hal_store_stats (self->store, &st);
+    chan_pack_str (&pk, "store", 5);
+    msgpack_pack_map (&pk, 5);
+    chan_pack_cstr (&pk, "commits");
+    msgpack_pack_uint64 (&pk, st.commits);
+    chan_pack_cstr (&pk, "ops");
+    msgpack_pack_uint64 (&pk, st.ops);
+    chan_pack_cstr (&pk, "failures");
+    msgpack_pack_uint64 (&pk, st.failures);
+    chan_pack_cstr (&pk, "max_batch");
+    msgpack_pack_uint64 (&pk, st.max_batch);
+    chan_pack_cstr (&pk, "commit_us");
+    msgpack_pack_uint64 (&pk, st.commit_us);
+    chan_pack_str (&pk, "channels", 8);
+    msgpack_pack_map (&pk, (uint32_t) zhashx_size (self->channels));
+    for (broker_chan_t *ch = (broker_chan_t *) zhashx_first (self->channels);
+         ch; ch = (broker_chan_t *) zhashx_next (self->channels)) {
+        chan_pack_cstr (&pk, ch->name);
+        if (ch->queue) {
+            msgpack_pack_map (&pk, 7);
+            chan_pack_cstr (&pk, "kind");
+            chan_pack_cstr (&pk, "work-queue");
+            chan_pack_cstr (&pk, "durable");
+            if (chan_queue_durable (ch->queue))
+                msgpack_pack_true (&pk);
+            else
+                msgpack_pack_false (&pk);
+            chan_pack_cstr (&pk, "depth");
+            msgpack_pack_uint64 (&pk, chan_queue_depth (ch->queue));
+            chan_pack_cstr (&pk, "ready");
+            msgpack_pack_uint64 (&pk, chan_queue_ready (ch->queue));
+            chan_pack_cstr (&pk, "leased");
+            msgpack_pack_uint64 (&pk, chan_queue_leased (ch->queue));
+            chan_pack_cstr (&pk, "delayed");
+            msgpack_pack_uint64 (&pk, chan_queue_delayed (ch->queue));
+            chan_pack_cstr (&pk, "writes");
+            msgpack_pack_uint64 (&pk, ch->writes);
+        }
+        else {
+            msgpack_pack_map (&pk, 5);
+            chan_pack_cstr (&pk, "kind");
+            chan_pack_cstr (&pk, "broadcast");
+            chan_pack_cstr (&pk, "public");
+            if (chan_bcast_public (ch->bcast))
+                msgpack_pack_true (&pk);
+            else
+                msgpack_pack_false (&pk);
+            chan_pack_cstr (&pk, "subscribers");
+            msgpack_pack_uint64 (&pk, chan_bcast_nsubs (ch->bcast));
+            chan_pack_cstr (&pk, "retained");
+            msgpack_pack_uint64 (&pk, chan_bcast_retained (ch->bcast));
+            chan_pack_cstr (&pk, "published");
+            msgpack_pack_uint64 (&pk, chan_bcast_published (ch->bcast));
+        }
+    }
+    chan_pack_str (&pk, "sessions", 8);
+    msgpack_pack_array (&pk, (uint32_t) self->nsessions);
+    for (broker_session_t *s = self->lru_head; s; s = s->lru_next) {
+        msgpack_pack_map (&pk, 8);
+        chan_pack_cstr (&pk, "system");
+        chan_pack_cstr (&pk, s->sys->id);
+        chan_pack_cstr (&pk, "privileged");
+        if (s->privileged)
+            msgpack_pack_true (&pk);
+        else
+            msgpack_pack_false (&pk);
+        chan_pack_cstr (&pk, "kernel");
+        if (s->kernel)
+            msgpack_pack_true (&pk);
+        else
+            msgpack_pack_false (&pk);
+        chan_pack_cstr (&pk, "paused");
+        if (s->sys->paused)
+            msgpack_pack_true (&pk);
+        else
+            msgpack_pack_false (&pk);
+        chan_pack_cstr (&pk, "since");
+        msgpack_pack_double (&pk, (double) s->docked_at / 1000.0);
+        chan_pack_cstr (&pk, "msgs_in");
+        msgpack_pack_uint64 (&pk, s->msgs_in);
+        chan_pack_cstr (&pk, "msgs_out");
+        msgpack_pack_uint64 (&pk, s->msgs_out);
+        chan_pack_cstr (&pk, "leases");
+        msgpack_pack_uint64 (&pk, s->sys->holder.count);
+    }
+    broker_reply (self, rq, OUT_OK, false);
+}
+
+static void
+s_ctl (broker_t *self, broker_rq_t *rq, int64_t now)
+{
+    broker_session_t *s = rq->session;
+    if (!s->privileged && !s->kernel) {
+        broker_error (self, rq, 403, "CTL needs a privileged session");
+        return;
+    }
+    char op[40], sysid[NAME_BUF];
+    s_span_cstr (rq->req.op, op, sizeof op);
+    broker_sys_t *sys = s_span_cstr (rq->req.system, sysid, sizeof sysid)
+                            ? broker_sys_find (self, sysid)
+                            : NULL;
+    bool pause = streq (op, "pause"), resume = streq (op, "resume"),
+         kill = streq (op, "kill");
+    if (!pause && !resume && !kill) {
+        broker_error (self, rq, 400, "CTL op must be \"pause\", \"resume\" "
+                      "or \"kill\"");
+        return;
+    }
+    if (!sys) {
+        broker_error (self, rq, 404, "no such system");
+        return;
+    }
+    if (strncmp (sys->id, "kernel.", 7) == 0 || sys == s->sys) {
+        broker_error (self, rq, 403, "CTL does not act on kernel actors or on "
+                      "the caller itself");
+        return;
+    }
+    if (pause)
+        sys->paused = true;
+    else if (resume) {
+        sys->paused = false;
+        broker_mbox_pump (self, sys);
+        for (broker_chan_t *ch = (broker_chan_t *) zhashx_first (self->channels);
+             ch; ch = (broker_chan_t *) zhashx_next (self->channels))
+            if (ch->wait_head)
+                broker_serve_waiters (self, ch, now);
+    }
+    else if (sys->session)
+        broker_undock (self, sys->session, "killed", false);
+    zsys_info ("broker: %s %s by %s", sysid,
+               pause ? "paused" : resume ? "resumed" : "killed", s->sys->id);
+    msgpack_packer pk;
+    broker_begin (self, rq, 3, &pk);
+    chan_pack_str (&pk, "system", 6);
+    chan_pack_cstr (&pk, sys->id);
+    chan_pack_str (&pk, "state", 5);
+    chan_pack_cstr (&pk, sys->paused ? "paused"
+                                     : sys->session ? "docked" : "undocked");
+    broker_reply (self, rq, OUT_OK, false);
+}
+
+/*  ---- dispatch ------------------------------------------------------- */
+
+void
+broker_dispatch (broker_t *self, broker_rq_t *rq, int64_t now)
+{
+    chan_req_t *r = &rq->req;
+    broker_session_t *s = rq->session;
+    if (r->cmd == CHAN_CMD_PING) {
+        msgpack_packer pk;
+        broker_begin (self, rq, 2, &pk);
+        chan_pack_str (&pk, "ts", 2);
+        msgpack_pack_double (&pk, hal_clock_wall_s ());
+        broker_reply (self, rq, OUT_PONG, false);
+        return;
+    }
+    if (r->cmd == CHAN_CMD_HELLO) {
+        if (self->state == BROKER_SHUTDOWN) {
+            broker_error (self, rq, 503, "the kernel is shutting down");
+            return;
+        }
+        s_hello (self, rq, now);
+        return;
+    }
+    if (!s) {
+        broker_error (self, rq, 401, "not docked: send HELLO first");
+        return;
+    }
+    if (r->cmd == CHAN_CMD_BYE) {
+        s_ok_empty (self, rq);
+        broker_undock (self, s, "bye", r->keep_leases);
+        return;
+    }
+    if (self->state == BROKER_SHUTDOWN && !s->kernel) {
+        broker_error (self, rq, 503, "the kernel is shutting down");
+        return;
+    }
+    if (s->sys->paused && r->cmd != CHAN_CMD_STAT && r->cmd != CHAN_CMD_CTL
+        && r->cmd != CHAN_CMD_UNSUB) {
+        broker_error (self, rq, 423, "this system is paused");
+        return;
+    }
+    switch (r->cmd) {
+    case CHAN_CMD_WRITE:
+    case CHAN_CMD_SEND: s_write (self, rq, now); break;
+    case CHAN_CMD_CLAIM: s_claim (self, rq, now); break;
+    case CHAN_CMD_ACK:
+    case CHAN_CMD_NACK: s_ack (self, rq, now); break;
+    case CHAN_CMD_SUB: s_sub (self, rq); break;
+    case CHAN_CMD_UNSUB: s_unsub (self, rq); break;
+    case CHAN_CMD_STAT: s_stat (self, rq); break;
+    case CHAN_CMD_CTL: s_ctl (self, rq, now); break;
+    default: broker_error (self, rq, 400, "unknown command"); break;
+    }
+}

@@ -1,0 +1,412 @@
+/*  chan_client.c — protocol client over a DEALER (see chan_client.h). */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <czmq.h>
+
+#include "aaax.h"
+#include "chan_client.h"
+#include "hal_clock.h"
+
+struct _chan_client_t {
+    void *sock;
+    int timeout_ms;
+    uint64_t next_req;
+    uint32_t heartbeat_ms;
+    zlistx_t *kept; /* chan_reply_t * not yet taken */
+};
+
+/*  ---- bodies ---------------------------------------------------------- */
+
+void
+chan_body_init (chan_body_t *b)
+{
+    chan_buf_init (&b->buf);
+    chan_buf_packer (&b->buf, &b->pk);
+    b->n = 0;
+}
+
+void
+chan_body_fini (chan_body_t *b)
+{
+    chan_buf_fini (&b->buf);
+}
+
+msgpack_packer *
+chan_body_key (chan_body_t *b, const char *key)
+{
+    chan_pack_cstr (&b->pk, key);
+    b->n++;
+    return &b->pk;
+}
+
+void
+chan_body_str (chan_body_t *b, const char *key, const char *value)
+{
+    chan_pack_cstr (chan_body_key (b, key), value);
+}
+
+void
+chan_body_uint (chan_body_t *b, const char *key, uint64_t value)
+{
+    msgpack_pack_uint64 (chan_body_key (b, key), value);
+}
+
+void
+chan_body_bool (chan_body_t *b, const char *key, bool value)
+{
+    msgpack_packer *pk = chan_body_key (b, key);
+    if (value)
+        msgpack_pack_true (pk);
+    else
+        msgpack_pack_false (pk);
+}
+
+void
+chan_body_raw (chan_body_t *b, const char *key, const void *packed, size_t len)
+{
+    chan_body_key (b, key);
+    chan_buf_append (&b->buf, packed, len);
+}
+
+void
+chan_body_strv (chan_body_t *b, const char *key, const char **values, size_t n)
+{
+    msgpack_packer *pk = chan_body_key (b, key);
+    msgpack_pack_array (pk, (uint32_t) n);
+    for (size_t i = 0; i < n; i++)
+        chan_pack_cstr (pk, values[i]);
+}
+
+/*  ---- replies --------------------------------------------------------- */
+
+void
+chan_reply_fini (chan_reply_t *r)
+{
+    if (r->raw) {
+        msgpack_unpacked_destroy (&r->unp);
+        free (r->raw);
+    }
+    memset (r, 0, sizeof *r);
+}
+
+const msgpack_object *
+chan_obj_get (const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t klen = strlen (key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen
+            && memcmp (k->via.str.ptr, key, klen) == 0)
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+bool
+chan_obj_get_str (const msgpack_object *map, const char *key,
+                  const char **ptr, size_t *len)
+{
+    const msgpack_object *o = chan_obj_get (map, key);
+    if (!o || o->type != MSGPACK_OBJECT_STR)
+        return false;
+    *ptr = o->via.str.ptr;
+    *len = o->via.str.size;
+    return true;
+}
+
+bool
+chan_obj_get_uint (const msgpack_object *map, const char *key, uint64_t *out)
+{
+    const msgpack_object *o = chan_obj_get (map, key);
+    if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return false;
+    *out = o->via.u64;
+    return true;
+}
+
+int
+chan_reply_code (const chan_reply_t *r)
+{
+    uint64_t code;
+    if (strcmp (r->cmd, "ERROR") != 0)
+        return 0;
+    return chan_obj_get_uint (&r->body, "code", &code) ? (int) code : 500;
+}
+
+const char *
+chan_reply_reason (const chan_reply_t *r, char *buf, size_t size)
+{
+    const char *p = NULL;
+    size_t len = 0;
+    if (!chan_obj_get_str (&r->body, "reason", &p, &len))
+        len = 0;
+    if (len >= size)
+        len = size - 1;
+    memcpy (buf, len ? p : "", len);
+    buf[len] = 0;
+    return buf;
+}
+
+int
+chan_client_error_of (int code)
+{
+    switch (code) {
+    case 400: return AAAX_EINVAL;
+    case 401: return AAAX_EAUTH;
+    case 403: return AAAX_EPERM;
+    case 404: return AAAX_ENOENT;
+    case 409: return AAAX_EEXIST;
+    case 413: return AAAX_ETOOBIG;
+    case 423: return AAAX_EPAUSED;
+    case 429: return AAAX_ELIMIT;
+    case 503: return AAAX_ESHUTDOWN;
+    default: return AAAX_EINTERNAL;
+    }
+}
+
+/*  ---- the client ------------------------------------------------------ */
+
+static void
+s_reply_free (void **item)
+{
+    chan_reply_t *r = (chan_reply_t *) *item;
+    if (r) {
+        chan_reply_fini (r);
+        free (r);
+    }
+    *item = NULL;
+}
+
+chan_client_t *
+chan_client_new (const char *endpoint, int timeout_ms)
+{
+    chan_client_t *self = (chan_client_t *) calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    void *ctx = zsys_init ();
+    self->sock = ctx ? zmq_socket (ctx, ZMQ_DEALER) : NULL;
+    self->kept = zlistx_new ();
+    if (!self->sock || !self->kept)
+        goto err_free;
+    zlistx_set_destructor (self->kept, s_reply_free);
+    int linger = 200, hwm = 100000;
+    zmq_setsockopt (self->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (self->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (zmq_connect (self->sock, endpoint) != 0)
+        goto err_free;
+    self->timeout_ms = timeout_ms;
+    self->next_req = 1;
+    return self;
+
+err_free:
+    if (self->sock)
+        zmq_close (self->sock);
+    zlistx_destroy (&self->kept);
+    free (self);
+    return NULL;
+}
+
+void
+chan_client_destroy (chan_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    chan_client_t *self = *self_p;
+    zmq_close (self->sock);
+    zlistx_destroy (&self->kept);
+    free (self);
+    *self_p = NULL;
+}
+
+void *
+chan_client_socket (chan_client_t *self)
+{
+    return self->sock;
+}
+
+uint32_t
+chan_client_heartbeat_ms (const chan_client_t *self)
+{
+    return self->heartbeat_ms;
+}
+
+int
+chan_client_send (chan_client_t *self, const char *cmd, chan_body_t *body,
+                  uint64_t *req)
+{
+    uint64_t r = self->next_req++;
+    chan_buf_t out;
+    chan_buf_init (&out);
+    msgpack_packer pk;
+    chan_buf_packer (&out, &pk);
+    msgpack_pack_map (&pk, 1 + (body ? body->n : 0));
+    chan_pack_str (&pk, "req", 3);
+    msgpack_pack_uint64 (&pk, r);
+    if (body)
+        chan_buf_append (&out, body->buf.data, body->buf.len);
+    int rc = 0;
+    if (out.oom || (body && body->buf.oom))
+        rc = AAAX_ENOMEM;
+    else if (zmq_send (self->sock, cmd, strlen (cmd), ZMQ_SNDMORE) < 0
+             || zmq_send (self->sock, out.data, out.len, 0) < 0)
+        rc = AAAX_EIO;
+    chan_buf_fini (&out);
+    if (rc == 0 && req)
+        *req = r;
+    return rc;
+}
+
+/*  Reads one message from the socket into r, waiting up to timeout_ms. */
+static int
+s_read (chan_client_t *self, chan_reply_t *r, int timeout_ms)
+{
+    zmq_pollitem_t item = { self->sock, 0, ZMQ_POLLIN, 0 };
+    int rc = zmq_poll (&item, 1, timeout_ms);
+    if (rc < 0)
+        return errno == EINTR ? AAAX_ETIMEDOUT : AAAX_EIO;
+    if (rc == 0)
+        return AAAX_ETIMEDOUT;
+    memset (r, 0, sizeof *r);
+    zmq_msg_t part;
+    int n = 0;
+    zmq_msg_init (&part);
+    do {
+        if (zmq_msg_recv (&part, self->sock, 0) < 0) {
+            zmq_msg_close (&part);
+            chan_reply_fini (r);
+            return AAAX_EIO;
+        }
+        if (n == 0) {
+            size_t len = zmq_msg_size (&part);
+            if (len >= sizeof r->cmd)
+                len = sizeof r->cmd - 1;
+            memcpy (r->cmd, zmq_msg_data (&part), len);
+            r->cmd[len] = 0;
+        }
+        else if (n == 1) {
+            r->rawlen = zmq_msg_size (&part);
+            r->raw = malloc (r->rawlen ? r->rawlen : 1);
+            if (r->raw)
+                memcpy (r->raw, zmq_msg_data (&part), r->rawlen);
+        }
+        n++;
+    } while (zmq_msg_more (&part));
+    zmq_msg_close (&part);
+    if (!r->raw) {
+        r->raw = malloc (1);
+        r->rawlen = 0;
+    }
+    msgpack_unpacked_init (&r->unp);
+    size_t off = 0;
+    if (r->rawlen
+        && msgpack_unpack_next (&r->unp, (const char *) r->raw, r->rawlen, &off)
+               == MSGPACK_UNPACK_SUCCESS)
+        r->body = r->unp.data;
+    else
+        r->body.type = MSGPACK_OBJECT_NIL;
+    return 0;
+}
+
+static int
+s_wait_req (chan_client_t *self, uint64_t req, chan_reply_t *reply)
+{
+    int64_t deadline = hal_clock_mono_ms () + self->timeout_ms;
+    for (;;) {
+        int64_t left = deadline - hal_clock_mono_ms ();
+        if (left < 0)
+            return AAAX_ETIMEDOUT;
+        chan_reply_t r;
+        int rc = s_read (self, &r, (int) left);
+        if (rc)
+            return rc;
+        uint64_t got;
+        bool is_reply = strcmp (r.cmd, "MSG") != 0
+                        && strcmp (r.cmd, "DROPPED") != 0;
+        if (is_reply && chan_obj_get_uint (&r.body, "req", &got)
+            && got == req) {
+            *reply = r;
+            return 0;
+        }
+        chan_reply_t *keep = (chan_reply_t *) malloc (sizeof *keep);
+        if (!keep) {
+            chan_reply_fini (&r);
+            return AAAX_ENOMEM;
+        }
+        *keep = r;
+        zlistx_add_end (self->kept, keep);
+    }
+}
+
+int
+chan_client_call (chan_client_t *self, const char *cmd, chan_body_t *body,
+                  chan_reply_t *reply)
+{
+    uint64_t req;
+    int rc = chan_client_send (self, cmd, body, &req);
+    if (rc)
+        return rc;
+    return s_wait_req (self, req, reply);
+}
+
+int
+chan_client_recv (chan_client_t *self, chan_reply_t *reply, int timeout_ms)
+{
+    chan_reply_t *kept = (chan_reply_t *) zlistx_first (self->kept);
+    if (kept) {
+        *reply = *kept;
+        memset (kept, 0, sizeof *kept);
+        zlistx_delete (self->kept, zlistx_cursor (self->kept));
+        return 0;
+    }
+    return s_read (self, reply, timeout_ms);
+}
+
+int
+chan_client_hello (chan_client_t *self, const char *system, const char *token,
+                   bool privileged, const char **channels, size_t nchannels,
+                   chan_reply_t *reply)
+{
+    chan_body_t b;
+    chan_body_init (&b);
+    chan_body_str (&b, "system", system);
+    chan_body_uint (&b, "version", AAAX_PROTOCOL_VERSION);
+    if (token)
+        chan_body_str (&b, "token", token);
+    if (privileged)
+        chan_body_bool (&b, "privileged", true);
+    if (channels)
+        chan_body_strv (&b, "channels", channels, nchannels);
+    int rc = chan_client_call (self, "HELLO", &b, reply);
+    chan_body_fini (&b);
+    if (rc)
+        return rc;
+    int code = chan_reply_code (reply);
+    if (code)
+        return chan_client_error_of (code);
+    uint64_t hb;
+    if (chan_obj_get_uint (&reply->body, "heartbeat_ms", &hb))
+        self->heartbeat_ms = (uint32_t) hb;
+    return 0;
+}
+
+int
+chan_client_read_token (const char *data_dir, char *out)
+{
+    char path[4200];
+    snprintf (path, sizeof path, "%s/session.token", data_dir);
+    FILE *f = fopen (path, "r");
+    if (!f)
+        return AAAX_ENOENT;
+    size_t n = fread (out, 1, 64, f);
+    fclose (f);
+    if (n != 64)
+        return AAAX_ENOENT;
+    out[64] = 0;
+    return 0;
+}

@@ -1,0 +1,107 @@
+/*  chan_client.h — the client side of the protocol in C: a DEALER connected
+    to a command endpoint, requests with `req` numbering, replies matched by
+    req, and pushes (MSG, DROPPED) that arrive meanwhile kept in order for
+    chan_client_recv. Used by the kernel's own actors (over inproc), the aaax
+    CLI, the C tests and the bench. One client belongs to one thread. */
+
+#ifndef CHAN_CLIENT_H_INCLUDED
+#define CHAN_CLIENT_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+
+#include "chan_mpk.h"
+
+typedef struct _chan_client_t chan_client_t;
+
+/*  A request body being built: call chan_body_key for each field, then pack
+    its value with the returned packer. `req` is added by the client. */
+typedef struct {
+    chan_buf_t buf;
+    msgpack_packer pk;
+    uint32_t n;
+} chan_body_t;
+
+void chan_body_init (chan_body_t *b);
+void chan_body_fini (chan_body_t *b);
+msgpack_packer *chan_body_key (chan_body_t *b, const char *key);
+void chan_body_str (chan_body_t *b, const char *key, const char *value);
+void chan_body_uint (chan_body_t *b, const char *key, uint64_t value);
+void chan_body_bool (chan_body_t *b, const char *key, bool value);
+/*  A value that is already packed msgpack (copied as is). */
+void chan_body_raw (chan_body_t *b, const char *key, const void *packed,
+                    size_t len);
+void chan_body_strv (chan_body_t *b, const char *key, const char **values,
+                     size_t n);
+
+/*  A message from the kernel: its command word and body, unpacked. */
+typedef struct {
+    char cmd[16];
+    void *raw;  /* the body frame's bytes (owned) */
+    size_t rawlen;
+    msgpack_unpacked unp;
+    msgpack_object body; /* a map, or nil if the body was not msgpack */
+} chan_reply_t;
+
+void chan_reply_fini (chan_reply_t *r);
+
+/*  The value of key in map (a msgpack map object), or NULL. */
+const msgpack_object *chan_obj_get (const msgpack_object *map,
+                                    const char *key);
+/*  Typed reads: false when absent or of another type. */
+bool chan_obj_get_str (const msgpack_object *map, const char *key,
+                       const char **ptr, size_t *len);
+bool chan_obj_get_uint (const msgpack_object *map, const char *key,
+                        uint64_t *out);
+/*  For an ERROR: its code; 0 otherwise. */
+int chan_reply_code (const chan_reply_t *r);
+/*  For an ERROR: its reason (borrowed, NUL-terminated copy in buf). */
+const char *chan_reply_reason (const chan_reply_t *r, char *buf, size_t size);
+
+/*  Connects a DEALER to endpoint (tcp://, ipc://, inproc://). timeout_ms
+    bounds each call's wait for its reply. NULL on failure. */
+chan_client_t *chan_client_new (const char *endpoint, int timeout_ms);
+void chan_client_destroy (chan_client_t **self_p);
+
+/*  The DEALER, for polling (borrowed). */
+void *chan_client_socket (chan_client_t *self);
+
+/*  The heartbeat period the kernel announced at HELLO (0 before). */
+uint32_t chan_client_heartbeat_ms (const chan_client_t *self);
+
+/*  Sends cmd with body (NULL: an empty one) and a fresh req (written to
+    *req when not NULL). 0, or AAAX_EIO. */
+int chan_client_send (chan_client_t *self, const char *cmd, chan_body_t *body,
+                      uint64_t *req);
+
+/*  Sends and waits for the reply with the same req. Pushes and other
+    replies that arrive meanwhile are kept for chan_client_recv. Returns 0
+    (reply holds OK, PONG or ERROR; the caller finis it), AAAX_ETIMEDOUT or
+    AAAX_EIO. */
+int chan_client_call (chan_client_t *self, const char *cmd, chan_body_t *body,
+                      chan_reply_t *reply);
+
+/*  The next message not yet taken (kept ones first), waiting up to
+    timeout_ms (-1: forever). 0, AAAX_ETIMEDOUT or AAAX_EIO. */
+int chan_client_recv (chan_client_t *self, chan_reply_t *reply,
+                      int timeout_ms);
+
+/*  HELLO: docks as system; token may be NULL; channels may be NULL.
+    Returns 0 when docked (reply holds the OK), or the error: AAAX_EAUTH,
+    AAAX_EEXIST, ... mapped from the ERROR code (reply holds the ERROR), or
+    AAAX_ETIMEDOUT / AAAX_EIO. */
+int chan_client_hello (chan_client_t *self, const char *system,
+                       const char *token, bool privileged,
+                       const char **channels, size_t nchannels,
+                       chan_reply_t *reply);
+
+/*  Reads the session token of a data directory (<dir>/session.token) into
+    out (65 bytes). 0, or AAAX_ENOENT. */
+int chan_client_read_token (const char *data_dir, char *out);
+
+/*  The AAAX_E* code for a protocol error code. */
+int chan_client_error_of (int code);
+
+#endif
