@@ -200,7 +200,8 @@ broker_mark_dead (broker_t *self, broker_session_t *s)
 }
 
 static bool
-s_outq_push (broker_session_t *s, int cmd, const void *body, size_t len)
+s_outq_push (broker_t *self, broker_session_t *s, int cmd, const void *body,
+             size_t len)
 {
     broker_out_t *o = (broker_out_t *) malloc (sizeof *o + len);
     if (!o)
@@ -211,16 +212,20 @@ s_outq_push (broker_session_t *s, int cmd, const void *body, size_t len)
     memcpy (o->body, body, len);
     if (s->outq_tail)
         s->outq_tail->next = o;
-    else
+    else {
         s->outq_head = o;
+        self->nblocked++;
+    }
     s->outq_tail = o;
     s->outq_len++;
     return true;
 }
 
 static void
-s_outq_free (broker_session_t *s)
+s_outq_free (broker_t *self, broker_session_t *s)
 {
+    if (s->outq_head)
+        self->nblocked--;
     while (s->outq_head) {
         broker_out_t *o = s->outq_head;
         s->outq_head = o->next;
@@ -244,8 +249,10 @@ s_outq_flush (broker_t *self, broker_session_t *s)
             return;
         }
         s->outq_head = o->next;
-        if (!s->outq_head)
+        if (!s->outq_head) {
             s->outq_tail = NULL;
+            self->nblocked--;
+        }
         s->outq_len--;
         s->msgs_out++;
         free (o);
@@ -277,7 +284,7 @@ broker_send_ctl (broker_t *self, const uint8_t *rid, size_t ridlen,
         }
     }
     if (session->outq_len >= BROKER_OUTQ_MAX
-        || !s_outq_push (session, cmd, body, len)) {
+        || !s_outq_push (self, session, cmd, body, len)) {
         zsys_warning ("broker: %s does not read its replies; undocking it",
                       session->sys->id);
         broker_mark_dead (self, session);
@@ -609,7 +616,7 @@ broker_undock (broker_t *self, broker_session_t *s, const char *reason,
         if (s->grants.keys[i])
             free (s->grants.vals[i]);
     chan_map_fini (&s->grants);
-    s_outq_free (s);
+    s_outq_free (self, s);
     sys->session = NULL;
     sys->last_seen = wall;
     s_sys_record (self, sys);
@@ -1062,7 +1069,7 @@ s_free_sessions (broker_t *self)
             if (s->grants.keys[i])
                 free (s->grants.vals[i]);
         chan_map_fini (&s->grants);
-        s_outq_free (s);
+        s_outq_free (self, s);
         if (s->sys) {
             s->sys->session = NULL;
             s->sys->last_seen = hal_clock_wall_ms ();
@@ -1125,10 +1132,8 @@ broker_run (broker_t *self, int sigfd, void *pipe)
         if (timeout > 1000)
             timeout = 1000;
         /*  Sessions with queued output are retried soon. */
-        for (broker_session_t *s = self->lru_head; s && timeout > 2;
-             s = s->lru_next)
-            if (s->outq_head)
-                timeout = 2;
+        if (self->nblocked && timeout > 2)
+            timeout = 2;
         if (stopping && timeout > 50)
             timeout = 50;
         int rc = zmq_poll (items, n, timeout);
@@ -1185,9 +1190,10 @@ broker_run (broker_t *self, int sigfd, void *pipe)
                 zstr_send (self->heartbeat, "SHUTDOWN");
         }
         s_timers (self, now);
-        for (broker_session_t *s = self->lru_head; s; s = s->lru_next)
-            if (s->outq_head)
-                s_outq_flush (self, s);
+        if (self->nblocked)
+            for (broker_session_t *s = self->lru_head; s; s = s->lru_next)
+                if (s->outq_head)
+                    s_outq_flush (self, s);
         s_reap_dead (self);
         hal_store_kick (self->store);
         if (stopping) {

@@ -144,6 +144,7 @@ struct _broker_t {
     broker_session_t *lru_head, *lru_tail;
     broker_session_t *dead_list;
     size_t nsessions;
+    size_t nblocked; /* sessions with queued control output */
     chan_heap_t waiter_heap;
     chan_idem_t *idem;
     chan_id_gen_t ids;
