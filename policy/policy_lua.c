@@ -1,0 +1,277 @@
+/*  policy_lua.c — reads policy rules from a Lua list of rule tables. Only raw
+    access (lua_next, lua_rawgeti) and no allocation in the Lua state, so
+    that no metamethod runs and no Lua error can be raised outside a pcall. */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "aaax.h"
+#include "hal_luadata.h"
+#include "policy.h"
+#include "policy_lua.h"
+
+static void s_set_err (char *err, size_t errlen, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static void
+s_set_err (char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (err, errlen, fmt, args);
+    va_end (args);
+}
+
+/*  Copies up to 64 bytes of a Lua string into out (at least 72 bytes) for
+    quoting: non-printable bytes become '?', a longer one ends in "...". */
+static const char *
+s_quote (const char *text, size_t len, char *out)
+{
+    size_t i = 0;
+    for (; i < len && i < 64; i++) {
+        unsigned char c = (unsigned char) text[i];
+        out[i] = (c >= 0x20 && c < 0x7f) ? (char) c : '?';
+    }
+    if (i < len) {
+        memcpy (out + i, "...", 3);
+        i += 3;
+    }
+    out[i] = '\0';
+    return out;
+}
+
+enum { S_SUBJECT, S_ACTION, S_TARGET, S_EFFECT, S_RATE, S_NAME, S_NFIELDS };
+
+static const char *const s_fields[S_NFIELDS] = { "subject", "action", "target",
+                                                 "effect",  "rate",   "name" };
+static const int s_required[S_NFIELDS] = { 1, 1, 1, 1, 0, 0 };
+
+/*  Reads the rule table at stack index t (absolute) into values, which
+    point into the table's strings (kept alive by the table). Returns 0 or
+    AAAX_EINVAL with a message naming the rule (number) and field. */
+static int
+s_read_rule (lua_State *L, int t, const char *source, size_t number,
+             const char *values[S_NFIELDS], char *err, size_t errlen)
+{
+    char quoted[72];
+    int types[S_NFIELDS];
+    for (int f = 0; f < S_NFIELDS; f++) {
+        values[f] = NULL;
+        types[f] = LUA_TNIL;
+    }
+    //  One pass over the keys. Unknown keys are reported before missing
+    //  fields (a typo like "efect" says so rather than "missing effect");
+    //  of several, the smallest is named, so messages are deterministic.
+    const char *unknown = NULL;
+    size_t unknown_len = 0;
+    int bad_key_type = LUA_TNONE;
+    lua_pushnil (L);
+    while (lua_next (L, t)) {
+        if (lua_type (L, -2) != LUA_TSTRING) {
+            int type = lua_type (L, -2);
+            if (bad_key_type == LUA_TNONE || type < bad_key_type)
+                bad_key_type = type;
+            lua_pop (L, 1);
+            continue;
+        }
+        size_t len;
+        const char *key = lua_tolstring (L, -2, &len);
+        int f = 0;
+        while (f < S_NFIELDS
+               && !(strlen (s_fields[f]) == len
+                    && memcmp (s_fields[f], key, len) == 0))
+            f++;
+        if (f == S_NFIELDS) {
+            if (!unknown || strcmp (key, unknown) < 0) {
+                unknown = key;
+                unknown_len = len;
+            }
+        } else {
+            types[f] = lua_type (L, -1);
+            if (types[f] == LUA_TSTRING) {
+                size_t vlen;
+                const char *value = lua_tolstring (L, -1, &vlen);
+                if (strlen (value) != vlen) {
+                    s_set_err (err, errlen,
+                               "%s: rule %zu: field \"%s\" contains a NUL "
+                               "byte",
+                               source, number, s_fields[f]);
+                    lua_pop (L, 2);
+                    return AAAX_EINVAL;
+                }
+                values[f] = value;
+            }
+        }
+        lua_pop (L, 1);
+    }
+    if (bad_key_type != LUA_TNONE) {
+        s_set_err (err, errlen,
+                   "%s: rule %zu: field names must be strings (got a %s "
+                   "key)",
+                   source, number, lua_typename (L, bad_key_type));
+        return AAAX_EINVAL;
+    }
+    if (unknown) {
+        s_set_err (err, errlen, "%s: rule %zu: unknown field \"%s\"", source,
+                   number, s_quote (unknown, unknown_len, quoted));
+        return AAAX_EINVAL;
+    }
+    for (int f = 0; f < S_NFIELDS; f++) {
+        if (types[f] == LUA_TNIL) {
+            if (!s_required[f])
+                continue;
+            s_set_err (err, errlen, "%s: rule %zu: missing field \"%s\"",
+                       source, number, s_fields[f]);
+            return AAAX_EINVAL;
+        }
+        if (types[f] != LUA_TSTRING) {
+            s_set_err (err, errlen,
+                       "%s: rule %zu: field \"%s\" must be a string (got %s)",
+                       source, number, s_fields[f], lua_typename (L, types[f]));
+            return AAAX_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/*  Checks that the table at t is a sequence 1..n (no other keys, no
+    holes) and returns n in *n_p. */
+static int
+s_check_sequence (lua_State *L, int t, const char *source, size_t *n_p,
+                  char *err, size_t errlen)
+{
+    size_t count = 0;
+    lua_Integer max = 0;
+    int bad_key = 0;
+    lua_pushnil (L);
+    while (lua_next (L, t)) {
+        if (lua_isinteger (L, -2)) {
+            lua_Integer key = lua_tointeger (L, -2);
+            if (key < 1)
+                bad_key = 1;
+            else if (key > max)
+                max = key;
+        } else
+            bad_key = 1;
+        count++;
+        lua_pop (L, 1);
+    }
+    if (bad_key) {
+        s_set_err (err, errlen,
+                   "%s: policy must be a list of rules (found a key that is "
+                   "not a rule number 1, 2, ...)",
+                   source);
+        return AAAX_EINVAL;
+    }
+    if ((lua_Unsigned) max != count) {
+        //  count positive integer keys, the largest above count: some
+        //  index in 1..count+1 is missing.
+        size_t hole = 1;
+        while (hole <= count) {
+            int type = lua_rawgeti (L, t, (lua_Integer) hole);
+            lua_pop (L, 1);
+            if (type == LUA_TNIL)
+                break;
+            hole++;
+        }
+        s_set_err (err, errlen,
+                   "%s: policy must be a list of rules (rule %zu is "
+                   "missing)",
+                   source, hole);
+        return AAAX_EINVAL;
+    }
+    *n_p = count;
+    return 0;
+}
+
+int
+policy_from_lua (lua_State *L, int idx, const char *source, policy_t **out,
+                 char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (!source)
+        source = "policy";
+    if (!L || !out) {
+        s_set_err (err, errlen, "%s: invalid arguments", source);
+        return AAAX_EINVAL;
+    }
+    int t = lua_absindex (L, idx);
+    if (lua_type (L, t) != LUA_TTABLE) {
+        s_set_err (err, errlen, "%s: policy must be a list of rules (got %s)",
+                   source, luaL_typename (L, t));
+        return AAAX_EINVAL;
+    }
+    if (!lua_checkstack (L, 4)) {
+        s_set_err (err, errlen, "%s: out of memory", source);
+        return AAAX_ENOMEM;
+    }
+    int top = lua_gettop (L);
+    size_t n;
+    int rc = s_check_sequence (L, t, source, &n, err, errlen);
+    if (rc)
+        return rc;
+    policy_t *policy = policy_new ();
+    if (!policy) {
+        s_set_err (err, errlen, "%s: out of memory", source);
+        return AAAX_ENOMEM;
+    }
+    for (size_t i = 1; i <= n; i++) {
+        int type = lua_rawgeti (L, t, (lua_Integer) i);
+        if (type != LUA_TTABLE) {
+            s_set_err (err, errlen, "%s: rule %zu: must be a table (got %s)",
+                       source, i, lua_typename (L, type));
+            rc = AAAX_EINVAL;
+            break;
+        }
+        const char *values[S_NFIELDS];
+        rc = s_read_rule (L, top + 1, source, i, values, err, errlen);
+        if (rc)
+            break;
+        policy_rule_spec_t spec = { values[S_SUBJECT],
+                                    values[S_ACTION],
+                                    values[S_TARGET],
+                                    values[S_EFFECT],
+                                    values[S_RATE],
+                                    values[S_NAME],
+                                    source };
+        rc = policy_add (policy, &spec, err, errlen);
+        if (rc)
+            break;
+        lua_settop (L, top);
+    }
+    lua_settop (L, top);
+    if (rc) {
+        policy_destroy (&policy);
+        return rc;
+    }
+    *out = policy;
+    return 0;
+}
+
+int
+policy_load_file (const char *path, policy_t **out, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (!path || !out) {
+        s_set_err (err, errlen, "policy_load_file: invalid arguments");
+        return AAAX_EINVAL;
+    }
+    lua_State *L = hal_luadata_new ();
+    if (!L) {
+        s_set_err (err, errlen, "%s: out of memory", path);
+        return AAAX_ENOMEM;
+    }
+    int rc = hal_luadata_run_file (L, path, err, errlen);
+    if (rc == 0)
+        rc = policy_from_lua (L, -1, path, out, err, errlen);
+    hal_luadata_destroy (&L);
+    return rc;
+}
