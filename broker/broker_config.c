@@ -3,6 +3,7 @@
     every key passed its check, so a bad file changes nothing. */
 
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,18 +138,22 @@ static int
 s_get_uint (lua_State *L, int idx, s_ctx_t *ctx, const char *key,
             uint64_t lo, uint64_t hi, uint64_t *out)
 {
-    if (!lua_isinteger (L, idx)) {
-        if (lua_type (L, idx) == LUA_TNUMBER) {
-            lua_Number n = lua_tonumber (L, idx);
-            if (n != (lua_Number) (int64_t) n)
-                return s_bad (ctx, key, "must be a whole number");
-        }
-        else
-            return s_bad (ctx, key, "must be a number, not %s",
-                          luaL_typename (L, idx));
+    lua_Integer v;
+    if (lua_isinteger (L, idx))
+        v = lua_tointeger (L, idx);
+    else if (lua_type (L, idx) == LUA_TNUMBER) {
+        /*  A float is accepted when it is a whole number in range; checked
+            before any conversion (1e300, inf and nan convert to nothing). */
+        lua_Number n = lua_tonumber (L, idx);
+        if (!(n >= 0 && n <= 9007199254740992.0) || n != floor (n))
+            return s_bad (ctx, key, "must be a whole number between %llu and "
+                          "%llu", (unsigned long long) lo,
+                          (unsigned long long) hi);
+        v = (lua_Integer) n;
     }
-    lua_Integer v = lua_isinteger (L, idx) ? lua_tointeger (L, idx)
-                                           : (lua_Integer) lua_tonumber (L, idx);
+    else
+        return s_bad (ctx, key, "must be a number, not %s",
+                      luaL_typename (L, idx));
     if (v < 0 || (uint64_t) v < lo || (uint64_t) v > hi)
         return s_bad (ctx, key, "must be between %llu and %llu (got %lld)",
                       (unsigned long long) lo, (unsigned long long) hi,
@@ -682,14 +687,26 @@ broker_config_is_loopback (const char *ep)
     if (strncmp (ep, "tcp://", 6) != 0)
         return true;
     const char *host = ep + 6;
-    /*  tcp://[iface;]host:port — a source part before ';' is ignored. */
+    /*  tcp://[source;]host:port — the part before ';' is a source address. */
     const char *semi = strchr (host, ';');
     if (semi)
         host = semi + 1;
-    if (strncmp (host, "127.", 4) == 0 || strncmp (host, "localhost:", 10) == 0
-        || strncmp (host, "[::1]:", 6) == 0 || strncmp (host, "lo:", 3) == 0)
+    const char *colon = strrchr (host, ':');
+    if (!colon || colon == host)
+        return false;
+    size_t len = (size_t) (colon - host);
+    char h[64];
+    if (len >= sizeof h)
+        return false;
+    memcpy (h, host, len);
+    h[len] = 0;
+    if (streq (h, "localhost") || streq (h, "[::1]") || streq (h, "lo"))
         return true;
-    return false;
+    /*  An IPv4 literal 127.a.b.c. */
+    unsigned a, b, c, d;
+    char tail;
+    return sscanf (h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4
+           && a == 127 && b < 256 && c < 256 && d < 256;
 }
 
 static bool

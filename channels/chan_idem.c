@@ -1,7 +1,10 @@
 /*  chan_idem.c — idempotency keys in a zhashx, expiring through a heap.
-    Store key: chan NUL writer NUL key; value: [u64 expires, wall ms][id]. */
+    Store key: chan NUL writer NUL blake2b-128(key) — bounded (at most 275
+    bytes, under LMDB's 511) whatever the key; value: [u64 expires, wall ms]
+    [id][key]. */
 
 #include <czmq.h>
+#include <sodium.h>
 
 #include "aaax.h"
 #include "chan_heap.h"
@@ -118,31 +121,43 @@ s_insert (chan_idem_t *self, const char *hkey, const uint8_t *skey,
     return 0;
 }
 
+/*  The store key: chan NUL writer NUL hash(key); returns its length. */
+static size_t
+s_skey (uint8_t *out, const char *chan, const char *writer, const char *key,
+        size_t keylen)
+{
+    size_t c = strlen (chan), w = strlen (writer);
+    memcpy (out, chan, c);
+    out[c] = 0;
+    memcpy (out + c + 1, writer, w);
+    out[c + 1 + w] = 0;
+    crypto_generichash (out + c + 2 + w, 16, (const unsigned char *) key,
+                        keylen, NULL, 0);
+    return c + 2 + w + 16;
+}
+
 int
 chan_idem_put (chan_idem_t *self, const char *chan, const char *writer,
                const char *key, size_t keylen, const char *id, bool durable,
                int64_t wall_ms)
 {
     char buf[2 * AAAX_MAX_NAME + AAAX_MAX_KEY + 8];
-    if (!s_hkey (buf, sizeof buf, chan, writer, key, keylen))
+    if (strlen (chan) > AAAX_MAX_NAME + 1 || strlen (writer) > AAAX_MAX_NAME
+        || keylen > AAAX_MAX_KEY
+        || !s_hkey (buf, sizeof buf, chan, writer, key, keylen))
         return AAAX_EINVAL;
-    size_t skeylen = strlen (buf);
-    uint8_t skey[sizeof buf];
-    memcpy (skey, buf, skeylen);
-    for (size_t i = 0, seps = 0; i < skeylen && seps < 2; i++)
-        if (skey[i] == 0x1f) {
-            skey[i] = 0;
-            seps++;
-        }
+    uint8_t skey[2 * AAAX_MAX_NAME + 24];
+    size_t skeylen = s_skey (skey, chan, writer, key, keylen);
     int64_t expires = wall_ms + self->ttl_ms;
     int rc = s_insert (self, buf, skey, skeylen, id, durable, expires);
     if (rc == 0 && durable && self->store) {
-        uint8_t val[8 + CHAN_ID_LEN];
+        uint8_t val[8 + CHAN_ID_LEN + AAAX_MAX_KEY];
         uint64_t x = (uint64_t) expires;
         memcpy (val, &x, 8);
         memcpy (val + 8, id, CHAN_ID_LEN);
+        memcpy (val + 8 + CHAN_ID_LEN, key, keylen);
         hal_store_put (self->store, HAL_DB_IDEM, skey, skeylen, val,
-                       sizeof val);
+                       8 + CHAN_ID_LEN + keylen);
     }
     return rc;
 }
@@ -151,8 +166,8 @@ int
 chan_idem_restore (chan_idem_t *self, const void *key, size_t klen,
                    const void *val, size_t vlen, int64_t wall_ms)
 {
-    if (vlen != 8 + CHAN_ID_LEN || klen == 0 || klen > 2 * AAAX_MAX_NAME
-        + AAAX_MAX_KEY + 4)
+    if (vlen <= 8 + CHAN_ID_LEN || vlen > 8 + CHAN_ID_LEN + AAAX_MAX_KEY
+        || klen < 18 || klen > 2 * AAAX_MAX_NAME + 24)
         return AAAX_EINVAL;
     uint64_t expires;
     memcpy (&expires, val, 8);
@@ -161,16 +176,21 @@ chan_idem_restore (chan_idem_t *self, const void *key, size_t klen,
             hal_store_del (self->store, HAL_DB_IDEM, key, klen);
         return 0;
     }
+    /*  chan NUL writer NUL hash(16) */
+    const char *k = (const char *) key;
+    const char *z1 = (const char *) memchr (k, 0, klen - 16);
+    const char *z2 = z1 ? (const char *) memchr (z1 + 1, 0,
+                                                 (size_t) (k + klen - 16
+                                                           - (z1 + 1)))
+                        : NULL;
+    if (!z1 || !z2 || z2 + 1 != k + klen - 16)
+        return AAAX_EINVAL;
+    const char *ukey = (const char *) val + 8 + CHAN_ID_LEN;
+    size_t ukeylen = vlen - 8 - CHAN_ID_LEN;
+    if (memchr (ukey, 0, ukeylen))
+        return AAAX_EINVAL;
     char buf[2 * AAAX_MAX_NAME + AAAX_MAX_KEY + 8];
-    memcpy (buf, key, klen);
-    buf[klen] = 0;
-    size_t seps = 0;
-    for (size_t i = 0; i < klen; i++)
-        if (buf[i] == 0 && seps < 2) {
-            buf[i] = 0x1f;
-            seps++;
-        }
-    if (seps != 2 || strlen (buf) != klen)
+    if (!s_hkey (buf, sizeof buf, k, z1 + 1, ukey, ukeylen))
         return AAAX_EINVAL;
     return s_insert (self, buf, (const uint8_t *) key, klen,
                      (const char *) val + 8, true, (int64_t) expires);

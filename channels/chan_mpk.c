@@ -14,7 +14,7 @@ void
 chan_mpk_reader_init (chan_mpk_reader_t *r, const void *data, size_t size)
 {
     r->p = (const uint8_t *) data;
-    r->end = r->p + size;
+    r->end = size ? r->p + size : r->p;
 }
 
 size_t

@@ -141,6 +141,9 @@ chan_queue_destroy (chan_queue_t **self_p)
     if (!self_p || !*self_p)
         return;
     chan_queue_t *self = *self_p;
+    /*  The heaps point into the messages: drop them first. */
+    chan_heap_fini (&self->back);
+    chan_heap_fini (&self->timed);
     chan_map_t *m = &self->by_seq;
     for (size_t i = 0; m->mask && i <= m->mask; i++)
         if (m->keys[i]) {
@@ -149,8 +152,6 @@ chan_queue_destroy (chan_queue_t **self_p)
             free (q);
         }
     chan_map_fini (&self->by_seq);
-    chan_heap_fini (&self->back);
-    chan_heap_fini (&self->timed);
     free (self->name);
     free (self);
     *self_p = NULL;
@@ -323,9 +324,12 @@ static int
 s_make_ready (chan_queue_t *q, chan_qmsg_t *m, int64_t due)
 {
     if (due > 0) {
-        m->state = Q_DELAYED;
-        q->ndelayed++;
-        return chan_heap_push (&q->timed, &m->node, due);
+        int rc = chan_heap_push (&q->timed, &m->node, due);
+        if (rc == 0) {
+            m->state = Q_DELAYED;
+            q->ndelayed++;
+        }
+        return rc;
     }
     m->state = Q_READY_BACK;
     return chan_heap_push (&q->back, &m->node, (int64_t) m->seq);

@@ -194,8 +194,10 @@ s_check_bounds (chan_req_t *req, char *why, size_t whylen)
                            NULL))
         return s_fail (why, whylen, "%s", "\"since\" must be a message id "
                        "(or \"\" for everything retained)");
-    if (req->key.ptr && memchr (req->key.ptr, 0, req->key.len))
-        return s_fail (why, whylen, "%s", "\"key\" must not contain NUL");
+    if (req->key.ptr
+        && (req->key.len == 0 || memchr (req->key.ptr, 0, req->key.len)))
+        return s_fail (why, whylen, "%s", "\"key\" must be 1..256 bytes "
+                       "without NUL");
     return 0;
 }
 
@@ -212,6 +214,7 @@ chan_req_decode (chan_req_t *req, const void *cmd, size_t cmdlen,
     if (chan_mpk_next (&r, &o) != 0 || o.type != CHAN_MPK_MAP)
         return s_fail (why, whylen, "%s", "body must be one msgpack map");
     uint32_t pairs = o.v.n;
+    uint32_t seen = 0; /* keys read so far, nil ones included */
     for (uint32_t i = 0; i < pairs; i++) {
         chan_mpk_obj_t k;
         if (chan_mpk_next (&r, &k) != 0)
@@ -226,8 +229,9 @@ chan_req_decode (chan_req_t *req, const void *cmd, size_t cmdlen,
                                "body is not valid msgpack or nests too deep");
             continue;
         }
-        if (req->fields & key->bit)
+        if (seen & key->bit)
             return s_fail (why, whylen, "duplicate key \"%s\"", key->name);
+        seen |= key->bit;
         req->fields |= key->bit;
 
         if (key->kind == K_ANY) {
