@@ -236,7 +236,7 @@ chan_req_decode (chan_req_t *req, const void *cmd, size_t cmdlen,
 
         if (key->kind == K_ANY) {
             const char *start = (const char *) r.p;
-            if (chan_mpk_skip (&r, AAAX_MAX_DEPTH - 1) != 0)
+            if (chan_mpk_skip (&r, AAAX_MAX_DATA_DEPTH + 1) != 0)
                 return s_fail (why, whylen, "\"%s\" is not valid msgpack or "
                                "nests too deep", key->name);
             req->data.ptr = start;

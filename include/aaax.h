@@ -36,7 +36,11 @@ const char *aaax_strerror (int code);
 /*  Hard limits on anything that comes from outside (peers, files). */
 #define AAAX_MAX_NAME 128         /* channel and system ids, bytes */
 #define AAAX_MAX_KEY 256          /* idempotency keys, bytes */
-#define AAAX_MAX_DEPTH 32         /* msgpack nesting */
+#define AAAX_MAX_DEPTH 32         /* msgpack nesting of a request body */
+/*  Non-empty containers nested in a payload (`data`): the kernel wraps a
+    payload in at most 3 more (CLAIM reply, msgs, envelope), so everything it
+    sends stays within 32 levels, the limit of msgpack-c and many decoders. */
+#define AAAX_MAX_DATA_DEPTH 28
 #define AAAX_MAX_IDS 10000        /* ids in one ACK / NACK */
 #define AAAX_MAX_CLAIM 10000      /* messages in one CLAIM */
 #define AAAX_MAX_HELLO_CHANNELS 1024
