@@ -100,12 +100,17 @@ act_heartbeat (zsock_t *pipe, void *args)
     }
     zpoller_t *poller = zpoller_new (pipe, NULL);
     void *sock = chan_client_socket (self.client);
+    int linger = 0;
+    zmq_setsockopt (sock, ZMQ_LINGER, &linger, sizeof linger);
+    /*  Dock at once: the switchboard says "running" when we are in. */
+    s_dock (&self);
     int64_t next = hal_clock_mono_ms () + 20;
+    bool stopped = false; /* after SHUTDOWN: no more beats, wait for $TERM */
     while (poller) {
         int64_t wait = next - hal_clock_mono_ms ();
         zmq_pollitem_t items[2] = { { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
                                     { sock, 0, ZMQ_POLLIN, 0 } };
-        int rc = zmq_poll (items, 2, wait > 0 ? (long) wait : 0);
+        int rc = zmq_poll (items, 2, stopped ? -1 : wait > 0 ? (long) wait : 0);
         if (rc < 0)
             break;
         if (items[0].revents & ZMQ_POLLIN) {
@@ -114,6 +119,7 @@ act_heartbeat (zsock_t *pipe, void *args)
             if (cmd && streq (cmd, "SHUTDOWN")) {
                 s_beat (&self);
                 zstr_send (pipe, "DONE");
+                stopped = true;
             }
             else if (!term)
                 zsys_warning ("heartbeat: unknown command %s", cmd);
@@ -127,7 +133,9 @@ act_heartbeat (zsock_t *pipe, void *args)
             if (chan_client_recv (self.client, &r, 0) == 0)
                 chan_reply_fini (&r);
         }
-        if (hal_clock_mono_ms () >= next) {
+        if (stopped)
+            next = INT64_MAX;
+        else if (hal_clock_mono_ms () >= next) {
             s_beat (&self);
             next = hal_clock_mono_ms () + self.period_ms;
         }

@@ -544,11 +544,28 @@ s_ready_cb (void *arg, chan_queue_t *q)
 {
     broker_t *self = (broker_t *) arg;
     broker_chan_t *ch = broker_chan_find (self, chan_queue_name (q));
-    if (ch)
+    if (ch) {
+        broker_queue_due (self, ch);
         broker_serve_waiters (self, ch, hal_clock_mono_ms ());
+    }
     chan_queue_t *dlq = chan_queue_dlq (q);
     if (dlq && (ch = broker_chan_find (self, chan_queue_name (dlq))))
         broker_serve_waiters (self, ch, hal_clock_mono_ms ());
+}
+
+void
+broker_queue_due (broker_t *self, broker_chan_t *ch)
+{
+    int64_t d = chan_queue_next_due (ch->queue);
+    if (d == INT64_MAX)
+        return; /* a stale earlier entry only wakes the loop once for nothing */
+    if (chan_heap_contains (&ch->due)) {
+        if (ch->due.key <= d)
+            return;
+        chan_heap_remove (&self->queue_heap, &ch->due);
+    }
+    if (chan_heap_push (&self->queue_heap, &ch->due, d) != 0)
+        zsys_error ("broker: no memory to schedule %s", ch->name);
 }
 
 void
@@ -625,6 +642,8 @@ broker_undock (broker_t *self, broker_session_t *s, const char *reason,
     s_ridkey (&k, s->rid, s->ridlen);
     zhashx_delete (self->sessions, &k);
     self->nsessions--;
+    if (s->kernel)
+        self->nkernel--;
     if (s->dead) {
         /*  Still on the dead list: leave it as a tombstone the list walk
             frees. */
@@ -655,13 +674,9 @@ s_next_deadline (broker_t *self)
     chan_heap_node_t *w = chan_heap_top (&self->waiter_heap);
     if (w)
         next = w->key;
-    for (broker_chan_t *ch = (broker_chan_t *) zhashx_first (self->channels);
-         ch; ch = (broker_chan_t *) zhashx_next (self->channels))
-        if (ch->queue) {
-            int64_t d = chan_queue_next_due (ch->queue);
-            if (d < next)
-                next = d;
-        }
+    chan_heap_node_t *q = chan_heap_top (&self->queue_heap);
+    if (q && q->key < next)
+        next = q->key;
     if (self->lru_head) {
         int64_t d = self->lru_head->last_active
                     + 3 * (int64_t) self->cfg->heartbeat_ms + 1;
@@ -700,19 +715,25 @@ static void
 s_timers (broker_t *self, int64_t now)
 {
     int64_t wall = hal_clock_wall_ms ();
-    for (broker_chan_t *ch = (broker_chan_t *) zhashx_first (self->channels);
-         ch; ch = (broker_chan_t *) zhashx_next (self->channels)) {
-        if (!ch->queue || chan_queue_next_due (ch->queue) > now)
-            continue;
-        chan_queue_tick (ch->queue, now, wall);
-    }
-    /*  Serving may reorder nothing in the table, but keep it a second pass
-        so the hash cursor above is not disturbed. */
-    for (broker_chan_t *ch = (broker_chan_t *) zhashx_first (self->channels);
-         ch; ch = (broker_chan_t *) zhashx_next (self->channels))
-        if (ch->wait_head && ch->queue && chan_queue_ready (ch->queue))
-            broker_serve_waiters (self, ch, now);
     chan_heap_node_t *top;
+    /*  Queues whose earliest lease or delay is due: expire, then serve the
+        long-polls of the queue and of its dead-letter queue. */
+    while ((top = chan_heap_top (&self->queue_heap)) && top->key <= now) {
+        broker_chan_t *ch = (broker_chan_t *) ((char *) top
+                                               - offsetof (broker_chan_t, due));
+        chan_heap_remove (&self->queue_heap, top);
+        chan_queue_tick (ch->queue, now, wall);
+        int64_t d = chan_queue_next_due (ch->queue);
+        if (d != INT64_MAX)
+            chan_heap_push (&self->queue_heap, &ch->due, d);
+        broker_serve_waiters (self, ch, now);
+        chan_queue_t *dlq = chan_queue_dlq (ch->queue);
+        broker_chan_t *dch = dlq ? broker_chan_find (self,
+                                                     chan_queue_name (dlq))
+                                 : NULL;
+        if (dch)
+            broker_serve_waiters (self, dch, now);
+    }
     while ((top = chan_heap_top (&self->waiter_heap)) && top->key <= now)
         s_waiter_finish (self, (broker_waiter_t *) top, now);
     /*  Silent sessions: 3 heartbeat periods without a word. */
@@ -875,6 +896,7 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
     chan_buf_init (&self->out);
     chan_buf_init (&self->scratch);
     chan_heap_init (&self->waiter_heap);
+    chan_heap_init (&self->queue_heap);
     self->kernel_token = (char *) sodium_malloc (65);
     self->claim_buf = (chan_qmsg_t **) calloc (AAAX_MAX_CLAIM,
                                                sizeof (chan_qmsg_t *));
@@ -926,6 +948,10 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
     if (broker_boot_channels (self, err, errlen) != 0
         || broker_boot_restore (self, err, errlen) != 0)
         goto err_free;
+    for (broker_chan_t *ch = (broker_chan_t *) zhashx_first (self->channels);
+         ch; ch = (broker_chan_t *) zhashx_next (self->channels))
+        if (ch->queue)
+            broker_queue_due (self, ch);
     if (hal_store_commit_sync (self->store) != 0) {
         snprintf (err, errlen, "cannot write to the store in %s/store",
                   self->data_dir);
@@ -1016,6 +1042,8 @@ broker_destroy (broker_t **self_p)
     if (self->tap)
         zmq_close (self->tap);
     hal_store_destroy (&self->store);
+    /*  The queue heap points into the channels: empty it first. */
+    chan_heap_fini (&self->queue_heap);
     zhashx_destroy (&self->channels);
     zhashx_destroy (&self->systems);
     zhashx_destroy (&self->tap_topics);
@@ -1046,6 +1074,22 @@ const char *
 broker_data_dir (const broker_t *self)
 {
     return self->data_dir;
+}
+
+/*  At a graceful stop, every delivery not acknowledged counts: leases are
+    given back (their attempt recorded, dead-lettered when exhausted) and
+    mailbox messages in flight are recorded with their attempt, so the next
+    boot delivers them with attempt + 1. */
+static void
+s_count_deliveries (broker_t *self)
+{
+    int64_t now = hal_clock_mono_ms (), wall = hal_clock_wall_ms ();
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems);
+         sys; sys = (broker_sys_t *) zhashx_next (self->systems)) {
+        chan_holder_release (&sys->holder, now, wall, NULL, NULL);
+        if (sys->mbox.inflight)
+            chan_mbox_undock (&sys->mbox, self->store, sys->id);
+    }
 }
 
 /*  Frees every session at shutdown (after the loop): nothing is sent. */
@@ -1081,6 +1125,7 @@ s_free_sessions (broker_t *self)
     self->lru_head = self->lru_tail = NULL;
     zhashx_purge (self->sessions);
     self->nsessions = 0;
+    self->nkernel = 0;
 }
 
 int
@@ -1090,8 +1135,10 @@ broker_run (broker_t *self, int sigfd, void *pipe)
     self->heartbeat = zactor_new (act_heartbeat, &hb);
     if (!self->heartbeat)
         zsys_error ("broker: cannot start the heartbeat actor");
-    self->state = BROKER_RUNNING;
-    zsys_info ("broker: kernel %s running, data in %s", self->kernel_id,
+    /*  Running once the heartbeat actor has docked (see s_hello). */
+    if (!self->heartbeat)
+        self->state = BROKER_RUNNING;
+    zsys_info ("broker: kernel %s starting, data in %s", self->kernel_id,
                self->data_dir);
 
     zmq_pollitem_t items[6];
@@ -1218,6 +1265,7 @@ broker_run (broker_t *self, int sigfd, void *pipe)
     zactor_destroy (&self->heartbeat);
     s_meta_put_u64 (self, "last_ms", self->ids.last_ms);
     s_reap_dead (self);
+    s_count_deliveries (self);
     s_free_sessions (self);
     while (hal_store_busy (self->store) || hal_store_pending (self->store)) {
         hal_store_kick (self->store);

@@ -26,6 +26,7 @@ s_add_bcast (broker_t *self, const char *name, uint32_t retain, bool public_,
     }
     ch->kind = BROKER_CHAN_BROADCAST;
     ch->kernel = kernel;
+    chan_heap_node_init (&ch->due);
     zhashx_insert (self->channels, name, ch);
     return 0;
 }
@@ -59,6 +60,8 @@ s_add_queue (broker_t *self, const char *name, const chan_queue_cfg_t *qc,
     chan_queue_set_dlq (ch->queue, dl->queue);
     ch->kind = dl->kind = BROKER_CHAN_QUEUE;
     ch->kernel = dl->kernel = kernel;
+    chan_heap_node_init (&ch->due);
+    chan_heap_node_init (&dl->due);
     zhashx_insert (self->channels, name, ch);
     zhashx_insert (self->channels, dlq, dl);
     return 0;

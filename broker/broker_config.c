@@ -409,7 +409,11 @@ s_read_table (lua_State *L, s_ctx_t *ctx, const char *dir,
             *set |= SET_BIND;
         }
         else if (streq (k, "tap")) {
-            rc = s_get_str (L, -1, ctx, k, &scratch->tap);
+            /*  "" binds no tap. */
+            if (lua_type (L, -1) == LUA_TSTRING && lua_rawlen (L, -1) == 0)
+                rc = (scratch->tap = strdup ("")) ? 0 : AAAX_ENOMEM;
+            else
+                rc = s_get_str (L, -1, ctx, k, &scratch->tap);
             *set |= SET_TAP;
         }
         else if (streq (k, "insecure")) {

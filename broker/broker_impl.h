@@ -62,6 +62,8 @@ typedef struct {
     chan_queue_t *queue;
     broker_waiter_t *wait_head, *wait_tail; /* long-poll CLAIMs, FIFO */
     uint64_t writes;
+    chan_heap_node_t due; /* in the broker's queue heap: a lower bound of
+                             the queue's next lease or delay deadline */
 } broker_chan_t;
 
 /*  What a session may do to one target (a channel or a system's mailbox). */
@@ -144,8 +146,10 @@ struct _broker_t {
     broker_session_t *lru_head, *lru_tail;
     broker_session_t *dead_list;
     size_t nsessions;
+    size_t nkernel;  /* of which kernel actors (not counted in max_sessions) */
     size_t nblocked; /* sessions with queued control output */
     chan_heap_t waiter_heap;
+    chan_heap_t queue_heap; /* work-queues with deadlines, by the earliest */
     chan_idem_t *idem;
     chan_id_gen_t ids;
     uint64_t seq_reserved;
@@ -207,6 +211,10 @@ void broker_mbox_pump (broker_t *self, broker_sys_t *sys);
 
 /*  Serves long-poll CLAIMs of ch while it has ready messages. */
 void broker_serve_waiters (broker_t *self, broker_chan_t *ch, int64_t now);
+
+/*  Records that a queue's next deadline may have moved earlier (after a
+    claim, a delayed NACK, a release): keeps the queue heap a lower bound. */
+void broker_queue_due (broker_t *self, broker_chan_t *ch);
 
 /*  Next message id; reserves more ids in the store when needed. */
 uint64_t broker_next_id (broker_t *self, int64_t wall_ms, char *id);

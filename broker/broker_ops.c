@@ -356,6 +356,10 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
             return;
         }
     }
+    if (self->state == BROKER_SHUTDOWN && !kernel) {
+        broker_error (self, rq, 503, "the kernel is shutting down");
+        return;
+    }
     if (strncmp (sysid, "kernel.", 7) == 0 && !kernel) {
         broker_error (self, rq, 403, "system ids starting with \"kernel.\" "
                       "are reserved for the kernel's actors");
@@ -384,7 +388,8 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         /*  The other connection went silent: it is over. */
         broker_undock (self, other, "replaced by a new connection", false);
     }
-    if (!s && self->nsessions >= self->cfg->max_sessions) {
+    if (!s && !kernel && self->nsessions - self->nkernel
+                             >= self->cfg->max_sessions) {
         broker_error (self, rq, 429, "too many sessions");
         return;
     }
@@ -418,10 +423,17 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         }
         sys->session = s;
         self->nsessions++;
+        if (kernel)
+            self->nkernel++;
         broker_touch (self, s, now);
         rq->session = s;
         zsys_info ("broker: %s docked%s", sysid,
                    kernel ? " (kernel)" : r->privileged ? " (privileged)" : "");
+        if (kernel && self->state == BROKER_BOOTING
+            && streq (sysid, "kernel.heartbeat")) {
+            self->state = BROKER_RUNNING;
+            zsys_info ("broker: kernel %s running", self->kernel_id);
+        }
     }
     else {
         /*  HELLO again on the same connection: grants are made anew. */
@@ -684,6 +696,8 @@ broker_claim_reply (broker_t *self, broker_rq_t *rq, broker_chan_t *ch,
     size_t n = max ? chan_queue_claim (ch->queue, &s->sys->holder, max,
                                        lease_ms, now, got)
                    : 0;
+    if (n)
+        broker_queue_due (self, ch);
     if (n == 0 && wait) {
         broker_waiter_t *w = (broker_waiter_t *) calloc (1, sizeof *w);
         if (!w || s->nwaiters >= BROKER_WAITERS_MAX) {
@@ -804,6 +818,7 @@ s_ack (broker_t *self, broker_rq_t *rq, int64_t now)
     if (t.sys)
         broker_mbox_pump (self, t.sys);
     else if (nack && count) {
+        broker_queue_due (self, t.ch);
         broker_serve_waiters (self, t.ch, now);
         chan_queue_t *dlq = chan_queue_dlq (t.ch->queue);
         broker_chan_t *dch = dlq ? broker_chan_find (self, chan_queue_name (dlq))
@@ -1111,13 +1126,13 @@ s_ctl (broker_t *self, broker_rq_t *rq, int64_t now)
                       "or \"kill\"");
         return;
     }
-    if (!sys) {
-        broker_error (self, rq, 404, "no such system");
-        return;
-    }
-    if (strncmp (sys->id, "kernel.", 7) == 0 || sys == s->sys) {
+    if (strncmp (sysid, "kernel.", 7) == 0 || (sys && sys == s->sys)) {
         broker_error (self, rq, 403, "CTL does not act on kernel actors or on "
                       "the caller itself");
+        return;
+    }
+    if (!sys) {
+        broker_error (self, rq, 404, "no such system");
         return;
     }
     if (pause)
@@ -1160,10 +1175,6 @@ broker_dispatch (broker_t *self, broker_rq_t *rq, int64_t now)
         return;
     }
     if (r->cmd == CHAN_CMD_HELLO) {
-        if (self->state == BROKER_SHUTDOWN) {
-            broker_error (self, rq, 503, "the kernel is shutting down");
-            return;
-        }
         s_hello (self, rq, now);
         return;
     }

@@ -201,9 +201,24 @@ s_check_bounds (chan_req_t *req, char *why, size_t whylen)
     return 0;
 }
 
+static int s_decode (chan_req_t *req, const void *cmd, size_t cmdlen,
+                     const void *body, size_t bodylen, char *why,
+                     size_t whylen);
+
 int
 chan_req_decode (chan_req_t *req, const void *cmd, size_t cmdlen,
                  const void *body, size_t bodylen, char *why, size_t whylen)
+{
+    int rc = s_decode (req, cmd, cmdlen, body, bodylen, why, whylen);
+    /*  An error echoes req even when a field before it was the problem. */
+    if (rc != 0 && !req->has_req)
+        req->has_req = chan_req_peek_req (body, bodylen, &req->req);
+    return rc;
+}
+
+static int
+s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
+          size_t bodylen, char *why, size_t whylen)
 {
     memset (req, 0, sizeof *req);
     req->cmd = chan_req_command (cmd, cmdlen);
@@ -247,6 +262,12 @@ chan_req_decode (chan_req_t *req, const void *cmd, size_t cmdlen,
         if (chan_mpk_next (&r, &v) != 0)
             return s_fail (why, whylen, "\"%s\" is not valid msgpack",
                            key->name);
+        if (v.type == CHAN_MPK_NIL) {
+            /*  nil is as absent, for every field (a required one is then
+                missing). */
+            req->fields &= ~key->bit;
+            continue;
+        }
         switch (key->kind) {
         case K_UINT:
             if (v.type != CHAN_MPK_UINT) {
@@ -263,8 +284,6 @@ chan_req_decode (chan_req_t *req, const void *cmd, size_t cmdlen,
                 *s_uint_for (req, key->bit) = v.v.u;
             break;
         case K_BOOL:
-            if (v.type == CHAN_MPK_NIL)
-                break;
             if (v.type != CHAN_MPK_BOOL)
                 return s_fail (why, whylen, "\"%s\" must be a boolean",
                                key->name);
@@ -275,10 +294,6 @@ chan_req_decode (chan_req_t *req, const void *cmd, size_t cmdlen,
             break;
         case K_STR:
         case K_STR_OR_NIL:
-            if (v.type == CHAN_MPK_NIL && key->kind == K_STR_OR_NIL) {
-                req->fields &= ~key->bit; /* nil is as absent */
-                break;
-            }
             if (v.type != CHAN_MPK_STR)
                 return s_fail (why, whylen, "\"%s\" must be a string",
                                key->name);

@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <czmq.h>
 
 #include "aaax.h"
@@ -17,6 +19,10 @@
 #include "hal_store.h"
 
 enum { OP_PUT = 1, OP_DEL = 2 };
+
+#ifndef HAL_STORE_WRITER_NICE
+#define HAL_STORE_WRITER_NICE 10
+#endif
 
 static const char *s_db_names[HAL_DB_COUNT] = {
     [HAL_DB_META] = "meta",       [HAL_DB_QUEUE] = "queue",
@@ -100,6 +106,14 @@ static void
 s_writer (zsock_t *pipe, void *args)
 {
     s_writer_args_t *wa = (s_writer_args_t *) args;
+    /*  Commits mostly wait on the disk, but the file system's work around
+        each fsync costs CPU. At a lower priority that work yields to the
+        switchboard and to clients on a busy machine instead of adding
+        latency to messages that never touch the disk; the writer still
+        gets every idle cycle, and under load batches simply grow. */
+    if (setpriority (PRIO_PROCESS, (id_t) gettid (), HAL_STORE_WRITER_NICE)
+        != 0)
+        zsys_debug ("store: cannot lower the writer's priority");
     zsock_signal (pipe, 0);
     while (true) {
         char *cmd = NULL;

@@ -1,6 +1,16 @@
 """Fixtures for the Python integration tests: each test gets a real aaaxd in
 a fresh temporary data directory, on free loopback ports, stopped with
-SIGTERM afterwards (and the test fails if it did not exit cleanly)."""
+SIGTERM afterwards (and the test fails if it did not exit cleanly).
+
+Fixtures: `kernel` (embedded defaults) and `kernel_factory(config=None,
+extra_args=(), start=True, subdir=None)`. A Kernel has `endpoint`, `tap`,
+`ipc`, `data`, `token`, `start()`, `stop()`, `kill9()`, and helpers for
+tests: `client(system, **kw)` (a docked aaax.Client), `raw()` (a Raw
+DEALER for wire-level tests), `rss_kb()`, `wait_log(text)`, `alive()`.
+Sockets made through them are closed before the kernel stops. The
+temporary directory is removed after a clean test and kept otherwise.
+
+Run: AAAXD=build/aaaxd /usr/bin/python3 -m pytest -q tests/python"""
 
 import os
 import shutil
@@ -60,6 +70,7 @@ class Kernel:
 
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
+        self._log_size = self.log.tell()
         self.proc = subprocess.Popen(self.args(), stdout=self.log,
                                      stderr=subprocess.STDOUT)
         if wait:
@@ -70,21 +81,42 @@ class Kernel:
         """Waits until the kernel answers PING on its tcp endpoint."""
         ctx = zmq.Context.instance()
         deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("aaaxd exited with %s:\n%s" %
-                                   (self.proc.returncode, self.read_log()))
-            s = ctx.socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 0)
-            s.connect(self.endpoint)
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RECONNECT_IVL, 10)   # retry fast while it boots
+        s.connect(self.endpoint)
+        try:
+            # queued until the connection is made, then sent once
             s.send_multipart([b"PING", msgpack.packb({"req": 1})])
-            if s.poll(200):
-                s.recv_multipart()
-                s.close()
-                return
+            while time.time() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("aaaxd exited with %s:\n%s" %
+                                       (self.proc.returncode,
+                                        self.read_log()))
+                if s.poll(20):
+                    s.recv_multipart()
+                    self._wait_actors(deadline)
+                    return
+        finally:
             s.close()
         raise RuntimeError("aaaxd did not answer within %ss:\n%s" %
                            (timeout, self.read_log()))
+
+    def _wait_actors(self, deadline):
+        """The kernel answers PING a moment before its heartbeat actor has
+        docked; tests see a kernel with its actors up (and a SIGTERM in
+        that first moment makes the shutdown slow). Best effort: waits for
+        the log line, at most until deadline."""
+        start = self._log_size
+        end = min(deadline, time.time() + 2)
+        while time.time() < end:
+            with open(self.log_path, "rb") as f:
+                f.seek(start)
+                if b"kernel.heartbeat docked" in f.read():
+                    return
+            if self.proc.poll() is not None:
+                return
+            time.sleep(0.005)
 
     @property
     def token(self):
@@ -273,7 +305,8 @@ def wait_until(pred, timeout=5.0, interval=0.01, what="condition"):
 
 @pytest.fixture
 def kernel_factory():
-    """Makes kernels on demand: kernel_factory(config=None, extra_args=())."""
+    """Makes kernels on demand: kernel_factory(config=None, extra_args=(),
+    start=True, subdir=None); config is the text of a Lua config file."""
     made = []
     tmp = tempfile.mkdtemp(prefix="aaax-test-")
 

@@ -576,7 +576,7 @@ test_types (void)
         const char *needle;
     } tc[] = {
         { "HELLO", "system", 0, "\"system\" must be a string" },
-        { "HELLO", "system", 5, "\"system\" must be a string" },
+        { "HELLO", "system", 5, "HELLO needs \"system\"" }, // nil: absent
         { "HELLO", "version", 1, "\"version\" must be an unsigned integer" },
         { "HELLO", "token", 4, "\"token\" must be a string" },
         { "HELLO", "channels", 1, "\"channels\" must be an array of strings" },
@@ -590,7 +590,7 @@ test_types (void)
         { "SUB", "since", 0, "\"since\" must be a string" },
         { "CLAIM", "max", 1, "\"max\" must be an unsigned integer" },
         { "CLAIM", "wait_ms", 4, "\"wait_ms\" must be an unsigned integer" },
-        { "CLAIM", "lease_ms", 5, "\"lease_ms\" must be an unsigned integer" },
+        { "CLAIM", "lease_ms", 4, "\"lease_ms\" must be an unsigned integer" },
         { "ACK", "ids", 3, "\"ids\" must be an array of strings" },
         { "ACK", "ids", 2, "\"ids\" must be an array of strings" },
         { "NACK", "delay_ms", 1, "\"delay_ms\" must be an unsigned integer" },
@@ -630,6 +630,21 @@ test_types (void)
     CHECK (!s_req.keep_leases);
     CHECK (s_req.corr.ptr == NULL);
     CHECK (!(s_req.fields & CHAN_F_CORR));
+    body_end (&bd);
+    //  nil is as absent for every optional field
+    body_begin (&bd, 8);
+    kv_u (&bd, "req", 1);
+    kv_s (&bd, "chan", "c");
+    kv_nil (&bd, "max");
+    kv_nil (&bd, "wait_ms");
+    kv_nil (&bd, "lease_ms");
+    kv_nil (&bd, "token");
+    kv_nil (&bd, "channels");
+    kv_nil (&bd, "op");
+    CHECK_OK ("CLAIM", &bd);
+    CHECK_EQ_INT (s_req.max, 1);
+    CHECK (!(s_req.fields & (CHAN_F_MAX | CHAN_F_WAIT_MS | CHAN_F_LEASE_MS
+                             | CHAN_F_TOKEN | CHAN_F_CHANNELS | CHAN_F_OP)));
     body_end (&bd);
     //  data may be nil, or any type at all
     body_begin (&bd, 3);

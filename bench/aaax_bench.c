@@ -1,0 +1,2664 @@
+/*  aaax_bench.c — runs the same traffic through a real aaaxd and through raw
+    libzmq sockets (or LMDB directly) in one process run, and prints each
+    figure beside its baseline. Never a timed assertion: the exit status says
+    only whether everything that was sent was delivered and acknowledged.
+    See bench/README.md. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <czmq.h>
+#include <lmdb.h>
+#include <msgpack.h>
+
+#include "aaax.h"
+#include "chan_client.h"
+#include "chan_env.h"
+#include "chan_mpk.h"
+#include "hal_clock.h"
+
+#define S_CHAN_B "bench.b"
+#define S_CHAN_Q "bench.q"
+#define S_MAX_SUBS 4
+#define S_MAX_WORKERS 8
+#define S_MAX_RESULTS 8
+#define S_PING_US 500000     /* receivers PING this often (heartbeat 1 s) */
+#define S_SETUP_MS 15000     /* docking and subscribing, per workload */
+#define S_QUEUE_REC_HDR 16   /* chan_queue.c: header before the envelope */
+#define S_CLAIM_MAX 500
+#define S_CLAIM_WAIT_MS 100
+#define S_CLAIMS_OUT 2       /* CLAIMs each consumer keeps outstanding */
+#define S_RAW_HWM 100000     /* raw sockets' HWM: the kernel's sndhwm here */
+#define S_BCAST_LEAD 50000   /* publisher's lead over its slowest subscriber:
+                                half the kernel's sndhwm, so a subscriber
+                                starved of CPU slows the publisher down
+                                instead of being DROPPED */
+
+/*  Set by SIGINT / SIGTERM: every loop gives up, then the kernel is stopped
+    and the temp dir removed as usual. The one global: signals need it. */
+static volatile sig_atomic_t s_interrupted = 0;
+
+static void
+s_on_signal (int sig)
+{
+    (void) sig;
+    s_interrupted = 1;
+}
+
+/*  ---- options, results, the run ---------------------------------------- */
+
+typedef struct {
+    const char *aaaxd;
+    bool quick;
+    bool keep;
+    uint64_t count;     /* broadcast and work-queue messages */
+    uint32_t size;      /* payload bytes */
+    uint32_t samples;   /* mailbox round trips measured */
+    uint32_t warmup;    /* mailbox round trips before measuring */
+    uint32_t producers, consumers;
+    uint32_t bwindow;   /* outstanding WRITEs, broadcast publisher */
+    uint32_t qwindow;   /* outstanding WRITEs, each work-queue producer */
+    uint32_t rtt_block; /* round trips per turn, aaax and raw alternating;
+                           0: all aaax, then all raw */
+    int limit_s;        /* hard limit on each measured phase */
+    unsigned only;      /* S_W_* bits of the workloads to run */
+} s_opts_t;
+
+enum { S_W_BCAST = 1, S_W_QUEUE = 2, S_W_RTT = 4, S_W_ALL = 7 };
+
+typedef struct {
+    char name[32];      /* machine-readable name */
+    char label[40];     /* table label */
+    double aaax;
+    double base;
+    char base_note[40]; /* what base is */
+    double ratio;
+    char target[48];
+    int target_met;     /* -1: no target, 0: not met, 1: met */
+    bool ok;            /* everything delivered and acknowledged */
+} s_result_t;
+
+typedef struct {
+    s_opts_t o;
+    char exe_dir[PATH_MAX];
+    char aaaxd[PATH_MAX];
+    char tmp[PATH_MAX];
+    char data[PATH_MAX + 16];
+    char cfg[PATH_MAX + 16];
+    char log[PATH_MAX + 16];
+    char cmd_ep[64];
+    char ipc_ep[PATH_MAX + 32];
+    pid_t pid;
+    void *rawctx;       /* the raw sockets' own context */
+    bool failed;        /* something was lost, refused or timed out */
+    s_result_t res[S_MAX_RESULTS];
+    size_t nres;
+} s_bench_t;
+
+static int64_t
+s_now_ns (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+s_sleep_ms (int ms)
+{
+    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+    nanosleep (&ts, NULL);
+}
+
+static s_result_t *
+s_result_add (s_bench_t *b, const char *name, const char *label)
+{
+    if (b->nres >= S_MAX_RESULTS)
+        return NULL;
+    s_result_t *r = &b->res[b->nres++];
+    memset (r, 0, sizeof *r);
+    snprintf (r->name, sizeof r->name, "%s", name);
+    snprintf (r->label, sizeof r->label, "%s", label);
+    snprintf (r->target, sizeof r->target, "-");
+    r->target_met = -1;
+    return r;
+}
+
+/*  One machine-readable line per workload. */
+static void
+s_summary (const s_bench_t *b, const s_result_t *r, const char *unit,
+           uint64_t count, uint64_t lost, const char *extra)
+{
+    printf ("SUMMARY {\"workload\":\"%s\",\"unit\":\"%s\",\"aaax\":%.1f,"
+            "\"baseline\":\"%s\",\"base\":%.1f,\"ratio\":%.4f,"
+            "\"count\":%" PRIu64 ",\"size\":%u,\"lost\":%" PRIu64
+            ",\"ok\":%s,\"target_met\":%s%s%s}\n",
+            r->name, unit, r->aaax, r->base_note, r->base, r->ratio, count,
+            b->o.size, lost, r->ok ? "true" : "false",
+            r->target_met < 0 ? "null" : r->target_met ? "true" : "false",
+            extra && *extra ? "," : "", extra ? extra : "");
+    fflush (stdout);
+}
+
+/*  ---- payloads ---------------------------------------------------------- */
+
+/*  A payload is `size` bytes whose first 8 are a sequence number (host
+    order); on the aaax side it travels as a msgpack bin (the `data`). */
+static void
+s_payload_set (uint8_t *pay, uint64_t seq)
+{
+    memcpy (pay, &seq, 8);
+}
+
+static uint64_t
+s_payload_seq (const void *p, size_t len)
+{
+    uint64_t seq = UINT64_MAX;
+    if (len >= 8)
+        memcpy (&seq, p, 8);
+    return seq;
+}
+
+static uint8_t *
+s_payload_new (uint32_t size)
+{
+    uint8_t *p = (uint8_t *) malloc (size);
+    if (p)
+        for (uint32_t i = 0; i < size; i++)
+            p[i] = (uint8_t) ('a' + i % 26);
+    return p;
+}
+
+/*  ---- msgpack reading (zero copy, with the project's bounded reader) ---- */
+
+static bool
+s_keyis (const chan_mpk_obj_t *k, const char *key)
+{
+    size_t n = strlen (key);
+    return k->type == CHAN_MPK_STR && k->len == n && memcmp (k->ptr, key, n) == 0;
+}
+
+/*  Reads the map header at r and leaves r at the value of key. */
+static bool
+s_mpk_find (chan_mpk_reader_t *r, const char *key)
+{
+    chan_mpk_obj_t o, k;
+    if (chan_mpk_next (r, &o) != 0 || o.type != CHAN_MPK_MAP)
+        return false;
+    for (uint32_t i = 0; i < o.v.n; i++) {
+        if (chan_mpk_next (r, &k) != 0 || k.type != CHAN_MPK_STR)
+            return false;
+        if (s_keyis (&k, key))
+            return true;
+        if (chan_mpk_skip (r, AAAX_MAX_DEPTH) != 0)
+            return false;
+    }
+    return false;
+}
+
+static bool
+s_body_uint (const void *body, size_t len, const char *key, uint64_t *out)
+{
+    chan_mpk_reader_t r;
+    chan_mpk_obj_t o;
+    chan_mpk_reader_init (&r, body, len);
+    if (!s_mpk_find (&r, key) || chan_mpk_next (&r, &o) != 0
+        || o.type != CHAN_MPK_UINT)
+        return false;
+    *out = o.v.u;
+    return true;
+}
+
+static bool
+s_body_str (const void *body, size_t len, const char *key, const char **ptr,
+            uint32_t *slen)
+{
+    chan_mpk_reader_t r;
+    chan_mpk_obj_t o;
+    chan_mpk_reader_init (&r, body, len);
+    if (!s_mpk_find (&r, key) || chan_mpk_next (&r, &o) != 0
+        || o.type != CHAN_MPK_STR)
+        return false;
+    *ptr = o.ptr;
+    *slen = o.len;
+    return true;
+}
+
+/*  The parts of an envelope the bench looks at (borrowed from the frame). */
+typedef struct {
+    const char *id;
+    uint32_t idlen;
+    const char *from;
+    uint32_t fromlen;
+    const char *corr; /* NULL when nil */
+    uint32_t corrlen;
+    const char *data; /* bin payload; NULL when data is not a bin */
+    uint32_t datalen;
+    uint64_t attempt;
+} s_env_t;
+
+static int
+s_env_read (chan_mpk_reader_t *r, s_env_t *e)
+{
+    memset (e, 0, sizeof *e);
+    chan_mpk_obj_t o, k, v;
+    if (chan_mpk_next (r, &o) != 0 || o.type != CHAN_MPK_MAP)
+        return -1;
+    for (uint32_t i = 0; i < o.v.n; i++) {
+        if (chan_mpk_next (r, &k) != 0 || k.type != CHAN_MPK_STR)
+            return -1;
+        chan_mpk_reader_t at = *r;
+        if (chan_mpk_next (r, &v) != 0)
+            return -1;
+        if (v.type == CHAN_MPK_ARRAY || v.type == CHAN_MPK_MAP) {
+            *r = at;
+            if (chan_mpk_skip (r, AAAX_MAX_DEPTH) != 0)
+                return -1;
+            continue;
+        }
+        if (s_keyis (&k, "id") && v.type == CHAN_MPK_STR) {
+            e->id = v.ptr;
+            e->idlen = v.len;
+        }
+        else if (s_keyis (&k, "from") && v.type == CHAN_MPK_STR) {
+            e->from = v.ptr;
+            e->fromlen = v.len;
+        }
+        else if (s_keyis (&k, "corr") && v.type == CHAN_MPK_STR) {
+            e->corr = v.ptr;
+            e->corrlen = v.len;
+        }
+        else if (s_keyis (&k, "data") && v.type == CHAN_MPK_BIN) {
+            e->data = v.ptr;
+            e->datalen = v.len;
+        }
+        else if (s_keyis (&k, "attempt") && v.type == CHAN_MPK_UINT)
+            e->attempt = v.v.u;
+    }
+    return 0;
+}
+
+/*  ---- a lean protocol client -------------------------------------------
+    chan_client docks (HELLO) and makes the odd synchronous call; the hot
+    paths pack bodies into one reused buffer and read frames zero-copy. */
+
+typedef enum { IN_OK, IN_ERROR, IN_PONG, IN_MSG, IN_DROPPED, IN_OTHER } s_kind_t;
+
+typedef struct {
+    chan_client_t *cc;
+    void *sock;         /* borrowed from cc */
+    uint64_t next_req;  /* ours: far above chan_client's own numbering */
+    chan_buf_t buf;
+    msgpack_packer pk;
+    zmq_msg_t cmd, body;
+    int64_t last_send_us;
+    bool open;
+} s_cli_t;
+
+static void
+s_cli_close (s_cli_t *c, bool bye)
+{
+    if (!c->open)
+        return;
+    if (bye) {
+        chan_reply_t r;
+        memset (&r, 0, sizeof r);
+        if (chan_client_call (c->cc, "BYE", NULL, &r) == 0)
+            chan_reply_fini (&r);
+    }
+    zmq_msg_close (&c->cmd);
+    zmq_msg_close (&c->body);
+    chan_buf_fini (&c->buf);
+    chan_client_destroy (&c->cc);
+    c->open = false;
+}
+
+/*  Connects to ep and docks as system (privileged when token is given).
+    0, or -1 with a message on stderr. */
+static int
+s_cli_open (s_cli_t *c, const char *ep, const char *system,
+            const char **chans, size_t nchans, const char *token)
+{
+    memset (c, 0, sizeof *c);
+    c->cc = chan_client_new (ep, 10000);
+    if (!c->cc) {
+        fprintf (stderr, "bench: cannot connect to %s\n", ep);
+        return -1;
+    }
+    c->sock = chan_client_socket (c->cc);
+    c->next_req = (uint64_t) 1 << 32;
+    chan_buf_init (&c->buf);
+    chan_buf_packer (&c->buf, &c->pk);
+    zmq_msg_init (&c->cmd);
+    zmq_msg_init (&c->body);
+    c->open = true;
+    chan_reply_t r;
+    memset (&r, 0, sizeof r);
+    int rc = chan_client_hello (c->cc, system, token, token != NULL, chans,
+                                nchans, &r);
+    if (rc != 0) {
+        char why[256] = "";
+        if (r.raw)
+            chan_reply_reason (&r, why, sizeof why);
+        fprintf (stderr, "bench: HELLO as %s failed: %s %s\n", system,
+                 aaax_strerror (rc), why);
+        chan_reply_fini (&r);
+        s_cli_close (c, false);
+        return -1;
+    }
+    chan_reply_fini (&r);
+    c->last_send_us = hal_clock_mono_us ();
+    return 0;
+}
+
+/*  Starts a body of npairs pairs besides req; the req is c->next_req++. */
+static msgpack_packer *
+s_cli_begin (s_cli_t *c, uint32_t npairs, uint64_t *req)
+{
+    chan_buf_reset (&c->buf);
+    msgpack_pack_map (&c->pk, npairs + 1);
+    chan_pack_str (&c->pk, "req", 3);
+    uint64_t r = c->next_req++;
+    msgpack_pack_uint64 (&c->pk, r);
+    if (req)
+        *req = r;
+    return &c->pk;
+}
+
+static int
+s_cli_send (s_cli_t *c, const char *cmd)
+{
+    if (c->buf.oom)
+        return -1;
+    if (zmq_send (c->sock, cmd, strlen (cmd), ZMQ_SNDMORE) < 0
+        || zmq_send (c->sock, c->buf.data, c->buf.len, 0) < 0)
+        return -1;
+    c->last_send_us = hal_clock_mono_us ();
+    return 0;
+}
+
+static int
+s_cli_ping (s_cli_t *c)
+{
+    s_cli_begin (c, 0, NULL);
+    return s_cli_send (c, "PING");
+}
+
+/*  Sends PING when nothing was sent for S_PING_US (receivers stay docked). */
+static int
+s_cli_keepalive (s_cli_t *c, int64_t now_us)
+{
+    return now_us - c->last_send_us > S_PING_US ? s_cli_ping (c) : 0;
+}
+
+static void
+s_cli_write (s_cli_t *c, const char *chan, const uint8_t *pay, uint32_t size,
+             uint64_t *req)
+{
+    msgpack_packer *pk = s_cli_begin (c, 2, req);
+    chan_pack_cstr (pk, "chan");
+    chan_pack_cstr (pk, chan);
+    chan_pack_cstr (pk, "data");
+    msgpack_pack_bin (pk, size);
+    msgpack_pack_bin_body (pk, pay, size);
+}
+
+/*  Reads the next message, waiting up to timeout_ms (0: not at all).
+    1 with *kind set (the body in c->body until the next call), 0 when
+    nothing came, -1 when the socket failed. */
+static int
+s_cli_recv (s_cli_t *c, int timeout_ms, s_kind_t *kind)
+{
+    if (zmq_msg_recv (&c->cmd, c->sock, ZMQ_DONTWAIT) < 0) {
+        if (errno != EAGAIN)
+            return errno == EINTR ? 0 : -1;
+        if (timeout_ms <= 0)
+            return 0;
+        zmq_pollitem_t it = { c->sock, 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll (&it, 1, timeout_ms);
+        if (rc <= 0)
+            return rc < 0 && errno != EINTR ? -1 : 0;
+        if (zmq_msg_recv (&c->cmd, c->sock, ZMQ_DONTWAIT) < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    }
+    if (zmq_msg_more (&c->cmd)) {
+        if (zmq_msg_recv (&c->body, c->sock, 0) < 0)
+            return -1;
+        while (zmq_msg_more (&c->body)) { /* not the protocol: drop extra */
+            zmq_msg_t extra;
+            zmq_msg_init (&extra);
+            int rc = zmq_msg_recv (&extra, c->sock, 0);
+            bool more = rc >= 0 && zmq_msg_more (&extra);
+            zmq_msg_close (&extra);
+            if (!more)
+                break;
+        }
+    }
+    else {
+        zmq_msg_close (&c->body);
+        zmq_msg_init (&c->body);
+    }
+    const char *w = (const char *) zmq_msg_data (&c->cmd);
+    size_t n = zmq_msg_size (&c->cmd);
+    if (n == 3 && memcmp (w, "MSG", 3) == 0)
+        *kind = IN_MSG;
+    else if (n == 2 && memcmp (w, "OK", 2) == 0)
+        *kind = IN_OK;
+    else if (n == 5 && memcmp (w, "ERROR", 5) == 0)
+        *kind = IN_ERROR;
+    else if (n == 4 && memcmp (w, "PONG", 4) == 0)
+        *kind = IN_PONG;
+    else if (n == 7 && memcmp (w, "DROPPED", 7) == 0)
+        *kind = IN_DROPPED;
+    else
+        *kind = IN_OTHER;
+    return 1;
+}
+
+static const void *
+s_cli_body (s_cli_t *c, size_t *len)
+{
+    *len = zmq_msg_size (&c->body);
+    return zmq_msg_data (&c->body);
+}
+
+/*  Describes the ERROR just received (code and reason) into buf. */
+static const char *
+s_cli_error (s_cli_t *c, char *buf, size_t size)
+{
+    size_t len;
+    const void *body = s_cli_body (c, &len);
+    uint64_t code = 0;
+    const char *reason = "";
+    uint32_t rlen = 0;
+    s_body_uint (body, len, "code", &code);
+    s_body_str (body, len, "reason", &reason, &rlen);
+    snprintf (buf, size, "ERROR %" PRIu64 " %.*s", code, (int) rlen, reason);
+    return buf;
+}
+
+/*  Envelope of a MSG push ({sub, msg}). */
+static int
+s_cli_msg_env (s_cli_t *c, s_env_t *e)
+{
+    size_t len;
+    const void *body = s_cli_body (c, &len);
+    chan_mpk_reader_t r;
+    chan_mpk_reader_init (&r, body, len);
+    if (!s_mpk_find (&r, "msg"))
+        return -1;
+    return s_env_read (&r, e);
+}
+
+/*  Shared state of one measured run: the threads' rendezvous and limits. */
+typedef struct {
+    s_bench_t *b;
+    uint64_t n;
+    atomic_int ready;           /* threads docked (or failed) */
+    atomic_int go;              /* 1: start; -1: give up */
+    _Atomic int64_t deadline_us;
+} s_shared_t;
+
+static void
+s_shared_init (s_shared_t *sh, s_bench_t *b, uint64_t n)
+{
+    sh->b = b;
+    sh->n = n;
+    atomic_init (&sh->ready, 0);
+    atomic_init (&sh->go, 0);
+    atomic_init (&sh->deadline_us, hal_clock_mono_us ()
+                                       + (int64_t) S_SETUP_MS * 1000
+                                       + (int64_t) b->o.limit_s * 1000000);
+}
+
+static bool
+s_shared_over (s_shared_t *sh, int64_t now_us)
+{
+    return s_interrupted || atomic_load (&sh->go) < 0
+           || now_us > atomic_load (&sh->deadline_us);
+}
+
+/*  Waits until want threads are ready; false after S_SETUP_MS. */
+static bool
+s_shared_wait_ready (s_shared_t *sh, int want)
+{
+    int64_t until = hal_clock_mono_ms () + S_SETUP_MS;
+    while (atomic_load (&sh->ready) < want) {
+        if (hal_clock_mono_ms () > until || s_interrupted)
+            return false;
+        s_sleep_ms (1);
+    }
+    return true;
+}
+
+/*  Waits for the go signal; false when told to give up. */
+static bool
+s_shared_wait_go (s_shared_t *sh)
+{
+    while (atomic_load (&sh->go) == 0) {
+        if (s_interrupted)
+            return false;
+        usleep (50);
+    }
+    return atomic_load (&sh->go) > 0;
+}
+
+/*  ---- workload 1: broadcast -------------------------------------------- */
+
+typedef struct {
+    s_shared_t *sh;
+    int idx;
+    int run;            /* 1->run subscribers: names differ per run */
+    const char *ep;     /* raw: the XPUB endpoint */
+    bool fail;
+    bool dropped;
+    uint64_t got, gaps, disorder;
+    int64_t t_last_us;  /* when the last message arrived */
+    atomic_uint_fast64_t progress; /* next sequence number expected */
+} s_bsub_t;
+
+/*  True when the publisher may send message seq: it is less than
+    S_BCAST_LEAD ahead of every subscriber that is still receiving. */
+static bool
+s_bsub_credit (s_bsub_t *subs, int nsubs, uint64_t seq)
+{
+    for (int i = 0; i < nsubs; i++) {
+        if (subs[i].fail || subs[i].dropped)
+            continue;
+        if (seq >= atomic_load_explicit (&subs[i].progress,
+                                         memory_order_relaxed)
+                       + S_BCAST_LEAD)
+            return false;
+    }
+    return true;
+}
+
+static void
+s_bsub_count (s_bsub_t *s, uint64_t seq, uint64_t *expect)
+{
+    if (seq == UINT64_MAX) {
+        s->disorder++;
+        return;
+    }
+    if (seq > *expect)
+        s->gaps += seq - *expect;
+    else if (seq < *expect)
+        s->disorder++;
+    if (seq >= *expect)
+        *expect = seq + 1;
+    s->got++;
+}
+
+static void *
+s_bsub_aaax (void *arg)
+{
+    s_bsub_t *s = (s_bsub_t *) arg;
+    s_shared_t *sh = s->sh;
+    char system[48];
+    snprintf (system, sizeof system, "bench.sub%d.%d", s->run, s->idx);
+    const char *chans[] = { S_CHAN_B };
+    s_cli_t c;
+    if (s_cli_open (&c, sh->b->cmd_ep, system, chans, 1, NULL) != 0) {
+        s->fail = true;
+        atomic_fetch_add (&sh->ready, 1);
+        return NULL;
+    }
+    chan_body_t body;
+    chan_body_init (&body);
+    chan_body_str (&body, "chan", S_CHAN_B);
+    chan_reply_t r;
+    memset (&r, 0, sizeof r);
+    int rc = chan_client_call (c.cc, "SUB", &body, &r);
+    chan_body_fini (&body);
+    if (rc != 0 || strcmp (r.cmd, "OK") != 0) {
+        char why[200] = "";
+        fprintf (stderr, "bench: %s: SUB %s failed: %s %s\n", system, S_CHAN_B,
+                 rc ? aaax_strerror (rc) : r.cmd,
+                 r.raw ? chan_reply_reason (&r, why, sizeof why) : "");
+        s->fail = true;
+    }
+    chan_reply_fini (&r);
+    atomic_fetch_add (&sh->ready, 1);
+
+    uint64_t expect = 0;
+    while (!s->fail && !s->dropped && expect < sh->n) {
+        int64_t now = hal_clock_mono_us ();
+        if (s_shared_over (sh, now))
+            break;
+        if (s_cli_keepalive (&c, now) != 0) {
+            s->fail = true;
+            break;
+        }
+        s_kind_t kind;
+        int got = s_cli_recv (&c, 100, &kind);
+        if (got < 0) {
+            s->fail = true;
+            break;
+        }
+        if (got == 0)
+            continue;
+        if (kind == IN_MSG) {
+            s_env_t e;
+            uint64_t seq = UINT64_MAX;
+            if (s_cli_msg_env (&c, &e) == 0 && e.data)
+                seq = s_payload_seq (e.data, e.datalen);
+            s_bsub_count (s, seq, &expect);
+            atomic_store_explicit (&s->progress, expect, memory_order_relaxed);
+            if (expect >= sh->n)
+                s->t_last_us = hal_clock_mono_us ();
+        }
+        else if (kind == IN_DROPPED) {
+            fprintf (stderr, "bench: %s was DROPPED by the kernel after %"
+                     PRIu64 " messages\n", system, s->got);
+            s->dropped = true;
+        }
+        else if (kind == IN_ERROR) {
+            char why[300];
+            fprintf (stderr, "bench: %s: %s\n", system,
+                     s_cli_error (&c, why, sizeof why));
+        }
+    }
+    s_cli_close (&c, true);
+    return NULL;
+}
+
+static void *
+s_bsub_raw (void *arg)
+{
+    s_bsub_t *s = (s_bsub_t *) arg;
+    s_shared_t *sh = s->sh;
+    void *sub = zmq_socket (sh->b->rawctx, ZMQ_SUB);
+    int zero = 0, tmo = 100, hwm = S_RAW_HWM;
+    bool synced = false;
+    if (!sub) {
+        s->fail = true;
+        atomic_fetch_add (&sh->ready, 1);
+        return NULL;
+    }
+    zmq_setsockopt (sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (sub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt (sub, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "", 0);
+    if (zmq_connect (sub, s->ep) != 0) {
+        s->fail = true;
+        atomic_fetch_add (&sh->ready, 1);
+        zmq_close (sub);
+        return NULL;
+    }
+    zmq_msg_t topic, pay;
+    zmq_msg_init (&topic);
+    zmq_msg_init (&pay);
+    uint64_t expect = 0;
+    while (expect < sh->n) {
+        if (s_shared_over (sh, hal_clock_mono_us ()))
+            break;
+        if (zmq_msg_recv (&topic, sub, 0) < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            s->fail = true;
+            break;
+        }
+        if (!zmq_msg_more (&topic) || zmq_msg_recv (&pay, sub, 0) < 0) {
+            s->disorder++;
+            continue;
+        }
+        if (zmq_msg_size (&topic) == 4
+            && memcmp (zmq_msg_data (&topic), "sync", 4) == 0) {
+            if (!synced) {
+                synced = true;
+                atomic_fetch_add (&sh->ready, 1);
+            }
+            continue;
+        }
+        s_bsub_count (s, s_payload_seq (zmq_msg_data (&pay),
+                                        zmq_msg_size (&pay)), &expect);
+        atomic_store_explicit (&s->progress, expect, memory_order_relaxed);
+        if (expect >= sh->n)
+            s->t_last_us = hal_clock_mono_us ();
+    }
+    if (!synced)
+        atomic_fetch_add (&sh->ready, 1);
+    zmq_msg_close (&topic);
+    zmq_msg_close (&pay);
+    zmq_close (sub);
+    return NULL;
+}
+
+/*  Collects the subscribers' figures: the rate from t0 to the last
+    delivery, and what was lost. */
+static double
+s_bsub_collect (s_bsub_t *subs, int nsubs, uint64_t n, int64_t t0_us,
+                uint64_t *lost, bool *fail)
+{
+    int64_t t_end = 0;
+    for (int i = 0; i < nsubs; i++) {
+        s_bsub_t *s = &subs[i];
+        *lost += s->got < n ? n - s->got : 0;
+        *lost += s->gaps;
+        if (s->fail || s->dropped || s->disorder || s->got != n
+            || !s->t_last_us)
+            *fail = true;
+        if (s->t_last_us > t_end)
+            t_end = s->t_last_us;
+    }
+    if (*fail || t_end <= t0_us)
+        return 0;
+    return (double) n * 1e6 / (double) (t_end - t0_us);
+}
+
+static double
+s_bcast_aaax (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
+{
+    uint64_t n = b->o.count;
+    s_shared_t sh;
+    s_shared_init (&sh, b, n);
+    s_bsub_t subs[S_MAX_SUBS];
+    pthread_t th[S_MAX_SUBS];
+    int started = 0;
+    double rate = 0;
+    uint8_t *pay = s_payload_new (b->o.size);
+    s_cli_t pub;
+    memset (&pub, 0, sizeof pub);
+    *lost = 0;
+    *fail = false;
+
+    for (int i = 0; i < nsubs; i++) {
+        memset (&subs[i], 0, sizeof subs[i]);
+        subs[i].sh = &sh;
+        subs[i].idx = i;
+        subs[i].run = nsubs;
+        atomic_init (&subs[i].progress, 0);
+        if (pthread_create (&th[i], NULL, s_bsub_aaax, &subs[i]) != 0)
+            break;
+        started++;
+    }
+    char system[32];
+    snprintf (system, sizeof system, "bench.pub%d", nsubs);
+    const char *chans[] = { S_CHAN_B };
+    if (!pay || started < nsubs
+        || s_cli_open (&pub, b->cmd_ep, system, chans, 1, NULL) != 0
+        || !s_shared_wait_ready (&sh, nsubs)) {
+        fprintf (stderr, "bench: broadcast 1->%d: setup failed\n", nsubs);
+        *fail = true;
+        goto done;
+    }
+    for (int i = 0; i < nsubs; i++)
+        if (subs[i].fail)
+            *fail = true;
+    if (*fail)
+        goto done;
+
+    int64_t t0 = hal_clock_mono_us ();
+    atomic_store (&sh.deadline_us, t0 + (int64_t) b->o.limit_s * 1000000);
+    atomic_store (&sh.go, 1);
+    uint64_t sent = 0, oks = 0, errs = 0;
+    while (oks + errs < n) {
+        bool credit = true;
+        while (sent < n && sent - oks - errs < b->o.bwindow
+               && (credit = s_bsub_credit (subs, nsubs, sent))) {
+            s_payload_set (pay, sent);
+            s_cli_write (&pub, S_CHAN_B, pay, b->o.size, NULL);
+            if (s_cli_send (&pub, "WRITE") != 0)
+                break;
+            sent++;
+        }
+        if (s_shared_over (&sh, hal_clock_mono_us ()))
+            break;
+        s_kind_t kind;
+        int got = s_cli_recv (&pub, credit ? 100 : 1, &kind);
+        if (got < 0)
+            break;
+        if (got == 0)
+            continue;
+        if (kind == IN_OK)
+            oks++;
+        else if (kind == IN_ERROR) {
+            char why[300];
+            if (errs++ < 5)
+                fprintf (stderr, "bench: WRITE %s: %s\n", S_CHAN_B,
+                         s_cli_error (&pub, why, sizeof why));
+        }
+    }
+    if (oks != n) {
+        fprintf (stderr, "bench: broadcast 1->%d: %" PRIu64 " of %" PRIu64
+                 " WRITEs acknowledged (%" PRIu64 " errors)\n", nsubs, oks, n,
+                 errs);
+        *fail = true;
+        atomic_store (&sh.go, -1);
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join (th[i], NULL);
+    started = 0;
+    rate = s_bsub_collect (subs, nsubs, n, t0, lost, fail);
+
+done:
+    if (*fail)
+        atomic_store (&sh.go, -1);
+    for (int i = 0; i < started; i++)
+        pthread_join (th[i], NULL);
+    s_cli_close (&pub, true);
+    free (pay);
+    return *fail ? 0 : rate;
+}
+
+typedef struct {
+    void *ctx;
+    char front[128];  /* XSUB: publishers connect here */
+    char back[128];   /* XPUB: subscribers connect here */
+    sem_t ready;
+    int rc;
+} s_proxy_t;
+
+static void *
+s_proxy_thread (void *arg)
+{
+    s_proxy_t *p = (s_proxy_t *) arg;
+    void *xsub = zmq_socket (p->ctx, ZMQ_XSUB);
+    void *xpub = zmq_socket (p->ctx, ZMQ_XPUB);
+    void *ctl = zmq_socket (p->ctx, ZMQ_PAIR);
+    int zero = 0, one = 1, hwm = S_RAW_HWM;
+    size_t len;
+    p->rc = -1;
+    if (!xsub || !xpub || !ctl)
+        goto done;
+    zmq_setsockopt (xsub, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (xsub, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (xpub, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (xpub, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    /*  Block rather than drop at the HWM: the raw path is flow-controlled
+        end to end, as the aaax publisher is by its window. */
+    zmq_setsockopt (xpub, ZMQ_XPUB_NODROP, &one, sizeof one);
+    zmq_setsockopt (xsub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt (xpub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt (ctl, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_bind (xsub, "tcp://127.0.0.1:*") != 0
+        || zmq_bind (xpub, "tcp://127.0.0.1:*") != 0
+        || zmq_bind (ctl, "inproc://bench-proxy") != 0)
+        goto done;
+    len = sizeof p->front;
+    zmq_getsockopt (xsub, ZMQ_LAST_ENDPOINT, p->front, &len);
+    len = sizeof p->back;
+    zmq_getsockopt (xpub, ZMQ_LAST_ENDPOINT, p->back, &len);
+    p->rc = 0;
+    sem_post (&p->ready);
+    zmq_proxy_steerable (xsub, xpub, NULL, ctl);
+done:
+    if (p->rc != 0)
+        sem_post (&p->ready);
+    if (xsub)
+        zmq_close (xsub);
+    if (xpub)
+        zmq_close (xpub);
+    if (ctl)
+        zmq_close (ctl);
+    return NULL;
+}
+
+static double
+s_bcast_raw (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
+{
+    uint64_t n = b->o.count;
+    s_shared_t sh;
+    s_shared_init (&sh, b, n);
+    s_proxy_t proxy;
+    memset (&proxy, 0, sizeof proxy);
+    proxy.ctx = b->rawctx;
+    sem_init (&proxy.ready, 0, 0);
+    pthread_t pth, th[S_MAX_SUBS];
+    s_bsub_t subs[S_MAX_SUBS];
+    int started = 0;
+    double rate = 0;
+    void *pub = NULL;
+    uint8_t *pay = s_payload_new (b->o.size);
+    int zero = 0, one = 1, hwm = S_RAW_HWM;
+    *lost = 0;
+    *fail = false;
+    if (!pay || pthread_create (&pth, NULL, s_proxy_thread, &proxy) != 0) {
+        free (pay);
+        sem_destroy (&proxy.ready);
+        *fail = true;
+        return 0;
+    }
+    sem_wait (&proxy.ready);
+    if (proxy.rc != 0) {
+        *fail = true;
+        goto done;
+    }
+    pub = zmq_socket (b->rawctx, ZMQ_PUB);
+    if (!pub) {
+        *fail = true;
+        goto done;
+    }
+    zmq_setsockopt (pub, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (pub, ZMQ_XPUB_NODROP, &one, sizeof one);
+    zmq_setsockopt (pub, ZMQ_LINGER, &zero, sizeof zero);
+    /*  NODROP blocks at the HWM: never forever (subscribers may give up). */
+    int sndtmo = 1000;
+    zmq_setsockopt (pub, ZMQ_SNDTIMEO, &sndtmo, sizeof sndtmo);
+    if (zmq_connect (pub, proxy.front) != 0) {
+        *fail = true;
+        goto done;
+    }
+    for (int i = 0; i < nsubs; i++) {
+        memset (&subs[i], 0, sizeof subs[i]);
+        subs[i].sh = &sh;
+        subs[i].idx = i;
+        subs[i].ep = proxy.back;
+        atomic_init (&subs[i].progress, 0);
+        if (pthread_create (&th[i], NULL, s_bsub_raw, &subs[i]) != 0)
+            break;
+        started++;
+    }
+    /*  Subscriptions travel up to the PUB asynchronously: send "sync" until
+        every subscriber has seen one (the slow-joiner dance). */
+    int64_t until = hal_clock_mono_ms () + S_SETUP_MS;
+    while (started == nsubs && atomic_load (&sh.ready) < nsubs
+           && hal_clock_mono_ms () < until && !s_interrupted) {
+        zmq_send (pub, "sync", 4, ZMQ_SNDMORE);
+        zmq_send (pub, "", 0, 0);
+        s_sleep_ms (2);
+    }
+    for (int i = 0; i < started; i++)
+        if (subs[i].fail)
+            *fail = true;
+    if (started < nsubs || atomic_load (&sh.ready) < nsubs || *fail) {
+        fprintf (stderr, "bench: raw broadcast 1->%d: setup failed\n", nsubs);
+        *fail = true;
+        goto done;
+    }
+    int64_t t0 = hal_clock_mono_us ();
+    atomic_store (&sh.deadline_us, t0 + (int64_t) b->o.limit_s * 1000000);
+    atomic_store (&sh.go, 1);
+    for (uint64_t i = 0; i < n && !*fail; i++) {
+        while (!s_bsub_credit (subs, nsubs, i) && !*fail) {
+            if (s_shared_over (&sh, hal_clock_mono_us ()))
+                *fail = true;
+            usleep (100);
+        }
+        s_payload_set (pay, i);
+        /*  Only a message's first frame waits at the HWM: a timeout there
+            means the subscribers are behind, and nothing was sent yet. */
+        while (!*fail
+               && zmq_send (pub, S_CHAN_B, strlen (S_CHAN_B), ZMQ_SNDMORE) < 0)
+            if (errno != EAGAIN || s_shared_over (&sh, hal_clock_mono_us ()))
+                *fail = true;
+        if (!*fail && zmq_send (pub, pay, b->o.size, 0) < 0)
+            *fail = true;
+    }
+    if (*fail)
+        atomic_store (&sh.go, -1);
+    for (int i = 0; i < started; i++)
+        pthread_join (th[i], NULL);
+    started = 0;
+    rate = s_bsub_collect (subs, nsubs, n, t0, lost, fail);
+
+done:
+    if (*fail)
+        atomic_store (&sh.go, -1);
+    for (int i = 0; i < started; i++)
+        pthread_join (th[i], NULL);
+    if (pub)
+        zmq_close (pub);
+    void *ctl = zmq_socket (b->rawctx, ZMQ_PAIR);
+    if (ctl) {
+        int linger = 1000;
+        zmq_setsockopt (ctl, ZMQ_LINGER, &linger, sizeof linger);
+        if (proxy.rc == 0 && zmq_connect (ctl, "inproc://bench-proxy") == 0)
+            zmq_send (ctl, "TERMINATE", 9, 0);
+        zmq_close (ctl);
+    }
+    pthread_join (pth, NULL);
+    sem_destroy (&proxy.ready);
+    free (pay);
+    return *fail ? 0 : rate;
+}
+
+static void
+s_workload_bcast (s_bench_t *b, int nsubs)
+{
+    uint64_t lost_a = 0, lost_r = 0;
+    bool fail_a = false, fail_r = false;
+    printf ("\n== broadcast 1->%d: %" PRIu64 " messages of %u B, window %u "
+            "WRITEs, lead <= %d over the slowest subscriber ==\n", nsubs,
+            b->o.count, b->o.size, b->o.bwindow, S_BCAST_LEAD);
+    fflush (stdout);
+    double ra = s_bcast_aaax (b, nsubs, &lost_a, &fail_a);
+    printf ("  aaax: %s%12.0f msgs/s (%.0f deliveries/s)%s\n",
+            fail_a ? "FAILED " : "", ra, ra * nsubs,
+            lost_a ? "  MISSING MESSAGES" : "");
+    if (lost_a)
+        printf ("  aaax: %" PRIu64 " deliveries missing (lost, or not "
+                "within the time limit)\n", lost_a);
+    fflush (stdout);
+    double rr = s_bcast_raw (b, nsubs, &lost_r, &fail_r);
+    printf ("  raw:  %s%12.0f msgs/s (%.0f deliveries/s)  PUB -> zmq_proxy "
+            "(XSUB/XPUB) -> %d SUB%s\n", fail_r ? "FAILED " : "", rr,
+            rr * nsubs, nsubs, lost_r ? "  MISSING MESSAGES" : "");
+    double ratio = rr > 0 ? ra / rr : 0;
+    printf ("  ratio aaax/raw: %.3f\n", ratio);
+
+    char name[32], label[40];
+    snprintf (name, sizeof name, "broadcast_1x%d", nsubs);
+    snprintf (label, sizeof label, "broadcast 1->%d (msgs/s)", nsubs);
+    s_result_t *r = s_result_add (b, name, label);
+    if (r) {
+        r->aaax = ra;
+        r->base = rr;
+        snprintf (r->base_note, sizeof r->base_note, "raw zmq");
+        r->ratio = ratio;
+        r->ok = !fail_a && !fail_r;
+        char extra[96];
+        snprintf (extra, sizeof extra, "\"subscribers\":%d,\"raw_lost\":%"
+                  PRIu64, nsubs, lost_r);
+        s_summary (b, r, "msgs/s", b->o.count, lost_a, extra);
+    }
+    if (fail_a || fail_r)
+        b->failed = true;
+}
+
+/*  ---- STAT --------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t ops, commits, max_batch, commit_us;
+    uint64_t q_depth;
+    bool have_depth;
+} s_stat_t;
+
+static uint64_t
+s_obj_uint (const msgpack_object *map, const char *key)
+{
+    uint64_t v = 0;
+    chan_obj_get_uint (map, key, &v);
+    return v;
+}
+
+/*  A privileged STAT over the ipc endpoint. 0 or -1. */
+static int
+s_stat (s_bench_t *b, s_stat_t *st)
+{
+    char token[65];
+    memset (st, 0, sizeof *st);
+    if (chan_client_read_token (b->data, token) != 0) {
+        fprintf (stderr, "bench: cannot read %s/session.token\n", b->data);
+        return -1;
+    }
+    s_cli_t c;
+    if (s_cli_open (&c, b->ipc_ep, "bench.admin", NULL, 0, token) != 0)
+        return -1;
+    chan_reply_t r;
+    memset (&r, 0, sizeof r);
+    int rc = chan_client_call (c.cc, "STAT", NULL, &r);
+    if (rc != 0 || strcmp (r.cmd, "OK") != 0) {
+        fprintf (stderr, "bench: STAT failed: %s\n",
+                 rc ? aaax_strerror (rc) : r.cmd);
+        chan_reply_fini (&r);
+        s_cli_close (&c, true);
+        return -1;
+    }
+    const msgpack_object *store = chan_obj_get (&r.body, "store");
+    st->ops = s_obj_uint (store, "ops");
+    st->commits = s_obj_uint (store, "commits");
+    st->max_batch = s_obj_uint (store, "max_batch");
+    st->commit_us = s_obj_uint (store, "commit_us");
+    const msgpack_object *chans = chan_obj_get (&r.body, "channels");
+    const msgpack_object *q = chan_obj_get (chans, S_CHAN_Q);
+    st->have_depth = chan_obj_get_uint (q, "depth", &st->q_depth);
+    chan_reply_fini (&r);
+    s_cli_close (&c, true);
+    return 0;
+}
+
+/*  ---- workload 2: durable work-queue ------------------------------------ */
+
+typedef struct {
+    s_shared_t *sh;
+    int idx;
+    uint32_t nthreads; /* producers: seq = idx + k * nthreads */
+    uint64_t *seen;    /* consumers: one bit per seq, shared */
+    atomic_uint_fast64_t *acked_total;
+    atomic_uint_fast64_t *claimed_total;
+    _Atomic int64_t *t_done_us;
+    /* results */
+    bool fail;
+    uint64_t oks, errs;                    /* producers */
+    uint64_t claimed, dups, foreign, ack_ids, acked, redelivered, claims;
+} s_qw_t;
+
+static void *
+s_producer (void *arg)
+{
+    s_qw_t *w = (s_qw_t *) arg;
+    s_shared_t *sh = w->sh;
+    s_bench_t *b = sh->b;
+    char system[32];
+    snprintf (system, sizeof system, "bench.prod%d", w->idx);
+    const char *chans[] = { S_CHAN_Q };
+    s_cli_t c;
+    uint8_t *pay = s_payload_new (b->o.size);
+    if (!pay || s_cli_open (&c, b->cmd_ep, system, chans, 1, NULL) != 0) {
+        free (pay);
+        w->fail = true;
+        atomic_fetch_add (&sh->ready, 1);
+        return NULL;
+    }
+    atomic_fetch_add (&sh->ready, 1);
+    uint64_t total = 0;
+    for (uint64_t s = (uint64_t) w->idx; s < sh->n; s += w->nthreads)
+        total++;
+    if (!s_shared_wait_go (sh))
+        goto done;
+    uint64_t sent = 0;
+    while (w->oks + w->errs < total) {
+        while (sent < total && sent - w->oks - w->errs < b->o.qwindow) {
+            s_payload_set (pay, (uint64_t) w->idx + sent * w->nthreads);
+            s_cli_write (&c, S_CHAN_Q, pay, b->o.size, NULL);
+            if (s_cli_send (&c, "WRITE") != 0)
+                break;
+            sent++;
+        }
+        if (s_shared_over (sh, hal_clock_mono_us ()))
+            break;
+        s_kind_t kind;
+        int got = s_cli_recv (&c, 100, &kind);
+        if (got < 0)
+            break;
+        if (got == 0)
+            continue;
+        if (kind == IN_OK)
+            w->oks++;
+        else if (kind == IN_ERROR) {
+            char why[300];
+            if (w->errs++ < 5)
+                fprintf (stderr, "bench: %s: WRITE %s: %s\n", system, S_CHAN_Q,
+                         s_cli_error (&c, why, sizeof why));
+        }
+    }
+    if (w->oks != total) {
+        fprintf (stderr, "bench: %s: %" PRIu64 " of %" PRIu64
+                 " WRITEs acknowledged\n", system, w->oks, total);
+        w->fail = true;
+    }
+done:
+    s_cli_close (&c, true);
+    free (pay);
+    return NULL;
+}
+
+/*  Handles a CLAIM reply: marks every payload seen and ACKs all ids in
+    one pipelined ACK. */
+static int
+s_consume_claim (s_qw_t *w, s_cli_t *c, chan_mpk_reader_t *r, uint32_t *acks_out)
+{
+    s_shared_t *sh = w->sh;
+    chan_mpk_obj_t arr;
+    if (chan_mpk_next (r, &arr) != 0 || arr.type != CHAN_MPK_ARRAY)
+        return -1;
+    w->claims++;
+    if (arr.v.n == 0)
+        return 0;
+    uint64_t fresh = 0;
+    /*  The ACK is built while the reply is read: both are ours. */
+    msgpack_packer *pk = s_cli_begin (c, 2, NULL);
+    chan_pack_cstr (pk, "chan");
+    chan_pack_cstr (pk, S_CHAN_Q);
+    chan_pack_cstr (pk, "ids");
+    msgpack_pack_array (pk, arr.v.n);
+    for (uint32_t i = 0; i < arr.v.n; i++) {
+        s_env_t e;
+        if (s_env_read (r, &e) != 0 || !e.id || !e.data)
+            return -1;
+        chan_pack_str (pk, e.id, e.idlen);
+        uint64_t seq = s_payload_seq (e.data, e.datalen);
+        if (e.attempt > 1)
+            w->redelivered++;
+        if (seq >= sh->n) {
+            w->foreign++;
+            continue;
+        }
+        uint64_t bit = (uint64_t) 1 << (seq & 63);
+        uint64_t old = __atomic_fetch_or (&w->seen[seq >> 6], bit,
+                                          __ATOMIC_RELAXED);
+        if (old & bit)
+            w->dups++;
+        else
+            fresh++;
+    }
+    w->claimed += arr.v.n;
+    /*  Only first sightings count: a duplicate must not end the run early. */
+    atomic_fetch_add (w->claimed_total, fresh);
+    if (s_cli_send (c, "ACK") != 0)
+        return -1;
+    w->ack_ids += arr.v.n;
+    (*acks_out)++;
+    return 0;
+}
+
+static void *
+s_consumer (void *arg)
+{
+    s_qw_t *w = (s_qw_t *) arg;
+    s_shared_t *sh = w->sh;
+    s_bench_t *b = sh->b;
+    char system[32];
+    snprintf (system, sizeof system, "bench.cons%d", w->idx);
+    const char *chans[] = { S_CHAN_Q };
+    s_cli_t c;
+    if (s_cli_open (&c, b->cmd_ep, system, chans, 1, NULL) != 0) {
+        w->fail = true;
+        atomic_fetch_add (&sh->ready, 1);
+        return NULL;
+    }
+    atomic_fetch_add (&sh->ready, 1);
+    if (!s_shared_wait_go (sh))
+        goto done;
+    uint32_t claims_out = 0, acks_out = 0;
+    for (;;) {
+        int64_t now = hal_clock_mono_us ();
+        bool all_claimed = atomic_load (w->claimed_total) >= sh->n;
+        if (all_claimed && claims_out == 0 && acks_out == 0)
+            break;
+        if (s_shared_over (sh, now))
+            break;
+        while (!all_claimed && claims_out < S_CLAIMS_OUT) {
+            msgpack_packer *pk = s_cli_begin (&c, 3, NULL);
+            chan_pack_cstr (pk, "chan");
+            chan_pack_cstr (pk, S_CHAN_Q);
+            chan_pack_cstr (pk, "max");
+            msgpack_pack_uint32 (pk, S_CLAIM_MAX);
+            chan_pack_cstr (pk, "wait_ms");
+            msgpack_pack_uint32 (pk, S_CLAIM_WAIT_MS);
+            if (s_cli_send (&c, "CLAIM") != 0) {
+                w->fail = true;
+                goto done;
+            }
+            claims_out++;
+        }
+        s_kind_t kind;
+        int got = s_cli_recv (&c, 100, &kind);
+        if (got < 0) {
+            w->fail = true;
+            break;
+        }
+        if (got == 0)
+            continue;
+        if (kind == IN_ERROR) {
+            char why[300];
+            fprintf (stderr, "bench: %s: %s\n", system,
+                     s_cli_error (&c, why, sizeof why));
+            w->fail = true;
+            break;
+        }
+        if (kind != IN_OK)
+            continue;
+        /*  A CLAIM reply has msgs, an ACK reply has acked. */
+        size_t len;
+        const void *body = s_cli_body (&c, &len);
+        chan_mpk_reader_t r;
+        chan_mpk_reader_init (&r, body, len);
+        chan_mpk_obj_t m, k, v;
+        if (chan_mpk_next (&r, &m) != 0 || m.type != CHAN_MPK_MAP) {
+            w->fail = true;
+            break;
+        }
+        bool handled = false;
+        for (uint32_t i = 0; i < m.v.n && !handled && !w->fail; i++) {
+            if (chan_mpk_next (&r, &k) != 0) {
+                w->fail = true;
+                break;
+            }
+            if (s_keyis (&k, "msgs")) {
+                claims_out--;
+                if (s_consume_claim (w, &c, &r, &acks_out) != 0) {
+                    fprintf (stderr, "bench: %s: bad CLAIM reply\n", system);
+                    w->fail = true;
+                }
+                handled = true;
+            }
+            else if (s_keyis (&k, "acked")) {
+                if (chan_mpk_next (&r, &v) != 0 || v.type != CHAN_MPK_UINT) {
+                    w->fail = true;
+                    break;
+                }
+                acks_out--;
+                w->acked += v.v.u;
+                uint64_t before = atomic_fetch_add (w->acked_total, v.v.u);
+                if (before < sh->n && before + v.v.u >= sh->n)
+                    atomic_store (w->t_done_us, hal_clock_mono_us ());
+                handled = true;
+            }
+            else if (chan_mpk_skip (&r, AAAX_MAX_DEPTH) != 0)
+                w->fail = true;
+        }
+        if (w->fail)
+            break;
+    }
+done:
+    s_cli_close (&c, true);
+    return NULL;
+}
+
+/*  Bytes the kernel stores per queued message of a payload of size bytes:
+    the record header and the envelope pairs (chan_queue.c, chan_env.c). */
+static size_t
+s_stored_len (uint32_t size)
+{
+    chan_buf_t data, pairs;
+    msgpack_packer pk;
+    chan_buf_init (&data);
+    chan_buf_init (&pairs);
+    chan_buf_packer (&data, &pk);
+    uint8_t *pay = s_payload_new (size);
+    msgpack_pack_bin (&pk, size);
+    msgpack_pack_bin_body (&pk, pay ? pay : (const uint8_t *) "", pay ? size : 0);
+    const char *id = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
+    chan_env_pairs (&pairs, id, strlen (id), 1.7e9, "bench.prod0", 11,
+                    S_CHAN_Q, strlen (S_CHAN_Q), NULL, 0, NULL, 0, data.data,
+                    data.len);
+    size_t n = S_QUEUE_REC_HDR + pairs.len;
+    free (pay);
+    chan_buf_fini (&data);
+    chan_buf_fini (&pairs);
+    return n;
+}
+
+/*  The LMDB floor: synced transactions of batch puts then batch deletes,
+    keys as the kernel's (name NUL seq8), values of vlen bytes. Returns
+    msgs/s, 0 on failure. */
+static double
+s_lmdb_floor (s_bench_t *b, uint64_t n, uint32_t batch, size_t vlen,
+              uint64_t *done_out)
+{
+    char dir[PATH_MAX + 32];
+    snprintf (dir, sizeof dir, "%s/lmdb-floor", b->tmp);
+    *done_out = 0;
+    if (mkdir (dir, 0700) != 0 && errno != EEXIST)
+        return 0;
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    double rate = 0;
+    uint8_t *val = (uint8_t *) calloc (1, vlen ? vlen : 1);
+    int rc = mdb_env_create (&env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs (env, 8);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize (env, (size_t) 1 << 30);
+    if (rc == 0)
+        rc = mdb_env_open (env, dir, MDB_NOTLS, 0600);
+    if (rc == 0)
+        rc = mdb_txn_begin (env, NULL, 0, &txn);
+    if (rc == 0) {
+        rc = mdb_dbi_open (txn, "queue", MDB_CREATE, &dbi);
+        if (rc == 0)
+            rc = mdb_txn_commit (txn);
+        else
+            mdb_txn_abort (txn);
+    }
+    if (rc != 0 || !val) {
+        fprintf (stderr, "bench: LMDB floor: %s\n",
+                 rc ? mdb_strerror (rc) : "out of memory");
+        goto done;
+    }
+    uint8_t key[16 + 9];
+    size_t nlen = strlen (S_CHAN_Q);
+    memcpy (key, S_CHAN_Q, nlen);
+    key[nlen] = 0;
+    size_t klen = nlen + 9;
+    uint64_t seq = 1, done = 0;
+    int64_t t0 = hal_clock_mono_us ();
+    int64_t until = t0 + (int64_t) b->o.limit_s * 1000000;
+    while (done < n && !s_interrupted && hal_clock_mono_us () < until) {
+        uint64_t m = n - done < batch ? n - done : batch;
+        for (int pass = 0; pass < 2 && rc == 0; pass++) {
+            rc = mdb_txn_begin (env, NULL, 0, &txn);
+            for (uint64_t j = 0; j < m && rc == 0; j++) {
+                uint64_t s = seq + j;
+                for (int i = 0; i < 8; i++)
+                    key[nlen + 1 + i] = (uint8_t) (s >> (56 - 8 * i));
+                if (vlen >= 16) /* values differ a little, as real ones */
+                    memcpy (val + 8, &s, 8);
+                MDB_val k = { klen, key }, v = { vlen, val };
+                rc = pass == 0 ? mdb_put (txn, dbi, &k, &v, 0)
+                               : mdb_del (txn, dbi, &k, NULL);
+            }
+            if (rc == 0)
+                rc = mdb_txn_commit (txn);
+            else if (txn)
+                mdb_txn_abort (txn);
+            txn = NULL;
+        }
+        if (rc != 0) {
+            fprintf (stderr, "bench: LMDB floor: %s\n", mdb_strerror (rc));
+            goto done;
+        }
+        seq += m;
+        done += m;
+    }
+    int64_t dt = hal_clock_mono_us () - t0;
+    *done_out = done;
+    rate = dt > 0 ? (double) done * 1e6 / (double) dt : 0;
+
+done:
+    if (env)
+        mdb_env_close (env);
+    free (val);
+    return rate;
+}
+
+static void
+s_workload_queue (s_bench_t *b)
+{
+    uint64_t n = b->o.count;
+    uint32_t np = b->o.producers, nc = b->o.consumers;
+    printf ("\n== durable work-queue: %" PRIu64 " messages of %u B, %u "
+            "producers (window %u), %u consumers (CLAIM max %d wait_ms %d, "
+            "%d outstanding, ACK all) ==\n", n, b->o.size, np, b->o.qwindow,
+            nc, S_CLAIM_MAX, S_CLAIM_WAIT_MS, S_CLAIMS_OUT);
+    fflush (stdout);
+    s_stat_t st0, st1;
+    bool fail = false;
+    uint64_t lost = 0;
+    double rate = 0;
+    if (s_stat (b, &st0) != 0)
+        fail = true;
+
+    s_shared_t sh;
+    s_shared_init (&sh, b, n);
+    uint64_t *seen = (uint64_t *) calloc ((n + 63) / 64, sizeof (uint64_t));
+    atomic_uint_fast64_t acked_total, claimed_total;
+    _Atomic int64_t t_done;
+    atomic_init (&acked_total, 0);
+    atomic_init (&claimed_total, 0);
+    atomic_init (&t_done, 0);
+    s_qw_t w[2 * S_MAX_WORKERS];
+    pthread_t th[2 * S_MAX_WORKERS];
+    uint32_t started = 0, nw = np + nc;
+    for (uint32_t i = 0; i < nw && seen && !fail; i++) {
+        memset (&w[i], 0, sizeof w[i]);
+        w[i].sh = &sh;
+        w[i].idx = (int) (i < np ? i : i - np);
+        w[i].nthreads = np;
+        w[i].seen = seen;
+        w[i].acked_total = &acked_total;
+        w[i].claimed_total = &claimed_total;
+        w[i].t_done_us = &t_done;
+        if (pthread_create (&th[i], NULL, i < np ? s_producer : s_consumer,
+                            &w[i]) != 0)
+            break;
+        started++;
+    }
+    if (started < nw || !s_shared_wait_ready (&sh, (int) nw))
+        fail = true;
+    for (uint32_t i = 0; i < started; i++)
+        if (w[i].fail)
+            fail = true;
+    if (fail) {
+        fprintf (stderr, "bench: work-queue: setup failed\n");
+        atomic_store (&sh.go, -1);
+    }
+    int64_t t0 = hal_clock_mono_us ();
+    atomic_store (&sh.deadline_us, t0 + (int64_t) b->o.limit_s * 1000000);
+    if (!fail)
+        atomic_store (&sh.go, 1);
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join (th[i], NULL);
+
+    uint64_t oks = 0, errs = 0, claimed = 0, dups = 0, foreign = 0;
+    uint64_t ack_ids = 0, acked = 0, redelivered = 0, claims = 0;
+    for (uint32_t i = 0; i < started; i++) {
+        fail |= w[i].fail;
+        oks += w[i].oks;
+        errs += w[i].errs;
+        claimed += w[i].claimed;
+        dups += w[i].dups;
+        foreign += w[i].foreign;
+        ack_ids += w[i].ack_ids;
+        acked += w[i].acked;
+        redelivered += w[i].redelivered;
+        claims += w[i].claims;
+    }
+    uint64_t missing = 0;
+    for (uint64_t s = 0; seen && s < n; s++)
+        if (!(seen[s >> 6] & ((uint64_t) 1 << (s & 63))))
+            missing++;
+    lost = missing;
+    if (!fail && (oks != n || errs || dups || foreign || missing
+                  || acked != n || ack_ids != n || !atomic_load (&t_done)))
+        fail = true;
+    if (!fail)
+        rate = (double) n * 1e6 / (double) (atomic_load (&t_done) - t0);
+    printf ("  aaax: %s%12.0f msgs/s end to end (write -> claim -> ack)\n",
+            fail ? "FAILED " : "", rate);
+    printf ("        writes ok %" PRIu64 "/%" PRIu64 ", errors %" PRIu64
+            ", claimed %" PRIu64 " in %" PRIu64 " CLAIMs, acked %" PRIu64
+            ", missing %" PRIu64 ", duplicates %" PRIu64 ", redelivered %"
+            PRIu64 "\n", oks, n, errs, claimed, claims, acked, missing, dups,
+            redelivered);
+    free (seen);
+
+    double batch = 0, floor_rate = 0;
+    uint64_t floor_done = 0;
+    if (s_stat (b, &st1) == 0 && st0.commits <= st1.commits) {
+        uint64_t dops = st1.ops - st0.ops, dcom = st1.commits - st0.commits;
+        batch = dcom ? (double) dops / (double) dcom : 0;
+        printf ("        kernel store: %" PRIu64 " ops in %" PRIu64
+                " commits = %.1f ops/commit (max batch %" PRIu64
+                "), %.2f ms per commit\n", dops, dcom, batch, st1.max_batch,
+                dcom ? (double) (st1.commit_us - st0.commit_us) / 1000.0
+                           / (double) dcom
+                     : 0.0);
+        if (st1.have_depth && st1.q_depth != 0) {
+            printf ("        %s still holds %" PRIu64 " messages\n", S_CHAN_Q,
+                    st1.q_depth);
+            fail = true;
+        }
+    }
+    else
+        fail = true;
+    uint32_t bsz = batch >= 1 ? (uint32_t) llround (batch) : 1;
+    size_t vlen = s_stored_len (b->o.size);
+    if (batch >= 1) /* without the kernel's batch size there is no floor */
+        floor_rate = s_lmdb_floor (b, n, bsz, vlen, &floor_done);
+    printf ("  LMDB floor: %12.0f msgs/s  (synced txn of %u puts, synced txn "
+            "of %u deletes; key %zu B, value %zu B; %" PRIu64 " messages)\n",
+            floor_rate, bsz, bsz, strlen (S_CHAN_Q) + 9, vlen, floor_done);
+    double ratio = floor_rate > 0 ? rate / floor_rate : 0;
+    printf ("  ratio aaax/floor: %.3f   target: aaax >= 100000 msgs/s: %s\n",
+            ratio, rate >= 100000 ? "met" : "NOT met");
+
+    s_result_t *r = s_result_add (b, "workqueue_e2e", "work-queue e2e (msgs/s)");
+    if (r) {
+        r->aaax = rate;
+        r->base = floor_rate;
+        snprintf (r->base_note, sizeof r->base_note, "lmdb floor B=%u", bsz);
+        r->ratio = ratio;
+        snprintf (r->target, sizeof r->target, "aaax >= 100000 msgs/s");
+        r->target_met = rate >= 100000;
+        r->ok = !fail;
+        char extra[200];
+        snprintf (extra, sizeof extra, "\"producers\":%u,\"consumers\":%u,"
+                  "\"ops_per_commit\":%.1f,\"floor_batch\":%u,"
+                  "\"duplicates\":%" PRIu64, np, nc, batch, bsz, dups);
+        s_summary (b, r, "msgs/s", n, lost, extra);
+    }
+    if (fail)
+        b->failed = true;
+}
+
+/*  ---- workload 3: mailbox round trip -------------------------------------- */
+
+typedef struct {
+    s_shared_t *sh;
+    atomic_int stop;
+    bool fail;
+    uint64_t echoed, errors, ack_bad;
+} s_pong_t;
+
+static void *
+s_pong_thread (void *arg)
+{
+    s_pong_t *p = (s_pong_t *) arg;
+    s_shared_t *sh = p->sh;
+    s_cli_t c;
+    if (s_cli_open (&c, sh->b->cmd_ep, "bench.pong", NULL, 0, NULL) != 0) {
+        p->fail = true;
+        atomic_fetch_add (&sh->ready, 1);
+        return NULL;
+    }
+    atomic_fetch_add (&sh->ready, 1);
+    uint8_t *copy = (uint8_t *) malloc (sh->b->o.size + 64);
+    char id[64], from[AAAX_MAX_NAME + 1];
+    while (!atomic_load (&p->stop) && copy) {
+        int64_t now = hal_clock_mono_us ();
+        if (s_shared_over (sh, now))
+            break;
+        if (s_cli_keepalive (&c, now) != 0) {
+            p->fail = true;
+            break;
+        }
+        s_kind_t kind;
+        int got = s_cli_recv (&c, 50, &kind);
+        if (got < 0) {
+            p->fail = true;
+            break;
+        }
+        if (got == 0)
+            continue;
+        if (kind == IN_MSG) {
+            s_env_t e;
+            if (s_cli_msg_env (&c, &e) != 0 || !e.id || !e.from || !e.data
+                || e.idlen >= sizeof id || e.fromlen >= sizeof from
+                || e.datalen > sh->b->o.size + 64) {
+                p->errors++;
+                continue;
+            }
+            memcpy (id, e.id, e.idlen);
+            id[e.idlen] = 0;
+            memcpy (from, e.from, e.fromlen);
+            from[e.fromlen] = 0;
+            uint32_t dlen = e.datalen;
+            memcpy (copy, e.data, dlen);
+            /*  Reply first (the round trip), then ACK. */
+            msgpack_packer *pk = s_cli_begin (&c, 3, NULL);
+            chan_pack_cstr (pk, "to");
+            chan_pack_cstr (pk, from);
+            chan_pack_cstr (pk, "corr");
+            chan_pack_cstr (pk, id);
+            chan_pack_cstr (pk, "data");
+            msgpack_pack_bin (pk, dlen);
+            msgpack_pack_bin_body (pk, copy, dlen);
+            if (s_cli_send (&c, "SEND") != 0) {
+                p->fail = true;
+                break;
+            }
+            pk = s_cli_begin (&c, 2, NULL);
+            chan_pack_cstr (pk, "chan");
+            chan_pack_cstr (pk, "@bench.pong");
+            chan_pack_cstr (pk, "ids");
+            msgpack_pack_array (pk, 1);
+            chan_pack_cstr (pk, id);
+            if (s_cli_send (&c, "ACK") != 0) {
+                p->fail = true;
+                break;
+            }
+            p->echoed++;
+        }
+        else if (kind == IN_OK) {
+            size_t len;
+            const void *body = s_cli_body (&c, &len);
+            uint64_t a;
+            if (s_body_uint (body, len, "acked", &a) && a != 1)
+                p->ack_bad++;
+        }
+        else if (kind == IN_ERROR) {
+            char why[300];
+            if (p->errors++ < 5)
+                fprintf (stderr, "bench: bench.pong: %s\n",
+                         s_cli_error (&c, why, sizeof why));
+        }
+    }
+    free (copy);
+    s_cli_close (&c, true);
+    return NULL;
+}
+
+static int
+s_cmp_double (const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct {
+    double p50, p99, p999, mean;
+} s_lat_t;
+
+static double
+s_pct (const double *sorted, size_t n, double q)
+{
+    size_t k = (size_t) ceil (q * (double) n);
+    if (k < 1)
+        k = 1;
+    if (k > n)
+        k = n;
+    return sorted[k - 1];
+}
+
+static void
+s_lat_of (double *us, size_t n, s_lat_t *l)
+{
+    memset (l, 0, sizeof *l);
+    if (!n)
+        return;
+    qsort (us, n, sizeof *us, s_cmp_double);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += us[i];
+    l->mean = sum / (double) n;
+    l->p50 = s_pct (us, n, 0.50);
+    l->p99 = s_pct (us, n, 0.99);
+    l->p999 = s_pct (us, n, 0.999);
+}
+
+#define S_SEND_BASE ((uint64_t) 1 << 40)
+#define S_ACK_BASE ((uint64_t) 1 << 41)
+
+/*  The aaax side: bench.ping SENDs to bench.pong, which answers with SEND
+    corr=id and ACKs; a sample ends when the MSG carrying the SEND's
+    sequence number comes back. Its corr is checked against the SEND's id
+    once the SEND's OK (which waits for the commit) has arrived. */
+typedef struct {
+    s_bench_t *b;
+    s_shared_t sh;
+    s_pong_t pong;
+    pthread_t pth;
+    bool pth_started;
+    s_cli_t c;
+    char (*ids)[27];
+    char (*corrs)[27];
+    uint8_t *pay;
+    uint32_t total, next;
+    uint64_t send_ok, ack_ok, ack_bad, errs;
+    bool fail;
+} s_rtta_t;
+
+/*  An OK to one of our SENDs (records its id) or ACKs (counts it). */
+static void
+s_rtta_ok (s_rtta_t *a)
+{
+    size_t len;
+    const void *body = s_cli_body (&a->c, &len);
+    uint64_t req = 0, acked;
+    const char *id;
+    uint32_t idlen;
+    s_body_uint (body, len, "req", &req);
+    if (req >= S_SEND_BASE && req < S_SEND_BASE + a->total
+        && s_body_str (body, len, "id", &id, &idlen) && idlen == 26) {
+        memcpy (a->ids[req - S_SEND_BASE], id, 26);
+        a->send_ok++;
+    }
+    else if (req >= S_ACK_BASE && req < S_ACK_BASE + a->total
+             && s_body_uint (body, len, "acked", &acked)) {
+        if (acked == 1)
+            a->ack_ok++;
+        else
+            a->ack_bad++;
+    }
+}
+
+/*  Starts bench.pong and docks bench.ping. 0 or -1 (call s_rtta_finish
+    in both cases). */
+static int
+s_rtta_setup (s_bench_t *b, s_rtta_t *a)
+{
+    a->b = b;
+    a->total = b->o.warmup + b->o.samples;
+    s_shared_init (&a->sh, b, a->total);
+    a->pong.sh = &a->sh;
+    atomic_init (&a->pong.stop, 0);
+    a->ids = calloc (a->total, sizeof *a->ids);
+    a->corrs = calloc (a->total, sizeof *a->corrs);
+    a->pay = s_payload_new (b->o.size);
+    if (!a->ids || !a->corrs || !a->pay
+        || pthread_create (&a->pth, NULL, s_pong_thread, &a->pong) != 0)
+        return -1;
+    a->pth_started = true;
+    if (!s_shared_wait_ready (&a->sh, 1) || a->pong.fail
+        || s_cli_open (&a->c, b->cmd_ep, "bench.ping", NULL, 0, NULL) != 0) {
+        fprintf (stderr, "bench: mailbox: setup failed\n");
+        return -1;
+    }
+    atomic_store (&a->sh.deadline_us, hal_clock_mono_us ()
+                                          + (int64_t) b->o.limit_s * 1000000);
+    return 0;
+}
+
+/*  Runs up to count more round trips (samples past the warm-up go to us),
+    then waits up to 5 s for the OKs of everything sent so far, so that
+    the raw block that follows runs beside a quiet kernel. 0 or -1. */
+static int
+s_rtta_block (s_rtta_t *a, uint32_t count, double *us, size_t *nus)
+{
+    s_bench_t *b = a->b;
+    s_cli_t *c = &a->c;
+    uint32_t end = a->total - a->next < count ? a->total : a->next + count;
+    for (; a->next < end && !a->fail; a->next++) {
+        uint32_t i = a->next;
+        s_payload_set (a->pay, i);
+        c->next_req = S_SEND_BASE + i;
+        msgpack_packer *pk = s_cli_begin (c, 2, NULL);
+        chan_pack_cstr (pk, "to");
+        chan_pack_cstr (pk, "bench.pong");
+        chan_pack_cstr (pk, "data");
+        msgpack_pack_bin (pk, b->o.size);
+        msgpack_pack_bin_body (pk, a->pay, b->o.size);
+        int64_t ts = s_now_ns ();
+        if (s_cli_send (c, "SEND") != 0) {
+            a->fail = true;
+            break;
+        }
+        bool back = false;
+        while (!back && !a->fail) {
+            if (s_shared_over (&a->sh, hal_clock_mono_us ())) {
+                fprintf (stderr, "bench: mailbox: no reply to round trip %u\n",
+                         i);
+                a->fail = true;
+                break;
+            }
+            s_kind_t kind;
+            int got = s_cli_recv (c, 100, &kind);
+            if (got < 0) {
+                a->fail = true;
+                break;
+            }
+            if (got == 0)
+                continue;
+            int64_t tr = s_now_ns ();
+            if (kind == IN_MSG) {
+                s_env_t e;
+                if (s_cli_msg_env (c, &e) != 0 || !e.data || !e.id) {
+                    a->fail = true;
+                    break;
+                }
+                uint64_t seq = s_payload_seq (e.data, e.datalen);
+                if (seq < a->total && e.corr && e.corrlen == 26)
+                    memcpy (a->corrs[seq], e.corr, 26);
+                if (seq == i) {
+                    back = true;
+                    if (i >= b->o.warmup)
+                        us[(*nus)++] = (double) (tr - ts) / 1000.0;
+                }
+                else
+                    a->errs++;
+                /*  ACK it (pipelined: its OK is counted when it comes). */
+                c->next_req = S_ACK_BASE + (seq < a->total ? seq : 0);
+                pk = s_cli_begin (c, 2, NULL);
+                chan_pack_cstr (pk, "chan");
+                chan_pack_cstr (pk, "@bench.ping");
+                chan_pack_cstr (pk, "ids");
+                msgpack_pack_array (pk, 1);
+                chan_pack_str (pk, e.id, e.idlen);
+                if (s_cli_send (c, "ACK") != 0)
+                    a->fail = true;
+            }
+            else if (kind == IN_OK)
+                s_rtta_ok (a);
+            else if (kind == IN_ERROR) {
+                char why[300];
+                if (a->errs++ < 5)
+                    fprintf (stderr, "bench: bench.ping: %s\n",
+                             s_cli_error (c, why, sizeof why));
+            }
+        }
+    }
+    /*  The OKs of this block wait for their commits. */
+    int64_t until = hal_clock_mono_ms () + 5000;
+    while (!a->fail
+           && (a->send_ok < a->next || a->ack_ok + a->ack_bad < a->next)
+           && hal_clock_mono_ms () < until && !s_interrupted) {
+        s_kind_t kind;
+        int got = s_cli_recv (c, 100, &kind);
+        if (got < 0)
+            a->fail = true;
+        else if (got == 1 && kind == IN_OK)
+            s_rtta_ok (a);
+        else if (got == 1 && kind == IN_ERROR)
+            a->errs++;
+    }
+    return a->fail ? -1 : 0;
+}
+
+/*  Checks every reply, stops bench.pong and frees. 0 when every round
+    trip completed with corr == id and every SEND and ACK was answered. */
+static int
+s_rtta_finish (s_rtta_t *a, bool complete)
+{
+    bool fail = a->fail || !complete;
+    if (!fail) {
+        uint32_t mismatched = 0;
+        for (uint32_t i = 0; i < a->total; i++)
+            if (!a->ids[i][0] || memcmp (a->ids[i], a->corrs[i], 26) != 0)
+                mismatched++;
+        if (a->next != a->total || a->send_ok != a->total
+            || a->ack_ok != a->total || a->ack_bad || a->errs || mismatched) {
+            fprintf (stderr, "bench: mailbox: SEND ok %" PRIu64 "/%u, ACK ok %"
+                     PRIu64 " (bad %" PRIu64 "), errors %" PRIu64
+                     ", corr != id %u\n", a->send_ok, a->total, a->ack_ok,
+                     a->ack_bad, a->errs, mismatched);
+            fail = true;
+        }
+    }
+    if (a->pth_started) {
+        atomic_store (&a->pong.stop, 1);
+        pthread_join (a->pth, NULL);
+        if (a->pong.fail || a->pong.errors || a->pong.ack_bad
+            || (!fail && a->pong.echoed != a->total)) {
+            fprintf (stderr, "bench: bench.pong: echoed %" PRIu64 "/%u, "
+                     "errors %" PRIu64 ", bad ACKs %" PRIu64 "\n",
+                     a->pong.echoed, a->total, a->pong.errors,
+                     a->pong.ack_bad);
+            fail = true;
+        }
+    }
+    s_cli_close (&a->c, true);
+    free (a->ids);
+    free (a->corrs);
+    free (a->pay);
+    return fail ? -1 : 0;
+}
+
+/*  The raw side: a DEALER and a ROUTER echo thread over tcp loopback. */
+typedef struct {
+    void *ctx;
+    char ep[128];
+    sem_t ready;
+    int rc;
+    atomic_int stop;
+} s_echo_t;
+
+static void *
+s_echo_thread (void *arg)
+{
+    s_echo_t *e = (s_echo_t *) arg;
+    void *router = zmq_socket (e->ctx, ZMQ_ROUTER);
+    int zero = 0, tmo = 100;
+    size_t len = sizeof e->ep;
+    e->rc = -1;
+    if (!router) {
+        sem_post (&e->ready);
+        return NULL;
+    }
+    zmq_setsockopt (router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt (router, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    if (zmq_bind (router, "tcp://127.0.0.1:*") != 0) {
+        zmq_close (router);
+        sem_post (&e->ready);
+        return NULL;
+    }
+    zmq_getsockopt (router, ZMQ_LAST_ENDPOINT, e->ep, &len);
+    e->rc = 0;
+    sem_post (&e->ready);
+    zmq_msg_t rid, body;
+    zmq_msg_init (&rid);
+    zmq_msg_init (&body);
+    while (!atomic_load (&e->stop) && !s_interrupted) {
+        if (zmq_msg_recv (&rid, router, 0) < 0)
+            continue;
+        if (!zmq_msg_more (&rid) || zmq_msg_recv (&body, router, 0) < 0)
+            continue;
+        zmq_msg_send (&rid, router, ZMQ_SNDMORE);
+        zmq_msg_send (&body, router, 0);
+    }
+    zmq_msg_close (&rid);
+    zmq_msg_close (&body);
+    zmq_close (router);
+    return NULL;
+}
+
+typedef struct {
+    s_bench_t *b;
+    s_echo_t echo;
+    pthread_t th;
+    bool th_started;
+    void *dealer;
+    uint8_t *pay;
+    zmq_msg_t in;
+    uint32_t total, next;
+    bool fail;
+} s_rttr_t;
+
+/*  Starts the echo thread and connects the DEALER. 0 or -1 (call
+    s_rttr_finish in both cases). */
+static int
+s_rttr_setup (s_bench_t *b, s_rttr_t *r)
+{
+    r->b = b;
+    r->total = b->o.warmup + b->o.samples;
+    r->echo.ctx = b->rawctx;
+    atomic_init (&r->echo.stop, 0);
+    sem_init (&r->echo.ready, 0, 0);
+    zmq_msg_init (&r->in);
+    r->pay = s_payload_new (b->o.size);
+    if (!r->pay || pthread_create (&r->th, NULL, s_echo_thread, &r->echo) != 0)
+        return -1;
+    r->th_started = true;
+    sem_wait (&r->echo.ready);
+    int zero = 0, tmo = 5000;
+    if (r->echo.rc != 0 || !(r->dealer = zmq_socket (b->rawctx, ZMQ_DEALER)))
+        return -1;
+    zmq_setsockopt (r->dealer, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt (r->dealer, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    return zmq_connect (r->dealer, r->echo.ep) == 0 ? 0 : -1;
+}
+
+/*  Runs up to count more round trips, one in flight. 0 or -1. */
+static int
+s_rttr_block (s_rttr_t *r, uint32_t count, double *us, size_t *nus)
+{
+    uint32_t end = r->total - r->next < count ? r->total : r->next + count;
+    for (; r->next < end && !r->fail && !s_interrupted; r->next++) {
+        uint32_t i = r->next;
+        s_payload_set (r->pay, i);
+        int64_t ts = s_now_ns ();
+        if (zmq_send (r->dealer, r->pay, r->b->o.size, 0) < 0
+            || zmq_msg_recv (&r->in, r->dealer, 0) < 0) {
+            fprintf (stderr, "bench: raw echo: no reply to round trip %u\n",
+                     i);
+            r->fail = true;
+            break;
+        }
+        int64_t tr = s_now_ns ();
+        if (s_payload_seq (zmq_msg_data (&r->in), zmq_msg_size (&r->in))
+            != i) {
+            r->fail = true;
+            break;
+        }
+        if (i >= r->b->o.warmup)
+            us[(*nus)++] = (double) (tr - ts) / 1000.0;
+    }
+    if (s_interrupted)
+        r->fail = true;
+    return r->fail ? -1 : 0;
+}
+
+static int
+s_rttr_finish (s_rttr_t *r, bool complete)
+{
+    bool fail = r->fail || !complete || r->next != r->total;
+    zmq_msg_close (&r->in);
+    if (r->dealer)
+        zmq_close (r->dealer);
+    if (r->th_started) {
+        atomic_store (&r->echo.stop, 1);
+        pthread_join (r->th, NULL);
+    }
+    sem_destroy (&r->echo.ready);
+    free (r->pay);
+    return fail ? -1 : 0;
+}
+
+static void
+s_workload_rtt (s_bench_t *b)
+{
+    uint32_t total = b->o.warmup + b->o.samples;
+    uint32_t blk = b->o.rtt_block ? b->o.rtt_block : total;
+    printf ("\n== mailbox round trip: SEND -> reply SEND(corr) -> MSG, one in "
+            "flight, %u B, %u samples after %u warm-up; aaax and raw "
+            "alternate in blocks of %u ==\n", b->o.size, b->o.samples,
+            b->o.warmup, blk);
+    fflush (stdout);
+    double *ua = (double *) calloc (total, sizeof (double));
+    double *ur = (double *) calloc (total, sizeof (double));
+    s_rtta_t *a = (s_rtta_t *) calloc (1, sizeof *a);
+    s_rttr_t *r = (s_rttr_t *) calloc (1, sizeof *r);
+    size_t na = 0, nr = 0;
+    s_lat_t la, lr;
+    s_stat_t st0, st1;
+    bool have_st = s_stat (b, &st0) == 0;
+    bool fail_a = !ua || !a || s_rtta_setup (b, a) != 0;
+    bool fail_r = !ur || !r || s_rttr_setup (b, r) != 0;
+    /*  Alternating blocks: whatever else the machine does at a moment
+        weighs on both sides alike, so the ratio stays meaningful. */
+    while (!fail_a && !fail_r && (a->next < total || r->next < total)) {
+        if (s_rtta_block (a, blk, ua, &na) != 0)
+            fail_a = true;
+        if (!fail_a && s_rttr_block (r, blk, ur, &nr) != 0)
+            fail_r = true;
+    }
+    if (a && s_rtta_finish (a, !fail_a) != 0)
+        fail_a = true;
+    if (r && s_rttr_finish (r, !fail_r) != 0)
+        fail_r = true;
+
+    s_lat_of (ua, na, &la);
+    printf ("  aaax: %sp50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us  mean "
+            "%8.1f us  (%zu samples)\n", fail_a ? "FAILED " : "", la.p50,
+            la.p99, la.p999, la.mean, na);
+    if (have_st && s_stat (b, &st1) == 0 && st1.commits > st0.commits) {
+        uint64_t dc = st1.commits - st0.commits, dops = st1.ops - st0.ops;
+        printf ("        kernel store meanwhile: %" PRIu64 " commits, %.1f "
+                "ops/commit, %.2f ms per commit (SEND OKs wait for them; "
+                "the round trip does not)\n", dc, (double) dops / (double) dc,
+                (double) (st1.commit_us - st0.commit_us) / 1000.0
+                    / (double) dc);
+    }
+    s_lat_of (ur, nr, &lr);
+    printf ("  raw:  %sp50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us  mean "
+            "%8.1f us  (%zu samples; DEALER -> ROUTER echo)\n",
+            fail_r ? "FAILED " : "", lr.p50, lr.p99, lr.p999, lr.mean, nr);
+    double ratio = lr.p50 > 0 ? la.p50 / lr.p50 : 0;
+    bool met = !fail_a && !fail_r && ratio > 0 && ratio <= 2.0;
+    printf ("  ratio of p50s aaax/raw: %.2f   target: aaax p50 <= 2x raw: %s\n",
+            ratio, met ? "met" : "NOT met");
+
+    s_result_t *res = s_result_add (b, "mailbox_rtt_p50",
+                                    "mailbox RTT p50 (us)");
+    if (res) {
+        res->aaax = la.p50;
+        res->base = lr.p50;
+        snprintf (res->base_note, sizeof res->base_note, "raw zmq");
+        res->ratio = ratio;
+        snprintf (res->target, sizeof res->target, "aaax p50 <= 2x raw");
+        res->target_met = met;
+        res->ok = !fail_a && !fail_r;
+        char extra[256];
+        snprintf (extra, sizeof extra, "\"aaax_p99\":%.1f,\"aaax_p999\":%.1f,"
+                  "\"raw_p99\":%.1f,\"raw_p999\":%.1f,\"samples\":%u",
+                  la.p99, la.p999, lr.p99, lr.p999, b->o.samples);
+        s_summary (b, res, "us", total, fail_a ? 1 : 0, extra);
+    }
+    res = s_result_add (b, "mailbox_rtt_p99", "mailbox RTT p99 (us)");
+    if (res) {
+        res->aaax = la.p99;
+        res->base = lr.p99;
+        snprintf (res->base_note, sizeof res->base_note, "raw zmq");
+        res->ratio = lr.p99 > 0 ? la.p99 / lr.p99 : 0;
+        res->ok = !fail_a && !fail_r;
+    }
+    if (fail_a || fail_r)
+        b->failed = true;
+    free (a);
+    free (r);
+    free (ua);
+    free (ur);
+}
+
+/*  ---- the kernel under test -------------------------------------------- */
+
+static int
+s_free_port (void)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a;
+    memset (&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    a.sin_port = 0;
+    socklen_t alen = sizeof a;
+    int port = -1;
+    if (bind (fd, (struct sockaddr *) &a, sizeof a) == 0
+        && getsockname (fd, (struct sockaddr *) &a, &alen) == 0)
+        port = ntohs (a.sin_port);
+    close (fd);
+    return port;
+}
+
+static int
+s_write_config (s_bench_t *b)
+{
+    FILE *f = fopen (b->cfg, "w");
+    if (!f)
+        return -1;
+    fprintf (f,
+        "-- written by aaax_bench for one run\n"
+        "return {\n"
+        "  heartbeat_ms = 1000,\n"
+        "  sndhwm = 100000,\n"
+        "  channels = {\n"
+        "    { name = \"%s\", kind = \"broadcast\", visibility = \"private\", "
+        "retain = 0 },\n"
+        "    { name = \"%s\", kind = \"work-queue\", durable = true, "
+        "max_len = 10000000, max_attempts = 5 },\n"
+        "  },\n"
+        "  policy = {\n"
+        "    { subject = \"bench.*\", action = \"chan.read\",  target = \"%s\", "
+        "effect = \"allow\" },\n"
+        "    { subject = \"bench.*\", action = \"chan.write\", target = \"%s\", "
+        "effect = \"allow\" },\n"
+        "    { subject = \"bench.*\", action = \"chan.write\", target = \"%s\", "
+        "effect = \"allow\" },\n"
+        "    { subject = \"bench.*\", action = \"chan.claim\", target = \"%s\", "
+        "effect = \"allow\" },\n"
+        "    { subject = \"bench.*\", action = \"chan.write\", target = "
+        "\"@bench.*\", effect = \"allow\" },\n"
+        "  },\n"
+        "}\n", S_CHAN_B, S_CHAN_Q, S_CHAN_B, S_CHAN_B, S_CHAN_Q, S_CHAN_Q);
+    return fclose (f) == 0 ? 0 : -1;
+}
+
+static void
+s_log_tail (const s_bench_t *b)
+{
+    FILE *f = fopen (b->log, "r");
+    if (!f)
+        return;
+    char lines[20][512];
+    int n = 0;
+    while (fgets (lines[n % 20], sizeof lines[0], f))
+        n++;
+    fclose (f);
+    fprintf (stderr, "bench: last lines of the aaaxd log (%s):\n", b->log);
+    for (int i = n > 20 ? n - 20 : 0; i < n; i++)
+        fprintf (stderr, "  | %s", lines[i % 20]);
+}
+
+/*  Starts aaaxd and waits until it answers PING. 0 or -1. */
+static int
+s_kernel_start (s_bench_t *b)
+{
+    int port = s_free_port ();
+    if (port < 0 || s_write_config (b) != 0) {
+        fprintf (stderr, "bench: cannot prepare %s\n", b->cfg);
+        return -1;
+    }
+    snprintf (b->cmd_ep, sizeof b->cmd_ep, "tcp://127.0.0.1:%d", port);
+    snprintf (b->ipc_ep, sizeof b->ipc_ep, "ipc://%s/aaax.sock", b->data);
+    fflush (NULL);
+    pid_t pid = fork ();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl (PR_SET_PDEATHSIG, SIGTERM);
+        int fd = open (b->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2 (fd, 1);
+            dup2 (fd, 2);
+            close (fd);
+        }
+        execl (b->aaaxd, "aaaxd", "--data", b->data, "--bind", b->cmd_ep,
+               "--tap", "", "--config", b->cfg, (char *) NULL);
+        _exit (127);
+    }
+    b->pid = pid;
+    int64_t until = hal_clock_mono_ms () + 15000;
+    while (hal_clock_mono_ms () < until && !s_interrupted) {
+        int status;
+        if (waitpid (pid, &status, WNOHANG) == pid) {
+            b->pid = 0;
+            fprintf (stderr, "bench: %s exited at start (status %d)\n",
+                     b->aaaxd, WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+            s_log_tail (b);
+            return -1;
+        }
+        chan_client_t *cc = chan_client_new (b->cmd_ep, 200);
+        if (cc) {
+            chan_reply_t r;
+            memset (&r, 0, sizeof r);
+            int rc = chan_client_call (cc, "PING", NULL, &r);
+            bool pong = rc == 0 && strcmp (r.cmd, "PONG") == 0;
+            chan_reply_fini (&r);
+            chan_client_destroy (&cc);
+            if (pong)
+                return 0;
+        }
+        s_sleep_ms (50);
+    }
+    fprintf (stderr, "bench: %s does not answer on %s\n", b->aaaxd, b->cmd_ep);
+    s_log_tail (b);
+    return -1;
+}
+
+/*  SIGTERM, then waits (10 s) for exit status 0. 0 or -1. */
+static int
+s_kernel_stop (s_bench_t *b)
+{
+    if (b->pid <= 0)
+        return -1;
+    kill (b->pid, SIGTERM);
+    int64_t until = hal_clock_mono_ms () + 10000;
+    int status = 0;
+    while (waitpid (b->pid, &status, WNOHANG) == 0) {
+        if (hal_clock_mono_ms () > until) {
+            fprintf (stderr, "bench: aaaxd did not stop within 10 s of "
+                     "SIGTERM; killing it\n");
+            kill (b->pid, SIGKILL);
+            waitpid (b->pid, &status, 0);
+            b->pid = 0;
+            s_log_tail (b);
+            return -1;
+        }
+        s_sleep_ms (10);
+    }
+    b->pid = 0;
+    if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+        fprintf (stderr, "bench: aaaxd exited with %s %d after SIGTERM\n",
+                 WIFEXITED (status) ? "status" : "signal",
+                 WIFEXITED (status) ? WEXITSTATUS (status) : WTERMSIG (status));
+        s_log_tail (b);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_rm_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st;
+    (void) flag;
+    (void) ftw;
+    return remove (path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/*  ---- machine, table, options ------------------------------------------ */
+
+static const char *
+s_fs_type (const char *path)
+{
+    struct statfs sf;
+    if (statfs (path, &sf) != 0)
+        return "?";
+    switch ((unsigned long) sf.f_type) {
+    case 0xEF53UL: return "ext4";
+    case 0x01021994UL: return "tmpfs";
+    case 0x58465342UL: return "xfs";
+    case 0x9123683EUL: return "btrfs";
+    case 0x794C7630UL: return "overlayfs";
+    default: return "other";
+    }
+}
+
+static void
+s_machine (const s_bench_t *b)
+{
+    struct utsname u;
+    char cpu[128] = "?";
+    FILE *f = fopen ("/proc/cpuinfo", "r");
+    if (f) {
+        char line[256];
+        while (fgets (line, sizeof line, f))
+            if (strncmp (line, "model name", 10) == 0) {
+                char *p = strchr (line, ':');
+                if (p) {
+                    p += strspn (p, ": \t");
+                    p[strcspn (p, "\n")] = 0;
+                    snprintf (cpu, sizeof cpu, "%s", p);
+                }
+                break;
+            }
+        fclose (f);
+    }
+    int maj, min, pat;
+    zmq_version (&maj, &min, &pat);
+    uname (&u);
+    printf ("machine: nproc=%ld kernel=%s cpu=\"%s\" libzmq=%d.%d.%d "
+            "lmdb=\"%s\" msgpack-c=%s tmp=%s (%s)\n", sysconf (_SC_NPROCESSORS_ONLN),
+            u.release, cpu, maj, min, pat, mdb_version (NULL, NULL, NULL),
+            msgpack_version (), b->tmp, s_fs_type (b->tmp));
+}
+
+static void
+s_fmt (char *out, size_t size, double v)
+{
+    if (v <= 0)
+        snprintf (out, size, "-");
+    else if (v >= 1000)
+        snprintf (out, size, "%.0f", v);
+    else
+        snprintf (out, size, "%.1f", v);
+}
+
+static void
+s_table (const s_bench_t *b)
+{
+    printf ("\n%-24s | %10s | %-31s | %7s | %s\n", "workload", "aaax",
+            "raw/floor", "ratio", "target");
+    printf ("-------------------------+------------+-------------------------"
+            "--------+---------+-------------------------------\n");
+    for (size_t i = 0; i < b->nres; i++) {
+        const s_result_t *r = &b->res[i];
+        char a[32], base[32], note[48], tgt[80];
+        s_fmt (a, sizeof a, r->aaax);
+        s_fmt (base, sizeof base, r->base);
+        snprintf (note, sizeof note, "(%s)", r->base_note);
+        if (r->target_met < 0)
+            snprintf (tgt, sizeof tgt, "%s", r->ok ? "-" : "FAILED");
+        else
+            snprintf (tgt, sizeof tgt, "%s: %s%s", r->target,
+                      r->target_met ? "met" : "NOT met",
+                      r->ok ? "" : " (FAILED)");
+        printf ("%-24s | %10s | %10s %-20s | %7.3f | %s\n", r->label, a, base,
+                note, r->ratio, tgt);
+    }
+}
+
+static void
+s_usage (FILE *f)
+{
+    fprintf (f,
+        "usage: aaax_bench [options]\n"
+        "\n"
+        "Runs the same traffic through a real aaaxd (started here, fresh data\n"
+        "dir, free loopback port) and through raw libzmq sockets or LMDB, and\n"
+        "prints each figure, its baseline and the ratio. Exit status: 0 when\n"
+        "everything sent was delivered and acknowledged, 1 when anything was\n"
+        "lost or refused, 2 for bad options, 3 when aaaxd cannot be run.\n"
+        "Figures are never checked against timings.\n"
+        "\n"
+        "  --aaaxd PATH     the kernel (default: $AAAXD, else ../aaaxd next to\n"
+        "                   this binary)\n"
+        "  --quick          a ~15 s run (fewer messages and samples)\n"
+        "  --count N        messages per broadcast and work-queue run\n"
+        "                   (default 3000000; --quick 800000)\n"
+        "  --size B         payload bytes, >= 8 (default 100)\n"
+        "  --samples N      mailbox round trips measured (default 20000;\n"
+        "                   --quick 5000); warm-up is a tenth of it\n"
+        "  --producers N    work-queue producers, 1..%d (default 2)\n"
+        "  --consumers N    work-queue consumers, 1..%d (default 2)\n"
+        "  --limit S        hard time limit of each measured phase, seconds\n"
+        "                   (default 60; --quick 30)\n"
+        "  --only LIST      run only these of broadcast,queue,rtt\n"
+        "  --rtt-block N    round trips per turn, aaax and raw alternating\n"
+        "                   (default 500; 0: all aaax, then all raw)\n"
+        "  --keep           keep the temp dir (data, config, aaaxd log)\n"
+        "  --help           this text\n", S_MAX_WORKERS, S_MAX_WORKERS);
+}
+
+static bool
+s_parse_u64 (const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull (s, &end, 10);
+    if (errno || end == s || *end || *s == '-' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/*  --only: a comma-separated list of broadcast, queue, rtt. */
+static bool
+s_parse_only (const char *arg, unsigned *out)
+{
+    unsigned bits = 0;
+    const char *p = arg;
+    while (*p) {
+        size_t n = strcspn (p, ",");
+        if (n == 9 && strncmp (p, "broadcast", 9) == 0)
+            bits |= S_W_BCAST;
+        else if (n == 5 && strncmp (p, "queue", 5) == 0)
+            bits |= S_W_QUEUE;
+        else if (n == 3 && strncmp (p, "rtt", 3) == 0)
+            bits |= S_W_RTT;
+        else
+            return false;
+        p += n + (p[n] == ',');
+    }
+    *out = bits;
+    return bits != 0;
+}
+
+/*  0, 1 for --help, -1 on a bad option. */
+static int
+s_options (s_bench_t *b, int argc, char **argv)
+{
+    static const struct option longs[] = {
+        { "aaaxd", required_argument, NULL, 'a' },
+        { "quick", no_argument, NULL, 'q' },
+        { "count", required_argument, NULL, 'n' },
+        { "size", required_argument, NULL, 's' },
+        { "samples", required_argument, NULL, 'S' },
+        { "producers", required_argument, NULL, 'P' },
+        { "consumers", required_argument, NULL, 'C' },
+        { "limit", required_argument, NULL, 'l' },
+        { "keep", no_argument, NULL, 'k' },
+        { "only", required_argument, NULL, 'o' },
+        { "rtt-block", required_argument, NULL, 'B' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    s_opts_t *o = &b->o;
+    uint64_t count = 0, size = 100, samples = 0, prod = 2, cons = 2, limit = 0;
+    uint64_t rtt_block = 500;
+    int c, li = 0;
+    while ((c = getopt_long (argc, argv, "", longs, &li)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case 'a': o->aaaxd = optarg; break;
+        case 'q': o->quick = true; break;
+        case 'n': ok = s_parse_u64 (optarg, 1, 100000000, &count); break;
+        case 's': ok = s_parse_u64 (optarg, 8, 512 * 1024, &size); break;
+        case 'S': ok = s_parse_u64 (optarg, 1, 10000000, &samples); break;
+        case 'P': ok = s_parse_u64 (optarg, 1, S_MAX_WORKERS, &prod); break;
+        case 'C': ok = s_parse_u64 (optarg, 1, S_MAX_WORKERS, &cons); break;
+        case 'l': ok = s_parse_u64 (optarg, 1, 3600, &limit); break;
+        case 'B': ok = s_parse_u64 (optarg, 0, 100000000, &rtt_block); break;
+        case 'k': o->keep = true; break;
+        case 'o':
+            ok = s_parse_only (optarg, &o->only);
+            break;
+        case 'h': s_usage (stdout); return 1;
+        default: s_usage (stderr); return -1;
+        }
+        if (!ok) {
+            fprintf (stderr, "aaax_bench: bad value for --%s: %s\n",
+                     longs[li].name, optarg);
+            s_usage (stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "aaax_bench: unexpected argument %s\n", argv[optind]);
+        return -1;
+    }
+    if (!o->only)
+        o->only = S_W_ALL;
+    o->count = count ? count : o->quick ? 800000 : 3000000;
+    o->size = (uint32_t) size;
+    o->samples = (uint32_t) (samples ? samples : o->quick ? 5000 : 20000);
+    o->warmup = o->samples / 10 ? o->samples / 10 : 1;
+    o->producers = (uint32_t) prod;
+    o->consumers = (uint32_t) cons;
+    o->bwindow = 1000;
+    o->qwindow = 2000;
+    o->limit_s = (int) (limit ? limit : o->quick ? 30 : 60);
+    o->rtt_block = (uint32_t) rtt_block;
+    return 0;
+}
+
+/*  The kernel binary: --aaaxd, $AAAXD, or ../aaaxd beside this binary. */
+static void
+s_find_aaaxd (s_bench_t *b)
+{
+    const char *env = getenv ("AAAXD");
+    if (b->o.aaaxd)
+        snprintf (b->aaaxd, sizeof b->aaaxd, "%s", b->o.aaaxd);
+    else if (env && *env)
+        snprintf (b->aaaxd, sizeof b->aaaxd, "%s", env);
+    else {
+        char self[PATH_MAX];
+        ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
+        if (n < 0)
+            n = 0;
+        self[n] = 0;
+        char *slash = strrchr (self, '/');
+        if (slash)
+            *slash = 0;
+        snprintf (b->aaaxd, sizeof b->aaaxd, "%.4000s/../aaaxd", self);
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+    static s_bench_t bench;
+    s_bench_t *b = &bench;
+    int orc = s_options (b, argc, argv);
+    if (orc != 0)
+        return orc > 0 ? 0 : 2;
+    s_find_aaaxd (b);
+    if (access (b->aaaxd, X_OK) != 0) {
+        fprintf (stderr, "aaax_bench: no kernel at %s (use --aaaxd or "
+                 "AAAXD)\n", b->aaaxd);
+        return 3;
+    }
+
+    /*  Our handler, not czmq's: Ctrl-C still stops aaaxd and cleans up. */
+    zsys_handler_set (NULL);
+    struct sigaction sa;
+    memset (&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction (SIGINT, &sa, NULL);
+    sigaction (SIGTERM, &sa, NULL);
+    signal (SIGPIPE, SIG_IGN);
+
+    const char *tmpdir = getenv ("TMPDIR");
+    snprintf (b->tmp, sizeof b->tmp, "%.3000s/aaax-bench-XXXXXX",
+              tmpdir && *tmpdir ? tmpdir : "/tmp");
+    if (!mkdtemp (b->tmp)) {
+        fprintf (stderr, "aaax_bench: cannot make a temp dir: %s\n",
+                 strerror (errno));
+        return 3;
+    }
+    snprintf (b->data, sizeof b->data, "%.4000s/data", b->tmp);
+    snprintf (b->cfg, sizeof b->cfg, "%.4000s/bench.lua", b->tmp);
+    snprintf (b->log, sizeof b->log, "%.4000s/aaaxd.log", b->tmp);
+
+    printf ("aaax_bench %s: kernel %s, %s mode, %" PRIu64 " messages, %u B "
+            "payloads, %u round trips, limit %d s per phase\n",
+            AAAX_VERSION_STRING, b->aaaxd, b->o.quick ? "quick" : "full",
+            b->o.count, b->o.size, b->o.samples, b->o.limit_s);
+    s_machine (b);
+    fflush (stdout);
+
+    int rc = 0;
+    zsys_init ();
+    b->rawctx = zmq_ctx_new ();
+    if (!b->rawctx || s_kernel_start (b) != 0) {
+        rc = 3;
+        goto cleanup;
+    }
+    printf ("aaaxd: pid %d, command %s, data %s\n", (int) b->pid, b->cmd_ep,
+            b->data);
+
+    if (!s_interrupted && (b->o.only & S_W_BCAST))
+        s_workload_bcast (b, 1);
+    if (!s_interrupted && (b->o.only & S_W_BCAST))
+        s_workload_bcast (b, 4);
+    if (!s_interrupted && (b->o.only & S_W_QUEUE))
+        s_workload_queue (b);
+    if (!s_interrupted && (b->o.only & S_W_RTT))
+        s_workload_rtt (b);
+
+    printf ("\n");
+    if (s_kernel_stop (b) != 0)
+        b->failed = true;
+    else
+        printf ("aaaxd: stopped with SIGTERM, exit status 0\n");
+
+    s_table (b);
+    s_machine (b);
+    if (s_interrupted) {
+        printf ("\ninterrupted\n");
+        b->failed = true;
+    }
+    printf ("\nresult: %s\n", b->failed ? "FAILED: something was lost, "
+            "refused or timed out (see above)" : "everything sent was "
+            "delivered and acknowledged");
+    rc = b->failed ? 1 : 0;
+
+cleanup:
+    if (b->pid > 0)
+        s_kernel_stop (b);
+    if (b->rawctx)
+        zmq_ctx_term (b->rawctx);
+    if (b->o.keep)
+        printf ("kept %s\n", b->tmp);
+    else
+        nftw (b->tmp, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fflush (stdout);
+    return rc;
+}
