@@ -9,6 +9,9 @@ cd "$(dirname "$0")"
 jobs=$(nproc)
 fuzz_seconds=${AAAX_FUZZ_SECONDS:-45}
 
+echo "== format (clang-format, .clang-format)"
+git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
+
 echo "== build (warnings are errors)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"

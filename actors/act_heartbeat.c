@@ -120,8 +120,7 @@ act_heartbeat (zsock_t *pipe, void *args)
                 s_beat (&self);
                 zstr_send (pipe, "DONE");
                 stopped = true;
-            }
-            else if (!term)
+            } else if (!term)
                 zsys_warning ("heartbeat: unknown command %s", cmd);
             zstr_free (&cmd);
             if (term)

@@ -44,17 +44,18 @@
 #define S_MAX_SUBS 4
 #define S_MAX_WORKERS 8
 #define S_MAX_RESULTS 8
-#define S_PING_US 500000     /* receivers PING this often (heartbeat 1 s) */
-#define S_SETUP_MS 15000     /* docking and subscribing, per workload */
-#define S_QUEUE_REC_HDR 16   /* chan_queue.c: header before the envelope */
+#define S_PING_US 500000   /* receivers PING this often (heartbeat 1 s) */
+#define S_SETUP_MS 15000   /* docking and subscribing, per workload */
+#define S_QUEUE_REC_HDR 16 /* chan_queue.c: header before the envelope */
 #define S_CLAIM_MAX 500
 #define S_CLAIM_WAIT_MS 100
-#define S_CLAIMS_OUT 2       /* CLAIMs each consumer keeps outstanding */
-#define S_RAW_HWM 100000     /* raw sockets' HWM: the kernel's sndhwm here */
-#define S_BCAST_LEAD 50000   /* publisher's lead over its slowest subscriber:
-                                half the kernel's sndhwm, so a subscriber
-                                starved of CPU slows the publisher down
-                                instead of being DROPPED */
+#define S_CLAIMS_OUT 2   /* CLAIMs each consumer keeps outstanding */
+#define S_RAW_HWM 100000 /* raw sockets' HWM: the kernel's sndhwm here */
+#define S_BCAST_LEAD                                       \
+    50000 /* publisher's lead over its slowest subscriber: \
+             half the kernel's sndhwm, so a subscriber     \
+             starved of CPU slows the publisher down       \
+             instead of being DROPPED */
 
 /*  Set by SIGINT / SIGTERM: every loop gives up, then the kernel is stopped
     and the temp dir removed as usual. The one global: signals need it. */
@@ -73,10 +74,10 @@ typedef struct {
     const char *aaaxd;
     bool quick;
     bool keep;
-    uint64_t count;     /* broadcast and work-queue messages */
-    uint32_t size;      /* payload bytes */
-    uint32_t samples;   /* mailbox round trips measured */
-    uint32_t warmup;    /* mailbox round trips before measuring */
+    uint64_t count;   /* broadcast and work-queue messages */
+    uint32_t size;    /* payload bytes */
+    uint32_t samples; /* mailbox round trips measured */
+    uint32_t warmup;  /* mailbox round trips before measuring */
     uint32_t producers, consumers;
     uint32_t bwindow;   /* outstanding WRITEs, broadcast publisher */
     uint32_t qwindow;   /* outstanding WRITEs, each work-queue producer */
@@ -89,15 +90,15 @@ typedef struct {
 enum { S_W_BCAST = 1, S_W_QUEUE = 2, S_W_RTT = 4, S_W_ALL = 7 };
 
 typedef struct {
-    char name[32];      /* machine-readable name */
-    char label[40];     /* table label */
+    char name[32];  /* machine-readable name */
+    char label[40]; /* table label */
     double aaax;
     double base;
     char base_note[40]; /* what base is */
     double ratio;
     char target[48];
-    int target_met;     /* -1: no target, 0: not met, 1: met */
-    bool ok;            /* everything delivered and acknowledged */
+    int target_met; /* -1: no target, 0: not met, 1: met */
+    bool ok;        /* everything delivered and acknowledged */
 } s_result_t;
 
 typedef struct {
@@ -111,8 +112,8 @@ typedef struct {
     char cmd_ep[64];
     char ipc_ep[PATH_MAX + 32];
     pid_t pid;
-    void *rawctx;       /* the raw sockets' own context */
-    bool failed;        /* something was lost, refused or timed out */
+    void *rawctx; /* the raw sockets' own context */
+    bool failed;  /* something was lost, refused or timed out */
     s_result_t res[S_MAX_RESULTS];
     size_t nres;
 } s_bench_t;
@@ -157,7 +158,9 @@ s_summary (const s_bench_t *b, const s_result_t *r, const char *unit,
             ",\"ok\":%s,\"target_met\":%s%s%s}\n",
             r->name, unit, r->aaax, r->base_note, r->base, r->ratio, count,
             b->o.size, lost, r->ok ? "true" : "false",
-            r->target_met < 0 ? "null" : r->target_met ? "true" : "false",
+            r->target_met < 0 ? "null"
+            : r->target_met   ? "true"
+                              : "false",
             extra && *extra ? "," : "", extra ? extra : "");
     fflush (stdout);
 }
@@ -197,7 +200,8 @@ static bool
 s_keyis (const chan_mpk_obj_t *k, const char *key)
 {
     size_t n = strlen (key);
-    return k->type == CHAN_MPK_STR && k->len == n && memcmp (k->ptr, key, n) == 0;
+    return k->type == CHAN_MPK_STR && k->len == n
+           && memcmp (k->ptr, key, n) == 0;
 }
 
 /*  Reads the map header at r and leaves r at the value of key. */
@@ -281,20 +285,16 @@ s_env_read (chan_mpk_reader_t *r, s_env_t *e)
         if (s_keyis (&k, "id") && v.type == CHAN_MPK_STR) {
             e->id = v.ptr;
             e->idlen = v.len;
-        }
-        else if (s_keyis (&k, "from") && v.type == CHAN_MPK_STR) {
+        } else if (s_keyis (&k, "from") && v.type == CHAN_MPK_STR) {
             e->from = v.ptr;
             e->fromlen = v.len;
-        }
-        else if (s_keyis (&k, "corr") && v.type == CHAN_MPK_STR) {
+        } else if (s_keyis (&k, "corr") && v.type == CHAN_MPK_STR) {
             e->corr = v.ptr;
             e->corrlen = v.len;
-        }
-        else if (s_keyis (&k, "data") && v.type == CHAN_MPK_BIN) {
+        } else if (s_keyis (&k, "data") && v.type == CHAN_MPK_BIN) {
             e->data = v.ptr;
             e->datalen = v.len;
-        }
-        else if (s_keyis (&k, "attempt") && v.type == CHAN_MPK_UINT)
+        } else if (s_keyis (&k, "attempt") && v.type == CHAN_MPK_UINT)
             e->attempt = v.v.u;
     }
     return 0;
@@ -304,12 +304,19 @@ s_env_read (chan_mpk_reader_t *r, s_env_t *e)
     chan_client docks (HELLO) and makes the odd synchronous call; the hot
     paths pack bodies into one reused buffer and read frames zero-copy. */
 
-typedef enum { IN_OK, IN_ERROR, IN_PONG, IN_MSG, IN_DROPPED, IN_OTHER } s_kind_t;
+typedef enum {
+    IN_OK,
+    IN_ERROR,
+    IN_PONG,
+    IN_MSG,
+    IN_DROPPED,
+    IN_OTHER
+} s_kind_t;
 
 typedef struct {
     chan_client_t *cc;
-    void *sock;         /* borrowed from cc */
-    uint64_t next_req;  /* ours: far above chan_client's own numbering */
+    void *sock;        /* borrowed from cc */
+    uint64_t next_req; /* ours: far above chan_client's own numbering */
     chan_buf_t buf;
     msgpack_packer pk;
     zmq_msg_t cmd, body;
@@ -338,8 +345,8 @@ s_cli_close (s_cli_t *c, bool bye)
 /*  Connects to ep and docks as system (privileged when token is given).
     0, or -1 with a message on stderr. */
 static int
-s_cli_open (s_cli_t *c, const char *ep, const char *system,
-            const char **chans, size_t nchans, const char *token)
+s_cli_open (s_cli_t *c, const char *ep, const char *system, const char **chans,
+            size_t nchans, const char *token)
 {
     memset (c, 0, sizeof *c);
     c->cc = chan_client_new (ep, 10000);
@@ -455,8 +462,7 @@ s_cli_recv (s_cli_t *c, int timeout_ms, s_kind_t *kind)
             if (!more)
                 break;
         }
-    }
-    else {
+    } else {
         zmq_msg_close (&c->body);
         zmq_msg_init (&c->body);
     }
@@ -516,8 +522,8 @@ s_cli_msg_env (s_cli_t *c, s_env_t *e)
 typedef struct {
     s_bench_t *b;
     uint64_t n;
-    atomic_int ready;           /* threads docked (or failed) */
-    atomic_int go;              /* 1: start; -1: give up */
+    atomic_int ready; /* threads docked (or failed) */
+    atomic_int go;    /* 1: start; -1: give up */
     _Atomic int64_t deadline_us;
 } s_shared_t;
 
@@ -570,12 +576,12 @@ s_shared_wait_go (s_shared_t *sh)
 typedef struct {
     s_shared_t *sh;
     int idx;
-    int run;            /* 1->run subscribers: names differ per run */
-    const char *ep;     /* raw: the XPUB endpoint */
+    int run;        /* 1->run subscribers: names differ per run */
+    const char *ep; /* raw: the XPUB endpoint */
     bool fail;
     bool dropped;
     uint64_t got, gaps, disorder;
-    int64_t t_last_us;  /* when the last message arrived */
+    int64_t t_last_us;             /* when the last message arrived */
     atomic_uint_fast64_t progress; /* next sequence number expected */
 } s_bsub_t;
 
@@ -587,9 +593,9 @@ s_bsub_credit (s_bsub_t *subs, int nsubs, uint64_t seq)
     for (int i = 0; i < nsubs; i++) {
         if (subs[i].fail || subs[i].dropped)
             continue;
-        if (seq >= atomic_load_explicit (&subs[i].progress,
-                                         memory_order_relaxed)
-                       + S_BCAST_LEAD)
+        if (seq
+            >= atomic_load_explicit (&subs[i].progress, memory_order_relaxed)
+                   + S_BCAST_LEAD)
             return false;
     }
     return true;
@@ -668,13 +674,13 @@ s_bsub_aaax (void *arg)
             atomic_store_explicit (&s->progress, expect, memory_order_relaxed);
             if (expect >= sh->n)
                 s->t_last_us = hal_clock_mono_us ();
-        }
-        else if (kind == IN_DROPPED) {
-            fprintf (stderr, "bench: %s was DROPPED by the kernel after %"
-                     PRIu64 " messages\n", system, s->got);
+        } else if (kind == IN_DROPPED) {
+            fprintf (stderr,
+                     "bench: %s was DROPPED by the kernel after %" PRIu64
+                     " messages\n",
+                     system, s->got);
             s->dropped = true;
-        }
-        else if (kind == IN_ERROR) {
+        } else if (kind == IN_ERROR) {
             char why[300];
             fprintf (stderr, "bench: %s: %s\n", system,
                      s_cli_error (&c, why, sizeof why));
@@ -732,8 +738,9 @@ s_bsub_raw (void *arg)
             }
             continue;
         }
-        s_bsub_count (s, s_payload_seq (zmq_msg_data (&pay),
-                                        zmq_msg_size (&pay)), &expect);
+        s_bsub_count (s,
+                      s_payload_seq (zmq_msg_data (&pay), zmq_msg_size (&pay)),
+                      &expect);
         atomic_store_explicit (&s->progress, expect, memory_order_relaxed);
         if (expect >= sh->n)
             s->t_last_us = hal_clock_mono_us ();
@@ -842,9 +849,10 @@ s_bcast_aaax (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
         }
     }
     if (oks != n) {
-        fprintf (stderr, "bench: broadcast 1->%d: %" PRIu64 " of %" PRIu64
-                 " WRITEs acknowledged (%" PRIu64 " errors)\n", nsubs, oks, n,
-                 errs);
+        fprintf (stderr,
+                 "bench: broadcast 1->%d: %" PRIu64 " of %" PRIu64
+                 " WRITEs acknowledged (%" PRIu64 " errors)\n",
+                 nsubs, oks, n, errs);
         *fail = true;
         atomic_store (&sh.go, -1);
     }
@@ -865,8 +873,8 @@ done:
 
 typedef struct {
     void *ctx;
-    char front[128];  /* XSUB: publishers connect here */
-    char back[128];   /* XPUB: subscribers connect here */
+    char front[128]; /* XSUB: publishers connect here */
+    char back[128];  /* XPUB: subscribers connect here */
     sem_t ready;
     int rc;
 } s_proxy_t;
@@ -1041,8 +1049,8 @@ s_workload_bcast (s_bench_t *b, int nsubs)
     uint64_t lost_a = 0, lost_r = 0;
     bool fail_a = false, fail_r = false;
     printf ("\n== broadcast 1->%d: %" PRIu64 " messages of %u B, window %u "
-            "WRITEs, lead <= %d over the slowest subscriber ==\n", nsubs,
-            b->o.count, b->o.size, b->o.bwindow, S_BCAST_LEAD);
+            "WRITEs, lead <= %d over the slowest subscriber ==\n",
+            nsubs, b->o.count, b->o.size, b->o.bwindow, S_BCAST_LEAD);
     fflush (stdout);
     double ra = s_bcast_aaax (b, nsubs, &lost_a, &fail_a);
     printf ("  aaax: %s%12.0f msgs/s (%.0f deliveries/s)%s\n",
@@ -1050,12 +1058,14 @@ s_workload_bcast (s_bench_t *b, int nsubs)
             lost_a ? "  MISSING MESSAGES" : "");
     if (lost_a)
         printf ("  aaax: %" PRIu64 " deliveries missing (lost, or not "
-                "within the time limit)\n", lost_a);
+                "within the time limit)\n",
+                lost_a);
     fflush (stdout);
     double rr = s_bcast_raw (b, nsubs, &lost_r, &fail_r);
     printf ("  raw:  %s%12.0f msgs/s (%.0f deliveries/s)  PUB -> zmq_proxy "
-            "(XSUB/XPUB) -> %d SUB%s\n", fail_r ? "FAILED " : "", rr,
-            rr * nsubs, nsubs, lost_r ? "  MISSING MESSAGES" : "");
+            "(XSUB/XPUB) -> %d SUB%s\n",
+            fail_r ? "FAILED " : "", rr, rr * nsubs, nsubs,
+            lost_r ? "  MISSING MESSAGES" : "");
     double ratio = rr > 0 ? ra / rr : 0;
     printf ("  ratio aaax/raw: %.3f\n", ratio);
 
@@ -1070,8 +1080,8 @@ s_workload_bcast (s_bench_t *b, int nsubs)
         r->ratio = ratio;
         r->ok = !fail_a && !fail_r;
         char extra[96];
-        snprintf (extra, sizeof extra, "\"subscribers\":%d,\"raw_lost\":%"
-                  PRIu64, nsubs, lost_r);
+        snprintf (extra, sizeof extra,
+                  "\"subscribers\":%d,\"raw_lost\":%" PRIu64, nsubs, lost_r);
         s_summary (b, r, "msgs/s", b->o.count, lost_a, extra);
     }
     if (fail_a || fail_r)
@@ -1142,7 +1152,7 @@ typedef struct {
     _Atomic int64_t *t_done_us;
     /* results */
     bool fail;
-    uint64_t oks, errs;                    /* producers */
+    uint64_t oks, errs; /* producers */
     uint64_t claimed, dups, foreign, ack_ids, acked, redelivered, claims;
 } s_qw_t;
 
@@ -1196,8 +1206,9 @@ s_producer (void *arg)
         }
     }
     if (w->oks != total) {
-        fprintf (stderr, "bench: %s: %" PRIu64 " of %" PRIu64
-                 " WRITEs acknowledged\n", system, w->oks, total);
+        fprintf (stderr,
+                 "bench: %s: %" PRIu64 " of %" PRIu64 " WRITEs acknowledged\n",
+                 system, w->oks, total);
         w->fail = true;
     }
 done:
@@ -1209,7 +1220,8 @@ done:
 /*  Handles a CLAIM reply: marks every payload seen and ACKs all ids in
     one pipelined ACK. */
 static int
-s_consume_claim (s_qw_t *w, s_cli_t *c, chan_mpk_reader_t *r, uint32_t *acks_out)
+s_consume_claim (s_qw_t *w, s_cli_t *c, chan_mpk_reader_t *r,
+                 uint32_t *acks_out)
 {
     s_shared_t *sh = w->sh;
     chan_mpk_obj_t arr;
@@ -1238,8 +1250,8 @@ s_consume_claim (s_qw_t *w, s_cli_t *c, chan_mpk_reader_t *r, uint32_t *acks_out
             continue;
         }
         uint64_t bit = (uint64_t) 1 << (seq & 63);
-        uint64_t old = __atomic_fetch_or (&w->seen[seq >> 6], bit,
-                                          __ATOMIC_RELAXED);
+        uint64_t old =
+            __atomic_fetch_or (&w->seen[seq >> 6], bit, __ATOMIC_RELAXED);
         if (old & bit)
             w->dups++;
         else
@@ -1335,8 +1347,7 @@ s_consumer (void *arg)
                     w->fail = true;
                 }
                 handled = true;
-            }
-            else if (s_keyis (&k, "acked")) {
+            } else if (s_keyis (&k, "acked")) {
                 if (chan_mpk_next (&r, &v) != 0 || v.type != CHAN_MPK_UINT) {
                     w->fail = true;
                     break;
@@ -1347,8 +1358,7 @@ s_consumer (void *arg)
                 if (before < sh->n && before + v.v.u >= sh->n)
                     atomic_store (w->t_done_us, hal_clock_mono_us ());
                 handled = true;
-            }
-            else if (chan_mpk_skip (&r, AAAX_MAX_DEPTH) != 0)
+            } else if (chan_mpk_skip (&r, AAAX_MAX_DEPTH) != 0)
                 w->fail = true;
         }
         if (w->fail)
@@ -1371,11 +1381,11 @@ s_stored_len (uint32_t size)
     chan_buf_packer (&data, &pk);
     uint8_t *pay = s_payload_new (size);
     msgpack_pack_bin (&pk, size);
-    msgpack_pack_bin_body (&pk, pay ? pay : (const uint8_t *) "", pay ? size : 0);
+    msgpack_pack_bin_body (&pk, pay ? pay : (const uint8_t *) "",
+                           pay ? size : 0);
     const char *id = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
-    chan_env_pairs (&pairs, id, strlen (id), 1.7e9, "bench.prod0", 11,
-                    S_CHAN_Q, strlen (S_CHAN_Q), NULL, 0, NULL, 0, data.data,
-                    data.len);
+    chan_env_pairs (&pairs, id, strlen (id), 1.7e9, "bench.prod0", 11, S_CHAN_Q,
+                    strlen (S_CHAN_Q), NULL, 0, NULL, 0, data.data, data.len);
     size_t n = S_QUEUE_REC_HDR + pairs.len;
     free (pay);
     chan_buf_fini (&data);
@@ -1474,8 +1484,9 @@ s_workload_queue (s_bench_t *b)
     uint32_t np = b->o.producers, nc = b->o.consumers;
     printf ("\n== durable work-queue: %" PRIu64 " messages of %u B, %u "
             "producers (window %u), %u consumers (CLAIM max %d wait_ms %d, "
-            "%d outstanding, ACK all) ==\n", n, b->o.size, np, b->o.qwindow,
-            nc, S_CLAIM_MAX, S_CLAIM_WAIT_MS, S_CLAIMS_OUT);
+            "%d outstanding, ACK all) ==\n",
+            n, b->o.size, np, b->o.qwindow, nc, S_CLAIM_MAX, S_CLAIM_WAIT_MS,
+            S_CLAIMS_OUT);
     fflush (stdout);
     s_stat_t st0, st1;
     bool fail = false;
@@ -1505,7 +1516,8 @@ s_workload_queue (s_bench_t *b)
         w[i].claimed_total = &claimed_total;
         w[i].t_done_us = &t_done;
         if (pthread_create (&th[i], NULL, i < np ? s_producer : s_consumer,
-                            &w[i]) != 0)
+                            &w[i])
+            != 0)
             break;
         started++;
     }
@@ -1544,8 +1556,9 @@ s_workload_queue (s_bench_t *b)
         if (!(seen[s >> 6] & ((uint64_t) 1 << (s & 63))))
             missing++;
     lost = missing;
-    if (!fail && (oks != n || errs || dups || foreign || missing
-                  || acked != n || ack_ids != n || !atomic_load (&t_done)))
+    if (!fail
+        && (oks != n || errs || dups || foreign || missing || acked != n
+            || ack_ids != n || !atomic_load (&t_done)))
         fail = true;
     if (!fail)
         rate = (double) n * 1e6 / (double) (atomic_load (&t_done) - t0);
@@ -1553,9 +1566,9 @@ s_workload_queue (s_bench_t *b)
             fail ? "FAILED " : "", rate);
     printf ("        writes ok %" PRIu64 "/%" PRIu64 ", errors %" PRIu64
             ", claimed %" PRIu64 " in %" PRIu64 " CLAIMs, acked %" PRIu64
-            ", missing %" PRIu64 ", duplicates %" PRIu64 ", redelivered %"
-            PRIu64 "\n", oks, n, errs, claimed, claims, acked, missing, dups,
-            redelivered);
+            ", missing %" PRIu64 ", duplicates %" PRIu64
+            ", redelivered %" PRIu64 "\n",
+            oks, n, errs, claimed, claims, acked, missing, dups, redelivered);
     free (seen);
 
     double batch = 0, floor_rate = 0;
@@ -1565,7 +1578,8 @@ s_workload_queue (s_bench_t *b)
         batch = dcom ? (double) dops / (double) dcom : 0;
         printf ("        kernel store: %" PRIu64 " ops in %" PRIu64
                 " commits = %.1f ops/commit (max batch %" PRIu64
-                "), %.2f ms per commit\n", dops, dcom, batch, st1.max_batch,
+                "), %.2f ms per commit\n",
+                dops, dcom, batch, st1.max_batch,
                 dcom ? (double) (st1.commit_us - st0.commit_us) / 1000.0
                            / (double) dcom
                      : 0.0);
@@ -1574,8 +1588,7 @@ s_workload_queue (s_bench_t *b)
                     st1.q_depth);
             fail = true;
         }
-    }
-    else
+    } else
         fail = true;
     uint32_t bsz = batch >= 1 ? (uint32_t) llround (batch) : 1;
     size_t vlen = s_stored_len (b->o.size);
@@ -1588,7 +1601,8 @@ s_workload_queue (s_bench_t *b)
     printf ("  ratio aaax/floor: %.3f   target: aaax >= 100000 msgs/s: %s\n",
             ratio, rate >= 100000 ? "met" : "NOT met");
 
-    s_result_t *r = s_result_add (b, "workqueue_e2e", "work-queue e2e (msgs/s)");
+    s_result_t *r =
+        s_result_add (b, "workqueue_e2e", "work-queue e2e (msgs/s)");
     if (r) {
         r->aaax = rate;
         r->base = floor_rate;
@@ -1598,16 +1612,19 @@ s_workload_queue (s_bench_t *b)
         r->target_met = rate >= 100000;
         r->ok = !fail;
         char extra[200];
-        snprintf (extra, sizeof extra, "\"producers\":%u,\"consumers\":%u,"
+        snprintf (extra, sizeof extra,
+                  "\"producers\":%u,\"consumers\":%u,"
                   "\"ops_per_commit\":%.1f,\"floor_batch\":%u,"
-                  "\"duplicates\":%" PRIu64, np, nc, batch, bsz, dups);
+                  "\"duplicates\":%" PRIu64,
+                  np, nc, batch, bsz, dups);
         s_summary (b, r, "msgs/s", n, lost, extra);
     }
     if (fail)
         b->failed = true;
 }
 
-/*  ---- workload 3: mailbox round trip -------------------------------------- */
+/*  ---- workload 3: mailbox round trip --------------------------------------
+ */
 
 typedef struct {
     s_shared_t *sh;
@@ -1684,15 +1701,13 @@ s_pong_thread (void *arg)
                 break;
             }
             p->echoed++;
-        }
-        else if (kind == IN_OK) {
+        } else if (kind == IN_OK) {
             size_t len;
             const void *body = s_cli_body (&c, &len);
             uint64_t a;
             if (s_body_uint (body, len, "acked", &a) && a != 1)
                 p->ack_bad++;
-        }
-        else if (kind == IN_ERROR) {
+        } else if (kind == IN_ERROR) {
             char why[300];
             if (p->errors++ < 5)
                 fprintf (stderr, "bench: bench.pong: %s\n",
@@ -1778,9 +1793,8 @@ s_rtta_ok (s_rtta_t *a)
         && s_body_str (body, len, "id", &id, &idlen) && idlen == 26) {
         memcpy (a->ids[req - S_SEND_BASE], id, 26);
         a->send_ok++;
-    }
-    else if (req >= S_ACK_BASE && req < S_ACK_BASE + a->total
-             && s_body_uint (body, len, "acked", &acked)) {
+    } else if (req >= S_ACK_BASE && req < S_ACK_BASE + a->total
+               && s_body_uint (body, len, "acked", &acked)) {
         if (acked == 1)
             a->ack_ok++;
         else
@@ -1810,8 +1824,8 @@ s_rtta_setup (s_bench_t *b, s_rtta_t *a)
         fprintf (stderr, "bench: mailbox: setup failed\n");
         return -1;
     }
-    atomic_store (&a->sh.deadline_us, hal_clock_mono_us ()
-                                          + (int64_t) b->o.limit_s * 1000000);
+    atomic_store (&a->sh.deadline_us,
+                  hal_clock_mono_us () + (int64_t) b->o.limit_s * 1000000);
     return 0;
 }
 
@@ -1869,8 +1883,7 @@ s_rtta_block (s_rtta_t *a, uint32_t count, double *us, size_t *nus)
                     back = true;
                     if (i >= b->o.warmup)
                         us[(*nus)++] = (double) (tr - ts) / 1000.0;
-                }
-                else
+                } else
                     a->errs++;
                 /*  ACK it (pipelined: its OK is counted when it comes). */
                 c->next_req = S_ACK_BASE + (seq < a->total ? seq : 0);
@@ -1882,8 +1895,7 @@ s_rtta_block (s_rtta_t *a, uint32_t count, double *us, size_t *nus)
                 chan_pack_str (pk, e.id, e.idlen);
                 if (s_cli_send (c, "ACK") != 0)
                     a->fail = true;
-            }
-            else if (kind == IN_OK)
+            } else if (kind == IN_OK)
                 s_rtta_ok (a);
             else if (kind == IN_ERROR) {
                 char why[300];
@@ -1923,10 +1935,11 @@ s_rtta_finish (s_rtta_t *a, bool complete)
                 mismatched++;
         if (a->next != a->total || a->send_ok != a->total
             || a->ack_ok != a->total || a->ack_bad || a->errs || mismatched) {
-            fprintf (stderr, "bench: mailbox: SEND ok %" PRIu64 "/%u, ACK ok %"
-                     PRIu64 " (bad %" PRIu64 "), errors %" PRIu64
-                     ", corr != id %u\n", a->send_ok, a->total, a->ack_ok,
-                     a->ack_bad, a->errs, mismatched);
+            fprintf (stderr,
+                     "bench: mailbox: SEND ok %" PRIu64 "/%u, ACK ok %" PRIu64
+                     " (bad %" PRIu64 "), errors %" PRIu64 ", corr != id %u\n",
+                     a->send_ok, a->total, a->ack_ok, a->ack_bad, a->errs,
+                     mismatched);
             fail = true;
         }
     }
@@ -1935,10 +1948,10 @@ s_rtta_finish (s_rtta_t *a, bool complete)
         pthread_join (a->pth, NULL);
         if (a->pong.fail || a->pong.errors || a->pong.ack_bad
             || (!fail && a->pong.echoed != a->total)) {
-            fprintf (stderr, "bench: bench.pong: echoed %" PRIu64 "/%u, "
+            fprintf (stderr,
+                     "bench: bench.pong: echoed %" PRIu64 "/%u, "
                      "errors %" PRIu64 ", bad ACKs %" PRIu64 "\n",
-                     a->pong.echoed, a->total, a->pong.errors,
-                     a->pong.ack_bad);
+                     a->pong.echoed, a->total, a->pong.errors, a->pong.ack_bad);
             fail = true;
         }
     }
@@ -2044,14 +2057,12 @@ s_rttr_block (s_rttr_t *r, uint32_t count, double *us, size_t *nus)
         int64_t ts = s_now_ns ();
         if (zmq_send (r->dealer, r->pay, r->b->o.size, 0) < 0
             || zmq_msg_recv (&r->in, r->dealer, 0) < 0) {
-            fprintf (stderr, "bench: raw echo: no reply to round trip %u\n",
-                     i);
+            fprintf (stderr, "bench: raw echo: no reply to round trip %u\n", i);
             r->fail = true;
             break;
         }
         int64_t tr = s_now_ns ();
-        if (s_payload_seq (zmq_msg_data (&r->in), zmq_msg_size (&r->in))
-            != i) {
+        if (s_payload_seq (zmq_msg_data (&r->in), zmq_msg_size (&r->in)) != i) {
             r->fail = true;
             break;
         }
@@ -2086,8 +2097,8 @@ s_workload_rtt (s_bench_t *b)
     uint32_t blk = b->o.rtt_block ? b->o.rtt_block : total;
     printf ("\n== mailbox round trip: SEND -> reply SEND(corr) -> MSG, one in "
             "flight, %u B, %u samples after %u warm-up; aaax and raw "
-            "alternate in blocks of %u ==\n", b->o.size, b->o.samples,
-            b->o.warmup, blk);
+            "alternate in blocks of %u ==\n",
+            b->o.size, b->o.samples, b->o.warmup, blk);
     fflush (stdout);
     double *ua = (double *) calloc (total, sizeof (double));
     double *ur = (double *) calloc (total, sizeof (double));
@@ -2114,13 +2125,14 @@ s_workload_rtt (s_bench_t *b)
 
     s_lat_of (ua, na, &la);
     printf ("  aaax: %sp50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us  mean "
-            "%8.1f us  (%zu samples)\n", fail_a ? "FAILED " : "", la.p50,
-            la.p99, la.p999, la.mean, na);
+            "%8.1f us  (%zu samples)\n",
+            fail_a ? "FAILED " : "", la.p50, la.p99, la.p999, la.mean, na);
     if (have_st && s_stat (b, &st1) == 0 && st1.commits > st0.commits) {
         uint64_t dc = st1.commits - st0.commits, dops = st1.ops - st0.ops;
         printf ("        kernel store meanwhile: %" PRIu64 " commits, %.1f "
                 "ops/commit, %.2f ms per commit (SEND OKs wait for them; "
-                "the round trip does not)\n", dc, (double) dops / (double) dc,
+                "the round trip does not)\n",
+                dc, (double) dops / (double) dc,
                 (double) (st1.commit_us - st0.commit_us) / 1000.0
                     / (double) dc);
     }
@@ -2133,8 +2145,8 @@ s_workload_rtt (s_bench_t *b)
     printf ("  ratio of p50s aaax/raw: %.2f   target: aaax p50 <= 2x raw: %s\n",
             ratio, met ? "met" : "NOT met");
 
-    s_result_t *res = s_result_add (b, "mailbox_rtt_p50",
-                                    "mailbox RTT p50 (us)");
+    s_result_t *res =
+        s_result_add (b, "mailbox_rtt_p50", "mailbox RTT p50 (us)");
     if (res) {
         res->aaax = la.p50;
         res->base = lr.p50;
@@ -2144,7 +2156,8 @@ s_workload_rtt (s_bench_t *b)
         res->target_met = met;
         res->ok = !fail_a && !fail_r;
         char extra[256];
-        snprintf (extra, sizeof extra, "\"aaax_p99\":%.1f,\"aaax_p999\":%.1f,"
+        snprintf (extra, sizeof extra,
+                  "\"aaax_p99\":%.1f,\"aaax_p999\":%.1f,"
                   "\"raw_p99\":%.1f,\"raw_p999\":%.1f,\"samples\":%u",
                   la.p99, la.p999, lr.p99, lr.p999, b->o.samples);
         s_summary (b, res, "us", total, fail_a ? 1 : 0, extra);
@@ -2193,7 +2206,8 @@ s_write_config (s_bench_t *b)
     FILE *f = fopen (b->cfg, "w");
     if (!f)
         return -1;
-    fprintf (f,
+    fprintf (
+        f,
         "-- written by aaax_bench for one run\n"
         "return {\n"
         "  heartbeat_ms = 1000,\n"
@@ -2205,18 +2219,23 @@ s_write_config (s_bench_t *b)
         "max_len = 10000000, max_attempts = 5 },\n"
         "  },\n"
         "  policy = {\n"
-        "    { subject = \"bench.*\", action = \"chan.read\",  target = \"%s\", "
+        "    { subject = \"bench.*\", action = \"chan.read\",  target = "
+        "\"%s\", "
         "effect = \"allow\" },\n"
-        "    { subject = \"bench.*\", action = \"chan.write\", target = \"%s\", "
+        "    { subject = \"bench.*\", action = \"chan.write\", target = "
+        "\"%s\", "
         "effect = \"allow\" },\n"
-        "    { subject = \"bench.*\", action = \"chan.write\", target = \"%s\", "
+        "    { subject = \"bench.*\", action = \"chan.write\", target = "
+        "\"%s\", "
         "effect = \"allow\" },\n"
-        "    { subject = \"bench.*\", action = \"chan.claim\", target = \"%s\", "
+        "    { subject = \"bench.*\", action = \"chan.claim\", target = "
+        "\"%s\", "
         "effect = \"allow\" },\n"
         "    { subject = \"bench.*\", action = \"chan.write\", target = "
         "\"@bench.*\", effect = \"allow\" },\n"
         "  },\n"
-        "}\n", S_CHAN_B, S_CHAN_Q, S_CHAN_B, S_CHAN_B, S_CHAN_Q, S_CHAN_Q);
+        "}\n",
+        S_CHAN_B, S_CHAN_Q, S_CHAN_B, S_CHAN_B, S_CHAN_Q, S_CHAN_Q);
     return fclose (f) == 0 ? 0 : -1;
 }
 
@@ -2304,7 +2323,7 @@ s_kernel_stop (s_bench_t *b)
     while (waitpid (b->pid, &status, WNOHANG) == 0) {
         if (hal_clock_mono_ms () > until) {
             fprintf (stderr, "bench: aaaxd did not stop within 10 s of "
-                     "SIGTERM; killing it\n");
+                             "SIGTERM; killing it\n");
             kill (b->pid, SIGKILL);
             waitpid (b->pid, &status, 0);
             b->pid = 0;
@@ -2375,9 +2394,10 @@ s_machine (const s_bench_t *b)
     zmq_version (&maj, &min, &pat);
     uname (&u);
     printf ("machine: nproc=%ld kernel=%s cpu=\"%s\" libzmq=%d.%d.%d "
-            "lmdb=\"%s\" msgpack-c=%s tmp=%s (%s)\n", sysconf (_SC_NPROCESSORS_ONLN),
-            u.release, cpu, maj, min, pat, mdb_version (NULL, NULL, NULL),
-            msgpack_version (), b->tmp, s_fs_type (b->tmp));
+            "lmdb=\"%s\" msgpack-c=%s tmp=%s (%s)\n",
+            sysconf (_SC_NPROCESSORS_ONLN), u.release, cpu, maj, min, pat,
+            mdb_version (NULL, NULL, NULL), msgpack_version (), b->tmp,
+            s_fs_type (b->tmp));
 }
 
 static void
@@ -2418,7 +2438,8 @@ s_table (const s_bench_t *b)
 static void
 s_usage (FILE *f)
 {
-    fprintf (f,
+    fprintf (
+        f,
         "usage: aaax_bench [options]\n"
         "\n"
         "Runs the same traffic through a real aaaxd (started here, fresh data\n"
@@ -2428,7 +2449,8 @@ s_usage (FILE *f)
         "lost or refused, 2 for bad options, 3 when aaaxd cannot be run.\n"
         "Figures are never checked against timings.\n"
         "\n"
-        "  --aaaxd PATH     the kernel (default: $AAAXD, else ../aaaxd next to\n"
+        "  --aaaxd PATH     the kernel (default: $AAAXD, else ../aaaxd next "
+        "to\n"
         "                   this binary)\n"
         "  --quick          a ~15 s run (fewer messages and samples)\n"
         "  --count N        messages per broadcast and work-queue run\n"
@@ -2444,7 +2466,8 @@ s_usage (FILE *f)
         "  --rtt-block N    round trips per turn, aaax and raw alternating\n"
         "                   (default 500; 0: all aaax, then all raw)\n"
         "  --keep           keep the temp dir (data, config, aaaxd log)\n"
-        "  --help           this text\n", S_MAX_WORKERS, S_MAX_WORKERS);
+        "  --help           this text\n",
+        S_MAX_WORKERS, S_MAX_WORKERS);
 }
 
 static bool
@@ -2517,9 +2540,7 @@ s_options (s_bench_t *b, int argc, char **argv)
         case 'l': ok = s_parse_u64 (optarg, 1, 3600, &limit); break;
         case 'B': ok = s_parse_u64 (optarg, 0, 100000000, &rtt_block); break;
         case 'k': o->keep = true; break;
-        case 'o':
-            ok = s_parse_only (optarg, &o->only);
-            break;
+        case 'o': ok = s_parse_only (optarg, &o->only); break;
         case 'h': s_usage (stdout); return 1;
         default: s_usage (stderr); return -1;
         }
@@ -2581,8 +2602,10 @@ main (int argc, char **argv)
         return orc > 0 ? 0 : 2;
     s_find_aaaxd (b);
     if (access (b->aaaxd, X_OK) != 0) {
-        fprintf (stderr, "aaax_bench: no kernel at %s (use --aaaxd or "
-                 "AAAXD)\n", b->aaaxd);
+        fprintf (stderr,
+                 "aaax_bench: no kernel at %s (use --aaaxd or "
+                 "AAAXD)\n",
+                 b->aaaxd);
         return 3;
     }
 
@@ -2646,8 +2669,9 @@ main (int argc, char **argv)
         b->failed = true;
     }
     printf ("\nresult: %s\n", b->failed ? "FAILED: something was lost, "
-            "refused or timed out (see above)" : "everything sent was "
-            "delivered and acknowledged");
+                                          "refused or timed out (see above)"
+                                        : "everything sent was "
+                                          "delivered and acknowledged");
     rc = b->failed ? 1 : 0;
 
 cleanup:

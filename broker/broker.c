@@ -19,8 +19,7 @@
 #include "hal_clock.h"
 #include "hal_fs.h"
 
-static const char *s_out_names[] = { "OK", "ERROR", "PONG", "MSG",
-                                     "DROPPED" };
+static const char *s_out_names[] = { "OK", "ERROR", "PONG", "MSG", "DROPPED" };
 
 /*  ---- session map keyed by ROUTER routing id (binary) ---------------- */
 
@@ -389,8 +388,10 @@ s_release (broker_t *self, uint64_t batch, int status)
             rq.session = s;
             rq.req.has_req = chan_req_peek_req (body, len, &rq.req.req);
             char reason[160];
-            snprintf (reason, sizeof reason, "store: commit failed (%s); the "
-                      "change is not durable", aaax_strerror (status));
+            snprintf (reason, sizeof reason,
+                      "store: commit failed (%s); the "
+                      "change is not durable",
+                      aaax_strerror (status));
             broker_error (self, &rq, 500, reason);
         }
         self->pending_off += 14 + ridlen + len;
@@ -398,8 +399,8 @@ s_release (broker_t *self, uint64_t batch, int status)
     if (self->pending_off == p->len) {
         chan_buf_reset (p);
         self->pending_off = 0;
-    }
-    else if (self->pending_off > (1u << 20) && self->pending_off * 2 > p->len) {
+    } else if (self->pending_off > (1u << 20)
+               && self->pending_off * 2 > p->len) {
         memmove (p->data, p->data + self->pending_off,
                  p->len - self->pending_off);
         p->len -= self->pending_off;
@@ -416,8 +417,7 @@ s_reap (broker_t *self, int timeout_ms)
         if (status != 0 && !self->store_failed) {
             zsys_error ("broker: store commit failed: kernel degraded");
             self->store_failed = true;
-        }
-        else if (status == 0 && self->store_failed) {
+        } else if (status == 0 && self->store_failed) {
             zsys_info ("broker: store commits again: kernel running");
             self->store_failed = false;
         }
@@ -510,8 +510,8 @@ s_waiter_finish (broker_t *self, broker_waiter_t *w, int64_t now)
     uint32_t max = w->max, lease = w->lease_ms;
     s_waiter_unlink (self, w);
     free (w);
-    broker_claim_reply (self, &rq, ch, s, s->sys->paused ? 0 : max, lease,
-                        now, false);
+    broker_claim_reply (self, &rq, ch, s, s->sys->paused ? 0 : max, lease, now,
+                        false);
     /*  The session was live while it waited. */
     broker_touch (self, s, now);
 }
@@ -719,8 +719,8 @@ s_timers (broker_t *self, int64_t now)
     /*  Queues whose earliest lease or delay is due: expire, then serve the
         long-polls of the queue and of its dead-letter queue. */
     while ((top = chan_heap_top (&self->queue_heap)) && top->key <= now) {
-        broker_chan_t *ch = (broker_chan_t *) ((char *) top
-                                               - offsetof (broker_chan_t, due));
+        broker_chan_t *ch =
+            (broker_chan_t *) ((char *) top - offsetof (broker_chan_t, due));
         chan_heap_remove (&self->queue_heap, top);
         chan_queue_tick (ch->queue, now, wall);
         int64_t d = chan_queue_next_due (ch->queue);
@@ -728,9 +728,8 @@ s_timers (broker_t *self, int64_t now)
             chan_heap_push (&self->queue_heap, &ch->due, d);
         broker_serve_waiters (self, ch, now);
         chan_queue_t *dlq = chan_queue_dlq (ch->queue);
-        broker_chan_t *dch = dlq ? broker_chan_find (self,
-                                                     chan_queue_name (dlq))
-                                 : NULL;
+        broker_chan_t *dch =
+            dlq ? broker_chan_find (self, chan_queue_name (dlq)) : NULL;
         if (dch)
             broker_serve_waiters (self, dch, now);
     }
@@ -819,21 +818,23 @@ s_serve_one (broker_t *self, int64_t now)
     }
     if (oversize) {
         char reason[96];
-        snprintf (reason, sizeof reason, "frame larger than the maximum of "
-                  "%zu bytes", max);
+        snprintf (reason, sizeof reason,
+                  "frame larger than the maximum of "
+                  "%zu bytes",
+                  max);
         if (total == 3)
-            rq.req.has_req = chan_req_peek_req (zmq_msg_data (&parts[2]),
-                                                zmq_msg_size (&parts[2]),
-                                                &rq.req.req);
+            rq.req.has_req =
+                chan_req_peek_req (zmq_msg_data (&parts[2]),
+                                   zmq_msg_size (&parts[2]), &rq.req.req);
         broker_error (self, &rq, 413, reason);
-    }
-    else if (total != 3) {
+    } else if (total != 3) {
         char reason[96];
-        snprintf (reason, sizeof reason, "expected 2 frames [COMMAND, BODY], "
-                  "got %d", total - 1);
+        snprintf (reason, sizeof reason,
+                  "expected 2 frames [COMMAND, BODY], "
+                  "got %d",
+                  total - 1);
         broker_error (self, &rq, 400, reason);
-    }
-    else {
+    } else {
         char why[160];
         if (chan_req_decode (&rq.req, zmq_msg_data (&parts[1]),
                              zmq_msg_size (&parts[1]), zmq_msg_data (&parts[2]),
@@ -898,8 +899,8 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
     chan_heap_init (&self->waiter_heap);
     chan_heap_init (&self->queue_heap);
     self->kernel_token = (char *) sodium_malloc (65);
-    self->claim_buf = (chan_qmsg_t **) calloc (AAAX_MAX_CLAIM,
-                                               sizeof (chan_qmsg_t *));
+    self->claim_buf =
+        (chan_qmsg_t **) calloc (AAAX_MAX_CLAIM, sizeof (chan_qmsg_t *));
     if (!self->kernel_token || !self->claim_buf) {
         snprintf (err, errlen, "out of memory");
         goto err_free;
@@ -922,8 +923,8 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
         goto err_free;
 
     snprintf (path, sizeof path, "%s/store", self->data_dir);
-    self->store = hal_store_open (path, (size_t) cfg->store_map_mb << 20, err,
-                                  errlen);
+    self->store =
+        hal_store_open (path, (size_t) cfg->store_map_mb << 20, err, errlen);
     if (!self->store)
         goto err_free;
 
@@ -1013,7 +1014,8 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
     }
     for (size_t i = 0; i < cfg->napps; i++)
         zsys_warning ("broker: apps[%zu] = %s not loaded: this build has no "
-                      "Lua app host yet", i + 1, cfg->apps[i]);
+                      "Lua app host yet",
+                      i + 1, cfg->apps[i]);
     self->next_housekeeping = hal_clock_mono_ms () + 1000;
     *cfg_p = NULL;
     return self;
@@ -1084,8 +1086,8 @@ static void
 s_count_deliveries (broker_t *self)
 {
     int64_t now = hal_clock_mono_ms (), wall = hal_clock_wall_ms ();
-    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems);
-         sys; sys = (broker_sys_t *) zhashx_next (self->systems)) {
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems); sys;
+         sys = (broker_sys_t *) zhashx_next (self->systems)) {
         chan_holder_release (&sys->holder, now, wall, NULL, NULL);
         if (sys->mbox.inflight)
             chan_mbox_undock (&sys->mbox, self->store, sys->id);
@@ -1144,28 +1146,27 @@ broker_run (broker_t *self, int sigfd, void *pipe)
     zmq_pollitem_t items[6];
     int n = 0;
     int i_router = n;
-    items[n++] = (zmq_pollitem_t) { self->router, 0, ZMQ_POLLIN, 0 };
+    items[n++] = (zmq_pollitem_t){ self->router, 0, ZMQ_POLLIN, 0 };
     int i_store = n;
-    items[n++] = (zmq_pollitem_t) { hal_store_socket (self->store), 0,
-                                    ZMQ_POLLIN, 0 };
+    items[n++] =
+        (zmq_pollitem_t){ hal_store_socket (self->store), 0, ZMQ_POLLIN, 0 };
     int i_tap = -1, i_sig = -1, i_pipe = -1, i_hb = -1;
     if (self->tap) {
         i_tap = n;
-        items[n++] = (zmq_pollitem_t) { self->tap, 0, ZMQ_POLLIN, 0 };
+        items[n++] = (zmq_pollitem_t){ self->tap, 0, ZMQ_POLLIN, 0 };
     }
     if (sigfd >= 0) {
         i_sig = n;
-        items[n++] = (zmq_pollitem_t) { NULL, sigfd, ZMQ_POLLIN, 0 };
+        items[n++] = (zmq_pollitem_t){ NULL, sigfd, ZMQ_POLLIN, 0 };
     }
     if (pipe) {
         i_pipe = n;
-        items[n++] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN,
-                                        0 };
+        items[n++] = (zmq_pollitem_t){ zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
     }
     if (self->heartbeat) {
         i_hb = n;
-        items[n++] = (zmq_pollitem_t) { zsock_resolve (self->heartbeat), 0,
-                                        ZMQ_POLLIN, 0 };
+        items[n++] = (zmq_pollitem_t){ zsock_resolve (self->heartbeat), 0,
+                                       ZMQ_POLLIN, 0 };
     }
     bool stopping = false, hb_done = self->heartbeat == NULL;
     int64_t stop_deadline = 0;

@@ -200,8 +200,7 @@ s_meta_u64 (broker_t *self, const char *key)
     void *val;
     size_t vlen;
     uint64_t v = 0;
-    if (hal_store_get (self->store, HAL_DB_META, key, strlen (key), &val,
-                       &vlen)
+    if (hal_store_get (self->store, HAL_DB_META, key, strlen (key), &val, &vlen)
         == 0) {
         if (vlen == 8)
             memcpy (&v, val, 8);
@@ -215,8 +214,8 @@ broker_boot_restore (broker_t *self, char *err, size_t errlen)
 {
     void *val;
     size_t vlen;
-    int rc = hal_store_get (self->store, HAL_DB_META, "kernel_id", 9, &val,
-                            &vlen);
+    int rc =
+        hal_store_get (self->store, HAL_DB_META, "kernel_id", 9, &val, &vlen);
     if (rc == 0 && vlen > 0 && vlen < sizeof self->kernel_id) {
         memcpy (self->kernel_id, val, vlen);
         self->kernel_id[vlen] = 0;
@@ -232,40 +231,41 @@ broker_boot_restore (broker_t *self, char *err, size_t errlen)
         hal_store_put (self->store, HAL_DB_META, "kernel_id", 9,
                        self->kernel_id, strlen (self->kernel_id));
         hal_store_put (self->store, HAL_DB_META, "format", 6, "1", 1);
-    }
-    else {
+    } else {
         if (hal_store_get (self->store, HAL_DB_META, "format", 6, &val, &vlen)
             == 0) {
             bool ok = vlen == 1 && *(char *) val == '1';
             free (val);
             if (!ok) {
-                snprintf (err, errlen, "the store in %s was written by an "
-                          "incompatible version", self->data_dir);
+                snprintf (err, errlen,
+                          "the store in %s was written by an "
+                          "incompatible version",
+                          self->data_dir);
                 return AAAX_EINVAL;
             }
         }
     }
 
-    s_restore_t r = { self, hal_clock_mono_ms (), hal_clock_wall_ms (), 0, 0,
-                      0, 0 };
-    if ((rc = hal_store_scan (self->store, HAL_DB_SYSTEMS, s_restore_system,
-                              &r))
+    s_restore_t r = { self, hal_clock_mono_ms (), hal_clock_wall_ms (), 0, 0, 0,
+                      0 };
+    if ((rc =
+             hal_store_scan (self->store, HAL_DB_SYSTEMS, s_restore_system, &r))
             != 0
-        || (rc = hal_store_scan (self->store, HAL_DB_QUEUE, s_restore_queue,
-                                 &r))
+        || (rc =
+                hal_store_scan (self->store, HAL_DB_QUEUE, s_restore_queue, &r))
                != 0
         || (rc = hal_store_scan (self->store, HAL_DB_MBOX, s_restore_mbox, &r))
                != 0
         || (rc = hal_store_scan (self->store, HAL_DB_IDEM, s_restore_idem, &r))
                != 0) {
-        snprintf (err, errlen, "cannot read the store: %s",
-                  aaax_strerror (rc));
+        snprintf (err, errlen, "cannot read the store: %s", aaax_strerror (rc));
         return rc;
     }
     if (r.orphans)
         zsys_warning ("broker: %zu stored messages belong to work-queues "
                       "that are no longer configured as durable; they stay "
-                      "on disk untouched", r.orphans);
+                      "on disk untouched",
+                      r.orphans);
     if (r.bad)
         zsys_warning ("broker: %zu unreadable records in the store ignored",
                       r.bad);

@@ -57,11 +57,21 @@ broker_config_defaults (void)
 
 /*  Bits of what a file set. */
 enum {
-    SET_DATA = 1u << 0, SET_BIND = 1u << 1, SET_TAP = 1u << 2,
-    SET_HB = 1u << 3, SET_FRAME = 1u << 4, SET_CHANNELS = 1u << 5,
-    SET_POLICY = 1u << 6, SET_APPS = 1u << 7, SET_INSECURE = 1u << 8,
-    SET_MAP = 1u << 9, SET_HWM = 1u << 10, SET_MBOX_LEN = 1u << 11,
-    SET_MBOX_WIN = 1u << 12, SET_IDEM = 1u << 13, SET_FORGET = 1u << 14,
+    SET_DATA = 1u << 0,
+    SET_BIND = 1u << 1,
+    SET_TAP = 1u << 2,
+    SET_HB = 1u << 3,
+    SET_FRAME = 1u << 4,
+    SET_CHANNELS = 1u << 5,
+    SET_POLICY = 1u << 6,
+    SET_APPS = 1u << 7,
+    SET_INSECURE = 1u << 8,
+    SET_MAP = 1u << 9,
+    SET_HWM = 1u << 10,
+    SET_MBOX_LEN = 1u << 11,
+    SET_MBOX_WIN = 1u << 12,
+    SET_IDEM = 1u << 13,
+    SET_FORGET = 1u << 14,
     SET_SESSIONS = 1u << 15
 };
 
@@ -135,8 +145,8 @@ s_bad (s_ctx_t *ctx, const char *key, const char *fmt, ...)
 }
 
 static int
-s_get_uint (lua_State *L, int idx, s_ctx_t *ctx, const char *key,
-            uint64_t lo, uint64_t hi, uint64_t *out)
+s_get_uint (lua_State *L, int idx, s_ctx_t *ctx, const char *key, uint64_t lo,
+            uint64_t hi, uint64_t *out)
 {
     lua_Integer v;
     if (lua_isinteger (L, idx))
@@ -146,12 +156,12 @@ s_get_uint (lua_State *L, int idx, s_ctx_t *ctx, const char *key,
             before any conversion (1e300, inf and nan convert to nothing). */
         lua_Number n = lua_tonumber (L, idx);
         if (!(n >= 0 && n <= 9007199254740992.0) || n != floor (n))
-            return s_bad (ctx, key, "must be a whole number between %llu and "
-                          "%llu", (unsigned long long) lo,
-                          (unsigned long long) hi);
+            return s_bad (ctx, key,
+                          "must be a whole number between %llu and "
+                          "%llu",
+                          (unsigned long long) lo, (unsigned long long) hi);
         v = (lua_Integer) n;
-    }
-    else
+    } else
         return s_bad (ctx, key, "must be a number, not %s",
                       luaL_typename (L, idx));
     if (v < 0 || (uint64_t) v < lo || (uint64_t) v > hi)
@@ -171,7 +181,8 @@ s_get_str (lua_State *L, int idx, s_ctx_t *ctx, const char *key, char **out)
     size_t len;
     const char *s = lua_tolstring (L, idx, &len);
     if (len == 0 || strlen (s) != len || len > 4096)
-        return s_bad (ctx, key, "must be a non-empty string without NUL "
+        return s_bad (ctx, key,
+                      "must be a non-empty string without NUL "
                       "bytes, at most 4096 bytes");
     *out = strdup (s);
     return *out ? 0 : AAAX_ENOMEM;
@@ -214,8 +225,8 @@ s_seq_len (lua_State *L, int idx)
 }
 
 static int
-s_get_strv (lua_State *L, int idx, s_ctx_t *ctx, const char *key,
-            size_t max, char ***out, size_t *nout)
+s_get_strv (lua_State *L, int idx, s_ctx_t *ctx, const char *key, size_t max,
+            char ***out, size_t *nout)
 {
     lua_Integer n = s_seq_len (L, idx);
     if (n < 0)
@@ -277,29 +288,24 @@ s_get_channel (lua_State *L, int idx, s_ctx_t *ctx, const char *where,
         else if (streq (k, "durable")) {
             rc = s_get_bool (L, -1, ctx, key, &c->durable);
             have_durable = true;
-        }
-        else if (streq (k, "retain")) {
+        } else if (streq (k, "retain")) {
             rc = s_get_uint (L, -1, ctx, key, 0, 100000, &u);
             c->retain = (uint32_t) u;
-        }
-        else if (streq (k, "max_attempts")) {
+        } else if (streq (k, "max_attempts")) {
             rc = s_get_uint (L, -1, ctx, key, 1, 1000, &u);
             c->max_attempts = (uint32_t) u;
-        }
-        else if (streq (k, "max_len")) {
+        } else if (streq (k, "max_len")) {
             rc = s_get_uint (L, -1, ctx, key, 0, 100000000, &u);
             c->max_len = (uint32_t) u;
-        }
-        else if (streq (k, "max_bytes")) {
+        } else if (streq (k, "max_bytes")) {
             rc = s_get_uint (L, -1, ctx, key, 0, (uint64_t) 1 << 40, &u);
             c->max_bytes = u;
-        }
-        else if (streq (k, "lease_ms")) {
+        } else if (streq (k, "lease_ms")) {
             rc = s_get_uint (L, -1, ctx, key, 100, 86400000, &u);
             c->lease_ms = (uint32_t) u;
-        }
-        else
-            rc = s_bad (ctx, key, "unknown field (known: name, kind, "
+        } else
+            rc = s_bad (ctx, key,
+                        "unknown field (known: name, kind, "
                         "durable, visibility, retain, max_attempts, max_len, "
                         "max_bytes, lease_ms)");
         lua_pop (L, 1);
@@ -307,11 +313,13 @@ s_get_channel (lua_State *L, int idx, s_ctx_t *ctx, const char *where,
     if (rc == 0 && !c->name)
         rc = s_bad (ctx, where, "needs a name");
     if (rc == 0 && !broker_config_valid_name (c->name, strlen (c->name)))
-        rc = s_bad (ctx, where, "name \"%s\" must be 1..%d characters of "
-                    "A-Z a-z 0-9 . _ - and not start with '.'", c->name,
-                    AAAX_MAX_NAME);
+        rc = s_bad (ctx, where,
+                    "name \"%s\" must be 1..%d characters of "
+                    "A-Z a-z 0-9 . _ - and not start with '.'",
+                    c->name, AAAX_MAX_NAME);
     if (rc == 0 && !kind)
-        rc = s_bad (ctx, where, "needs a kind (\"broadcast\" or "
+        rc = s_bad (ctx, where,
+                    "needs a kind (\"broadcast\" or "
                     "\"work-queue\")");
     if (rc == 0) {
         if (streq (kind, "broadcast"))
@@ -319,22 +327,28 @@ s_get_channel (lua_State *L, int idx, s_ctx_t *ctx, const char *where,
         else if (streq (kind, "work-queue"))
             c->kind = BROKER_CHAN_QUEUE;
         else
-            rc = s_bad (ctx, where, "kind must be \"broadcast\" or "
-                        "\"work-queue\" (got \"%s\")", kind);
+            rc = s_bad (ctx, where,
+                        "kind must be \"broadcast\" or "
+                        "\"work-queue\" (got \"%s\")",
+                        kind);
     }
     if (rc == 0 && vis) {
         if (streq (vis, "public"))
             c->public = true;
         else if (!streq (vis, "private"))
-            rc = s_bad (ctx, where, "visibility must be \"public\" or "
-                        "\"private\" (got \"%s\")", vis);
+            rc = s_bad (ctx, where,
+                        "visibility must be \"public\" or "
+                        "\"private\" (got \"%s\")",
+                        vis);
     }
     if (rc == 0 && c->kind == BROKER_CHAN_BROADCAST && have_durable
         && c->durable)
-        rc = s_bad (ctx, where, "broadcast channels are not durable (retain "
+        rc = s_bad (ctx, where,
+                    "broadcast channels are not durable (retain "
                     "keeps the last N in memory)");
     if (rc == 0 && c->kind == BROKER_CHAN_QUEUE && (vis || c->retain))
-        rc = s_bad (ctx, where, "visibility and retain apply to broadcast "
+        rc = s_bad (ctx, where,
+                    "visibility and retain apply to broadcast "
                     "channels only");
     if (c->kind == BROKER_CHAN_BROADCAST)
         c->durable = false;
@@ -356,8 +370,8 @@ s_get_channels (lua_State *L, int idx, s_ctx_t *ctx, broker_chan_cfg_t **out,
         return s_bad (ctx, "channels", "must be a list of channel tables");
     if (n > 4096)
         return s_bad (ctx, "channels", "more than 4096 channels");
-    broker_chan_cfg_t *c = (broker_chan_cfg_t *) calloc ((size_t) n + 1,
-                                                         sizeof *c);
+    broker_chan_cfg_t *c =
+        (broker_chan_cfg_t *) calloc ((size_t) n + 1, sizeof *c);
     if (!c)
         return AAAX_ENOMEM;
     idx = lua_absindex (L, idx);
@@ -402,40 +416,33 @@ s_read_table (lua_State *L, s_ctx_t *ctx, const char *dir,
         if (streq (k, "data")) {
             rc = s_get_str (L, -1, ctx, k, &scratch->data_dir);
             *set |= SET_DATA;
-        }
-        else if (streq (k, "bind")) {
+        } else if (streq (k, "bind")) {
             rc = s_get_strv (L, -1, ctx, k, 64, &scratch->binds,
                              &scratch->nbinds);
             *set |= SET_BIND;
-        }
-        else if (streq (k, "tap")) {
+        } else if (streq (k, "tap")) {
             /*  "" binds no tap. */
             if (lua_type (L, -1) == LUA_TSTRING && lua_rawlen (L, -1) == 0)
                 rc = (scratch->tap = strdup ("")) ? 0 : AAAX_ENOMEM;
             else
                 rc = s_get_str (L, -1, ctx, k, &scratch->tap);
             *set |= SET_TAP;
-        }
-        else if (streq (k, "insecure")) {
+        } else if (streq (k, "insecure")) {
             rc = s_get_bool (L, -1, ctx, k, &scratch->insecure);
             *set |= SET_INSECURE;
-        }
-        else if (streq (k, "heartbeat_ms")) {
+        } else if (streq (k, "heartbeat_ms")) {
             rc = s_get_uint (L, -1, ctx, k, 50, 60000, &u);
             scratch->heartbeat_ms = (uint32_t) u;
             *set |= SET_HB;
-        }
-        else if (streq (k, "max_frame")) {
+        } else if (streq (k, "max_frame")) {
             rc = s_get_uint (L, -1, ctx, k, 1024, 256u << 20, &u);
             scratch->max_frame = (size_t) u;
             *set |= SET_FRAME;
-        }
-        else if (streq (k, "channels")) {
+        } else if (streq (k, "channels")) {
             rc = s_get_channels (L, -1, ctx, &scratch->channels,
                                  &scratch->nchannels);
             *set |= SET_CHANNELS;
-        }
-        else if (streq (k, "policy")) {
+        } else if (streq (k, "policy")) {
             *set |= SET_POLICY;
             if (lua_type (L, -1) == LUA_TSTRING) {
                 const char *p = lua_tostring (L, -1);
@@ -446,66 +453,57 @@ s_read_table (lua_State *L, s_ctx_t *ctx, const char *dir,
                     snprintf (path, sizeof path, "%s/%s", dir, p);
                 rc = policy_load_file (path, &scratch->policy, ctx->err,
                                        ctx->errlen);
-            }
-            else {
+            } else {
                 char src[300];
                 snprintf (src, sizeof src, "%s: policy", ctx->source);
                 rc = policy_from_lua (L, -1, src, &scratch->policy, ctx->err,
                                       ctx->errlen);
             }
-        }
-        else if (streq (k, "apps")) {
+        } else if (streq (k, "apps")) {
             rc = s_get_strv (L, -1, ctx, k, 10000, &scratch->apps,
                              &scratch->napps);
             *set |= SET_APPS;
-        }
-        else if (streq (k, "store_map_mb")) {
+        } else if (streq (k, "store_map_mb")) {
             rc = s_get_uint (L, -1, ctx, k, 16, 1u << 20, &u);
             scratch->store_map_mb = u;
             *set |= SET_MAP;
-        }
-        else if (streq (k, "sndhwm")) {
+        } else if (streq (k, "sndhwm")) {
             rc = s_get_uint (L, -1, ctx, k, 100, 1000000, &u);
             scratch->sndhwm = (uint32_t) u;
             *set |= SET_HWM;
-        }
-        else if (streq (k, "mailbox_max_len")) {
+        } else if (streq (k, "mailbox_max_len")) {
             rc = s_get_uint (L, -1, ctx, k, 1, 10000000, &u);
             scratch->mailbox_max_len = (uint32_t) u;
             *set |= SET_MBOX_LEN;
-        }
-        else if (streq (k, "mailbox_window")) {
+        } else if (streq (k, "mailbox_window")) {
             rc = s_get_uint (L, -1, ctx, k, 1, 65536, &u);
             scratch->mailbox_window = (uint32_t) u;
             *set |= SET_MBOX_WIN;
-        }
-        else if (streq (k, "idempotency_ttl_s")) {
+        } else if (streq (k, "idempotency_ttl_s")) {
             rc = s_get_uint (L, -1, ctx, k, 600, 604800, &u);
             scratch->idempotency_ttl_s = (uint32_t) u;
             *set |= SET_IDEM;
-        }
-        else if (streq (k, "forget_after_s")) {
+        } else if (streq (k, "forget_after_s")) {
             rc = s_get_uint (L, -1, ctx, k, 3600, 315360000, &u);
             scratch->forget_after_s = (uint32_t) u;
             *set |= SET_FORGET;
-        }
-        else if (streq (k, "max_sessions")) {
+        } else if (streq (k, "max_sessions")) {
             rc = s_get_uint (L, -1, ctx, k, 1, 1000000, &u);
             scratch->max_sessions = (uint32_t) u;
             *set |= SET_SESSIONS;
-        }
-        else
-            rc = s_bad (ctx, k, "unknown key (see docs/CONFIG.md; aaaxd "
+        } else
+            rc = s_bad (ctx, k,
+                        "unknown key (see docs/CONFIG.md; aaaxd "
                         "--print-config shows the defaults)");
         lua_pop (L, 1);
     }
     return rc;
 }
 
-#define MOVE(field)                                                            \
-    do {                                                                       \
-        dst->field = src->field;                                               \
-        src->field = 0;                                                        \
+#define MOVE(field)              \
+    do {                         \
+        dst->field = src->field; \
+        src->field = 0;          \
     } while (0)
 
 static void
@@ -561,17 +559,17 @@ s_merge (broker_config_t *dst, broker_config_t *src, uint32_t set)
 }
 
 static int
-s_load (broker_config_t *self, const char *path, const char *src,
-        size_t srclen, const char *chunkname, char *err, size_t errlen)
+s_load (broker_config_t *self, const char *path, const char *src, size_t srclen,
+        const char *chunkname, char *err, size_t errlen)
 {
     lua_State *L = hal_luadata_new ();
     if (!L) {
         snprintf (err, errlen, "out of memory");
         return AAAX_ENOMEM;
     }
-    int rc = path ? hal_luadata_run_file (L, path, err, errlen)
-                  : hal_luadata_run_string (L, src, srclen, chunkname, err,
-                                            errlen);
+    int rc =
+        path ? hal_luadata_run_file (L, path, err, errlen)
+             : hal_luadata_run_string (L, src, srclen, chunkname, err, errlen);
     if (rc) {
         hal_luadata_destroy (&L);
         return rc;
@@ -709,8 +707,8 @@ broker_config_is_loopback (const char *ep)
     /*  An IPv4 literal 127.a.b.c. */
     unsigned a, b, c, d;
     char tail;
-    return sscanf (h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4
-           && a == 127 && b < 256 && c < 256 && d < 256;
+    return sscanf (h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127
+           && b < 256 && c < 256 && d < 256;
 }
 
 static bool
@@ -734,28 +732,36 @@ broker_config_check (const broker_config_t *self, char *err, size_t errlen)
     for (size_t i = 0; i < self->nbinds; i++) {
         const char *ep = self->binds[i];
         if (!s_valid_endpoint (ep)) {
-            snprintf (err, errlen, "bind endpoint \"%s\" must start with "
-                      "tcp://, ipc:// or inproc://", ep);
+            snprintf (err, errlen,
+                      "bind endpoint \"%s\" must start with "
+                      "tcp://, ipc:// or inproc://",
+                      ep);
             return AAAX_EINVAL;
         }
         if (!broker_config_is_loopback (ep) && !self->insecure) {
-            snprintf (err, errlen, "%s is not a loopback address: this build "
+            snprintf (err, errlen,
+                      "%s is not a loopback address: this build "
                       "cannot put CURVE on it yet, and the contract forbids "
                       "plain TCP there; bind 127.0.0.1, or pass --insecure "
-                      "on a network you trust", ep);
+                      "on a network you trust",
+                      ep);
             return AAAX_EINVAL;
         }
     }
     if (self->tap && *self->tap) {
         if (!s_valid_endpoint (self->tap)) {
-            snprintf (err, errlen, "tap endpoint \"%s\" must start with "
-                      "tcp://, ipc:// or inproc://", self->tap);
+            snprintf (err, errlen,
+                      "tap endpoint \"%s\" must start with "
+                      "tcp://, ipc:// or inproc://",
+                      self->tap);
             return AAAX_EINVAL;
         }
         if (!broker_config_is_loopback (self->tap) && !self->insecure) {
-            snprintf (err, errlen, "tap %s is not a loopback address: this "
+            snprintf (err, errlen,
+                      "tap %s is not a loopback address: this "
                       "build cannot put CURVE on it yet; bind 127.0.0.1, or "
-                      "pass --insecure", self->tap);
+                      "pass --insecure",
+                      self->tap);
             return AAAX_EINVAL;
         }
     }
@@ -763,21 +769,24 @@ broker_config_check (const broker_config_t *self, char *err, size_t errlen)
         const char *n = self->channels[i].name;
         size_t len = strlen (n);
         if (streq (n, "heartbeat") || strncmp (n, "kernel.", 7) == 0) {
-            snprintf (err, errlen, "%s: channels[%zu]: \"%s\" is a kernel "
-                      "channel name", self->source ? self->source : "config",
-                      i + 1, n);
+            snprintf (err, errlen,
+                      "%s: channels[%zu]: \"%s\" is a kernel "
+                      "channel name",
+                      self->source ? self->source : "config", i + 1, n);
             return AAAX_EINVAL;
         }
         if (len > 4 && streq (n + len - 4, ".dlq")) {
-            snprintf (err, errlen, "%s: channels[%zu]: names ending in .dlq "
+            snprintf (err, errlen,
+                      "%s: channels[%zu]: names ending in .dlq "
                       "are the dead-letter queues the kernel makes beside "
-                      "each work-queue", self->source ? self->source : "config",
-                      i + 1);
+                      "each work-queue",
+                      self->source ? self->source : "config", i + 1);
             return AAAX_EINVAL;
         }
         if (self->channels[i].kind == BROKER_CHAN_QUEUE
             && len + 4 > AAAX_MAX_NAME) {
-            snprintf (err, errlen, "%s: channels[%zu]: a work-queue name must "
+            snprintf (err, errlen,
+                      "%s: channels[%zu]: a work-queue name must "
                       "leave room for \".dlq\" (at most %d characters)",
                       self->source ? self->source : "config", i + 1,
                       AAAX_MAX_NAME - 4);

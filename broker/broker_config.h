@@ -41,12 +41,12 @@ typedef struct {
     char **apps;
     size_t napps;
     /*  Extensions (docs/CONFIG.md). */
-    uint64_t store_map_mb;     /* LMDB map size */
-    uint32_t sndhwm;           /* per-connection send high-water mark */
-    uint32_t mailbox_max_len;  /* messages held per mailbox */
-    uint32_t mailbox_window;   /* unacknowledged pushes per session */
+    uint64_t store_map_mb;    /* LMDB map size */
+    uint32_t sndhwm;          /* per-connection send high-water mark */
+    uint32_t mailbox_max_len; /* messages held per mailbox */
+    uint32_t mailbox_window;  /* unacknowledged pushes per session */
     uint32_t idempotency_ttl_s;
-    uint32_t forget_after_s;   /* known systems forgotten when idle */
+    uint32_t forget_after_s; /* known systems forgotten when idle */
     uint32_t max_sessions;
     char *source; /* where the file part came from ("embedded defaults") */
 } broker_config_t;
@@ -64,13 +64,12 @@ void broker_config_destroy (broker_config_t **self_p);
     default (lists whole). Unknown keys are errors. Returns 0, or
     AAAX_EINVAL / AAAX_ENOENT / AAAX_ELIMIT with "path: key: problem" in
     err; self is unchanged on error. */
-int broker_config_load_file (broker_config_t *self, const char *path,
-                             char *err, size_t errlen);
+int broker_config_load_file (broker_config_t *self, const char *path, char *err,
+                             size_t errlen);
 
 /*  As broker_config_load_file, from a string (tests). */
 int broker_config_load_string (broker_config_t *self, const char *src,
-                               const char *chunkname, char *err,
-                               size_t errlen);
+                               const char *chunkname, char *err, size_t errlen);
 
 /*  Replaces the data directory / endpoints (command line). */
 int broker_config_set_data (broker_config_t *self, const char *dir);
@@ -82,8 +81,7 @@ bool broker_config_valid_name (const char *name, size_t len);
 
 /*  Checks the whole configuration for consistency (endpoints, reserved
     names, CURVE rule); 0 or AAAX_EINVAL with a message. */
-int broker_config_check (const broker_config_t *self, char *err,
-                         size_t errlen);
+int broker_config_check (const broker_config_t *self, char *err, size_t errlen);
 
 /*  True when a tcp:// endpoint's host is a loopback address. Non-tcp
     endpoints (ipc, inproc) count as local: true. */

@@ -25,11 +25,11 @@
 #include "policy.h"
 
 #define BROKER_RID_MAX 255
-#define BROKER_SEQ_BLOCK (1u << 20)  /* ids reserved in the store at once */
-#define BROKER_DRAIN_MAX 4096        /* requests read in one loop turn */
-#define BROKER_OUTQ_MAX 65536        /* control messages queued per session */
-#define BROKER_SUBS_MAX 4096         /* subscriptions per session */
-#define BROKER_WAITERS_MAX 256       /* long-poll CLAIMs per session */
+#define BROKER_SEQ_BLOCK (1u << 20) /* ids reserved in the store at once */
+#define BROKER_DRAIN_MAX 4096       /* requests read in one loop turn */
+#define BROKER_OUTQ_MAX 65536       /* control messages queued per session */
+#define BROKER_SUBS_MAX 4096        /* subscriptions per session */
+#define BROKER_WAITERS_MAX 256      /* long-poll CLAIMs per session */
 
 typedef enum {
     BROKER_BOOTING = 0,
@@ -48,8 +48,8 @@ typedef struct {
     char *id;
     chan_mbox_t mbox;
     chan_holder_t holder;
-    broker_session_t *session; /* docked session, or NULL */
-    bool paused;               /* survives re-docking */
+    broker_session_t *session;     /* docked session, or NULL */
+    bool paused;                   /* survives re-docking */
     int64_t first_seen, last_seen; /* wall ms */
 } broker_sys_t;
 
@@ -97,7 +97,7 @@ struct _broker_session_t {
     broker_sys_t *sys;
     char session_id[33];
     bool privileged, kernel;
-    bool dead; /* the peer is gone: undock at the end of the turn */
+    bool dead;           /* the peer is gone: undock at the end of the turn */
     int64_t docked_at;   /* wall ms */
     int64_t last_active; /* monotonic ms */
     broker_session_t *lru_prev, *lru_next;

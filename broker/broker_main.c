@@ -16,7 +16,8 @@
 static void
 s_usage (FILE *out)
 {
-    fprintf (out,
+    fprintf (
+        out,
         "usage: aaaxd [options]\n"
         "\n"
         "The aaax kernel: a message broker for agents and apps, with\n"
@@ -26,11 +27,13 @@ s_usage (FILE *out)
         "options (command line beats --config, which beats the defaults):\n"
         "  --data DIR       data directory (default ./aaax-data), made 0700;\n"
         "                   holds the store, session.token and aaax.sock\n"
-        "  --bind EP        command endpoint, repeatable; replaces the default\n"
+        "  --bind EP        command endpoint, repeatable; replaces the "
+        "default\n"
         "                   tcp://127.0.0.1:5670 (ipc://DIR/aaax.sock and\n"
         "                   inproc://aaax are always bound)\n"
         "  --tap EP         tap endpoint (XPUB mirror of public broadcast\n"
-        "                   channels; default tcp://127.0.0.1:5671; \"\" for none)\n"
+        "                   channels; default tcp://127.0.0.1:5671; \"\" for "
+        "none)\n"
         "  --config FILE    Lua configuration file (docs/CONFIG.md)\n"
         "  --insecure       allow plain TCP on non-loopback addresses\n"
         "  --print-config   print the embedded defaults (a config file to\n"

@@ -47,8 +47,9 @@ s_valid_system (const char *id)
 static const char *
 s_action (int right)
 {
-    return right == R_READ ? "chan.read"
-                           : right == R_WRITE ? "chan.write" : "chan.claim";
+    return right == R_READ    ? "chan.read"
+           : right == R_WRITE ? "chan.write"
+                              : "chan.claim";
 }
 
 /*  The grant of s on target (a broker_chan_t or broker_sys_t), or NULL. */
@@ -70,32 +71,31 @@ s_grant_add (broker_t *self, broker_session_t *s, const void *target,
         uint32_t nrated = 0;
         int rated[64];
         if (right == R_WRITE) {
-            size_t total = policy_rated (self->policy, s->sys->id,
-                                         "chan.write", name, rated, 64);
+            size_t total = policy_rated (self->policy, s->sys->id, "chan.write",
+                                         name, rated, 64);
             if (total > 64) {
                 zsys_error ("broker: more than 64 rate rules match %s on %s; "
-                            "refusing the grant", s->sys->id, name);
+                            "refusing the grant",
+                            s->sys->id, name);
                 return true; /* fail closed: not granted */
             }
             nrated = (uint32_t) total;
         }
         broker_grant_t *ng = (broker_grant_t *) malloc (
-            sizeof *ng + (right == R_WRITE ? nrated : (g ? g->nrated : 0))
-                             * sizeof (int));
+            sizeof *ng
+            + (right == R_WRITE ? nrated : (g ? g->nrated : 0)) * sizeof (int));
         if (!ng)
             return false;
         ng->rights = g ? g->rights : 0;
         if (right == R_WRITE) {
             ng->nrated = nrated;
             memcpy (ng->rated, rated, nrated * sizeof (int));
-        }
-        else {
+        } else {
             ng->nrated = g ? g->nrated : 0;
             if (g)
                 memcpy (ng->rated, g->rated, ng->nrated * sizeof (int));
         }
-        if (chan_map_put (&s->grants, (uint64_t) (uintptr_t) target, ng)
-            != 0) {
+        if (chan_map_put (&s->grants, (uint64_t) (uintptr_t) target, ng) != 0) {
             free (ng);
             return false;
         }
@@ -132,8 +132,8 @@ s_rate_ok (broker_t *self, broker_session_t *s, const void *target, int64_t now)
     broker_grant_t *g = s_grant (s, target);
     if (!g || g->nrated == 0)
         return true;
-    return policy_rate_take (self->policy, g->rated, g->nrated, s->sys->id,
-                             now) == 0;
+    return policy_rate_take (self->policy, g->rated, g->nrated, s->sys->id, now)
+           == 0;
 }
 
 /*  Whether s may write the mailbox of sys: allowed unless a policy rule says
@@ -156,8 +156,8 @@ s_mbox_writable (broker_t *self, broker_session_t *s, broker_sys_t *sys)
         s_grant_add (self, s, sys, R_WRITE, target);
     else {
         broker_grant_t *ng = (broker_grant_t *) calloc (1, sizeof *ng);
-        if (ng && chan_map_put (&s->grants, (uint64_t) (uintptr_t) sys, ng)
-                      != 0)
+        if (ng
+            && chan_map_put (&s->grants, (uint64_t) (uintptr_t) sys, ng) != 0)
             free (ng);
     }
     return ok;
@@ -185,8 +185,10 @@ s_resolve (broker_t *self, broker_rq_t *rq, chan_span_t span, s_target_t *t)
                      ? broker_sys_find (self, t->name + 1)
                      : NULL;
         if (!t->sys) {
-            snprintf (reason, sizeof reason, "no system \"%s\" is known to "
-                      "this kernel", t->name + 1);
+            snprintf (reason, sizeof reason,
+                      "no system \"%s\" is known to "
+                      "this kernel",
+                      t->name + 1);
             broker_error (self, rq, 404, reason);
             return false;
         }
@@ -269,15 +271,15 @@ s_pack_grants (broker_t *self, broker_session_t *s, msgpack_packer *pk,
             if (g->rights & (1 << i)) {
                 if (!count_only) {
                     char buf[NAME_BUF + 8];
-                    int len = snprintf (buf, sizeof buf, "%s:%s", names[i],
-                                        ch->name);
+                    int len =
+                        snprintf (buf, sizeof buf, "%s:%s", names[i], ch->name);
                     chan_pack_str (pk, buf, (size_t) len);
                 }
                 n++;
             }
     }
-    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems);
-         sys; sys = (broker_sys_t *) zhashx_next (self->systems)) {
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems); sys;
+         sys = (broker_sys_t *) zhashx_next (self->systems)) {
         broker_grant_t *g = s_grant (s, sys);
         if (g && (g->rights & R_WRITE) && sys != s->sys) {
             if (!count_only) {
@@ -335,14 +337,16 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
     char sysid[NAME_BUF];
     if (!s_span_cstr (r->system, sysid, sizeof sysid)
         || !s_valid_system (sysid)) {
-        broker_error (self, rq, 400, "\"system\" must be 1..128 characters "
+        broker_error (self, rq, 400,
+                      "\"system\" must be 1..128 characters "
                       "of A-Z a-z 0-9 . _ - : and not start with '.'");
         return;
     }
     bool kernel = false;
     if (r->privileged) {
         if (!r->token.ptr) {
-            broker_error (self, rq, 401, "a privileged HELLO needs \"token\": "
+            broker_error (self, rq, 401,
+                          "a privileged HELLO needs \"token\": "
                           "the session token in <data>/session.token");
             return;
         }
@@ -361,15 +365,18 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         return;
     }
     if (strncmp (sysid, "kernel.", 7) == 0 && !kernel) {
-        broker_error (self, rq, 403, "system ids starting with \"kernel.\" "
+        broker_error (self, rq, 403,
+                      "system ids starting with \"kernel.\" "
                       "are reserved for the kernel's actors");
         return;
     }
     broker_session_t *s = rq->session;
     if (s && !streq (s->sys->id, sysid)) {
         char reason[200];
-        snprintf (reason, sizeof reason, "this connection is docked as \"%s\"; "
-                  "send BYE before docking as another system", s->sys->id);
+        snprintf (reason, sizeof reason,
+                  "this connection is docked as \"%s\"; "
+                  "send BYE before docking as another system",
+                  s->sys->id);
         broker_error (self, rq, 409, reason);
         return;
     }
@@ -380,16 +387,18 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
             && other->last_active
                    >= now - 3 * (int64_t) self->cfg->heartbeat_ms) {
             char reason[200];
-            snprintf (reason, sizeof reason, "system \"%s\" is docked on "
-                      "another live connection", sysid);
+            snprintf (reason, sizeof reason,
+                      "system \"%s\" is docked on "
+                      "another live connection",
+                      sysid);
             broker_error (self, rq, 409, reason);
             return;
         }
         /*  The other connection went silent: it is over. */
         broker_undock (self, other, "replaced by a new connection", false);
     }
-    if (!s && !kernel && self->nsessions - self->nkernel
-                             >= self->cfg->max_sessions) {
+    if (!s && !kernel
+        && self->nsessions - self->nkernel >= self->cfg->max_sessions) {
         broker_error (self, rq, 429, "too many sessions");
         return;
     }
@@ -428,14 +437,15 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         broker_touch (self, s, now);
         rq->session = s;
         zsys_info ("broker: %s docked%s", sysid,
-                   kernel ? " (kernel)" : r->privileged ? " (privileged)" : "");
+                   kernel          ? " (kernel)"
+                   : r->privileged ? " (privileged)"
+                                   : "");
         if (kernel && self->state == BROKER_BOOTING
             && streq (sysid, "kernel.heartbeat")) {
             self->state = BROKER_RUNNING;
             zsys_info ("broker: kernel %s running", self->kernel_id);
         }
-    }
-    else {
+    } else {
         /*  HELLO again on the same connection: grants are made anew. */
         for (size_t i = 0; s->grants.mask && i <= s->grants.mask; i++)
             if (s->grants.keys[i])
@@ -522,9 +532,9 @@ s_publish (broker_t *self, broker_chan_t *ch, uint64_t seq, const void *pairs,
             broker_session_t *s = (broker_session_t *) sub->owner;
             if (s->dead || s->sys->paused)
                 continue;
-            int rc = s->outq_head ? -1 : zmq_send (self->router, s->rid,
-                                                   s->ridlen,
-                                                   ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            int rc = s->outq_head ? -1
+                                  : zmq_send (self->router, s->rid, s->ridlen,
+                                              ZMQ_SNDMORE | ZMQ_DONTWAIT);
             if (rc < 0) {
                 if (!s->outq_head && errno == EHOSTUNREACH) {
                     broker_mark_dead (self, s);
@@ -598,14 +608,14 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
         chan_span_t span = { name, (uint32_t) strlen (name) };
         if (!s_resolve (self, rq, span, &t))
             return;
-    }
-    else if (!s_resolve (self, rq, r->chan, &t))
+    } else if (!s_resolve (self, rq, r->chan, &t))
         return;
     if (t.sys) {
         to.ptr = t.sys->id;
         to.len = (uint32_t) strlen (t.sys->id);
         if (!s_mbox_writable (self, s, t.sys)) {
-            broker_error (self, rq, 403, "the policy denies writing this "
+            broker_error (self, rq, 403,
+                          "the policy denies writing this "
                           "mailbox");
             return;
         }
@@ -613,8 +623,7 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
             broker_error (self, rq, 429, "the recipient's mailbox is full");
             return;
         }
-    }
-    else {
+    } else {
         if (!s_has (s, t.ch, R_WRITE)
             || (streq (t.ch->name, "heartbeat") && !s->kernel)) {
             s_forbidden (self, rq, "write", t.name,
@@ -624,13 +633,15 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
         }
         if (t.ch->queue
             && chan_queue_admit (t.ch->queue, r->data.len + 128) != 0) {
-            broker_error (self, rq, 429, "the queue is full (max_len or "
+            broker_error (self, rq, 429,
+                          "the queue is full (max_len or "
                           "max_bytes)");
             return;
         }
     }
     const void *target = t.sys ? (const void *) t.sys : (const void *) t.ch;
-    bool durable = t.sys ? true : (t.ch->queue && chan_queue_durable (t.ch->queue));
+    bool durable =
+        t.sys ? true : (t.ch->queue && chan_queue_durable (t.ch->queue));
     int64_t wall = hal_clock_wall_ms ();
     if (r->key.ptr) {
         char id[CHAN_ID_LEN];
@@ -662,8 +673,7 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
     if (t.sys) {
         rc = chan_mbox_append (&t.sys->mbox, self->store, t.sys->id, seq,
                                pairs->data, plen);
-    }
-    else if (t.ch->queue)
+    } else if (t.ch->queue)
         rc = chan_queue_append (t.ch->queue, seq, pairs->data, plen);
     else
         s_publish (self, t.ch, seq, pairs->data, plen);
@@ -702,7 +712,8 @@ broker_claim_reply (broker_t *self, broker_rq_t *rq, broker_chan_t *ch,
         broker_waiter_t *w = (broker_waiter_t *) calloc (1, sizeof *w);
         if (!w || s->nwaiters >= BROKER_WAITERS_MAX) {
             free (w);
-            broker_error (self, rq, 429, "too many long-poll CLAIMs waiting "
+            broker_error (self, rq, 429,
+                          "too many long-poll CLAIMs waiting "
                           "on this session");
             return;
         }
@@ -753,7 +764,7 @@ s_claim (broker_t *self, broker_rq_t *rq, int64_t now)
     broker_session_t *s = rq->session;
     if (t.sys || !t.ch->queue || !s_has (s, t.ch, R_CLAIM)) {
         s_forbidden (self, rq, "claim", t.name,
-                     t.sys ? "mailboxes are pushed, not claimed"
+                     t.sys          ? "mailboxes are pushed, not claimed"
                      : !t.ch->queue ? "CLAIM needs a work-queue"
                                     : "list it in HELLO's channels (the "
                                       "policy must allow chan.claim)");
@@ -783,8 +794,7 @@ s_ack (broker_t *self, broker_rq_t *rq, int64_t now)
                               : "only the owner acknowledges a mailbox");
             return;
         }
-    }
-    else if (!t.ch->queue || !s_has (s, t.ch, R_CLAIM)) {
+    } else if (!t.ch->queue || !s_has (s, t.ch, R_CLAIM)) {
         s_forbidden (self, rq, "claim", t.name,
                      !t.ch->queue ? "ACK and NACK apply to work-queues and "
                                     "mailboxes"
@@ -821,8 +831,8 @@ s_ack (broker_t *self, broker_rq_t *rq, int64_t now)
         broker_queue_due (self, t.ch);
         broker_serve_waiters (self, t.ch, now);
         chan_queue_t *dlq = chan_queue_dlq (t.ch->queue);
-        broker_chan_t *dch = dlq ? broker_chan_find (self, chan_queue_name (dlq))
-                                 : NULL;
+        broker_chan_t *dch =
+            dlq ? broker_chan_find (self, chan_queue_name (dlq)) : NULL;
         if (dch)
             broker_serve_waiters (self, dch, now);
     }
@@ -890,8 +900,8 @@ s_sub (broker_t *self, broker_rq_t *rq)
         }
         if (s->nsubs == s->capsubs) {
             size_t cap = s->capsubs ? s->capsubs * 2 : 4;
-            chan_sub_t **subs = (chan_sub_t **) realloc (s->subs,
-                                                         cap * sizeof *subs);
+            chan_sub_t **subs =
+                (chan_sub_t **) realloc (s->subs, cap * sizeof *subs);
             if (!subs) {
                 broker_error (self, rq, 500, "out of memory");
                 return;
@@ -1055,8 +1065,7 @@ s_stat (broker_t *self, broker_rq_t *rq)
             msgpack_pack_uint64 (&pk, chan_queue_delayed (ch->queue));
             chan_pack_cstr (&pk, "writes");
             msgpack_pack_uint64 (&pk, ch->writes);
-        }
-        else {
+        } else {
             msgpack_pack_map (&pk, 5);
             chan_pack_cstr (&pk, "kind");
             chan_pack_cstr (&pk, "broadcast");
@@ -1122,12 +1131,14 @@ s_ctl (broker_t *self, broker_rq_t *rq, int64_t now)
     bool pause = streq (op, "pause"), resume = streq (op, "resume"),
          kill = streq (op, "kill");
     if (!pause && !resume && !kill) {
-        broker_error (self, rq, 400, "CTL op must be \"pause\", \"resume\" "
+        broker_error (self, rq, 400,
+                      "CTL op must be \"pause\", \"resume\" "
                       "or \"kill\"");
         return;
     }
     if (strncmp (sysid, "kernel.", 7) == 0 || (sys && sys == s->sys)) {
-        broker_error (self, rq, 403, "CTL does not act on kernel actors or on "
+        broker_error (self, rq, 403,
+                      "CTL does not act on kernel actors or on "
                       "the caller itself");
         return;
     }
@@ -1140,22 +1151,26 @@ s_ctl (broker_t *self, broker_rq_t *rq, int64_t now)
     else if (resume) {
         sys->paused = false;
         broker_mbox_pump (self, sys);
-        for (broker_chan_t *ch = (broker_chan_t *) zhashx_first (self->channels);
+        for (broker_chan_t *ch =
+                 (broker_chan_t *) zhashx_first (self->channels);
              ch; ch = (broker_chan_t *) zhashx_next (self->channels))
             if (ch->wait_head)
                 broker_serve_waiters (self, ch, now);
-    }
-    else if (sys->session)
+    } else if (sys->session)
         broker_undock (self, sys->session, "killed", false);
     zsys_info ("broker: %s %s by %s", sysid,
-               pause ? "paused" : resume ? "resumed" : "killed", s->sys->id);
+               pause    ? "paused"
+               : resume ? "resumed"
+                        : "killed",
+               s->sys->id);
     msgpack_packer pk;
     broker_begin (self, rq, 3, &pk);
     chan_pack_str (&pk, "system", 6);
     chan_pack_cstr (&pk, sys->id);
     chan_pack_str (&pk, "state", 5);
-    chan_pack_cstr (&pk, sys->paused ? "paused"
-                                     : sys->session ? "docked" : "undocked");
+    chan_pack_cstr (&pk, sys->paused    ? "paused"
+                         : sys->session ? "docked"
+                                        : "undocked");
     broker_reply (self, rq, OUT_OK, false);
 }
 

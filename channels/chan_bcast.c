@@ -30,8 +30,8 @@ chan_bcast_new (const char *name, uint32_t retain, bool public_)
     if (!self)
         return NULL;
     self->name = strdup (name);
-    self->ring = retain ? (s_kept_t *) calloc (retain, sizeof (s_kept_t))
-                        : NULL;
+    self->ring =
+        retain ? (s_kept_t *) calloc (retain, sizeof (s_kept_t)) : NULL;
     if (!self->name || (retain && !self->ring)) {
         free (self->name);
         free (self->ring);
@@ -101,8 +101,8 @@ chan_bcast_subscribe (chan_bcast_t *self, chan_sub_t *sub)
 {
     if (self->nsubs == self->capsubs) {
         size_t cap = self->capsubs ? self->capsubs * 2 : 8;
-        chan_sub_t **subs = (chan_sub_t **) realloc (self->subs,
-                                                     cap * sizeof *subs);
+        chan_sub_t **subs =
+            (chan_sub_t **) realloc (self->subs, cap * sizeof *subs);
         if (!subs)
             return AAAX_ENOMEM;
         self->subs = subs;

@@ -108,8 +108,8 @@ chan_obj_get (const msgpack_object *map, const char *key)
 }
 
 bool
-chan_obj_get_str (const msgpack_object *map, const char *key,
-                  const char **ptr, size_t *len)
+chan_obj_get_str (const msgpack_object *map, const char *key, const char **ptr,
+                  size_t *len)
 {
     const msgpack_object *o = chan_obj_get (map, key);
     if (!o || o->type != MSGPACK_OBJECT_STR)
@@ -288,8 +288,7 @@ s_read (chan_client_t *self, chan_reply_t *r, int timeout_ms)
                 len = sizeof r->cmd - 1;
             memcpy (r->cmd, zmq_msg_data (&part), len);
             r->cmd[len] = 0;
-        }
-        else if (n == 1) {
+        } else if (n == 1) {
             r->rawlen = zmq_msg_size (&part);
             r->raw = malloc (r->rawlen ? r->rawlen : 1);
             if (r->raw)
@@ -326,8 +325,8 @@ s_wait_req (chan_client_t *self, uint64_t req, chan_reply_t *reply)
         if (rc)
             return rc;
         uint64_t got;
-        bool is_reply = strcmp (r.cmd, "MSG") != 0
-                        && strcmp (r.cmd, "DROPPED") != 0;
+        bool is_reply =
+            strcmp (r.cmd, "MSG") != 0 && strcmp (r.cmd, "DROPPED") != 0;
         if (is_reply && chan_obj_get_uint (&r.body, "req", &got)
             && got == req) {
             *reply = r;

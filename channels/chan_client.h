@@ -39,7 +39,7 @@ void chan_body_strv (chan_body_t *b, const char *key, const char **values,
 /*  A message from the kernel: its command word and body, unpacked. */
 typedef struct {
     char cmd[16];
-    void *raw;  /* the body frame's bytes (owned) */
+    void *raw; /* the body frame's bytes (owned) */
     size_t rawlen;
     msgpack_unpacked unp;
     msgpack_object body; /* a map, or nil if the body was not msgpack */
@@ -48,8 +48,7 @@ typedef struct {
 void chan_reply_fini (chan_reply_t *r);
 
 /*  The value of key in map (a msgpack map object), or NULL. */
-const msgpack_object *chan_obj_get (const msgpack_object *map,
-                                    const char *key);
+const msgpack_object *chan_obj_get (const msgpack_object *map, const char *key);
 /*  Typed reads: false when absent or of another type. */
 bool chan_obj_get_str (const msgpack_object *map, const char *key,
                        const char **ptr, size_t *len);
@@ -72,7 +71,7 @@ void *chan_client_socket (chan_client_t *self);
 uint32_t chan_client_heartbeat_ms (const chan_client_t *self);
 
 /*  Sends cmd with body (NULL: an empty one) and a fresh req (written to
-    *req when not NULL). 0, or AAAX_EIO. */
+ *req when not NULL). 0, or AAAX_EIO. */
 int chan_client_send (chan_client_t *self, const char *cmd, chan_body_t *body,
                       uint64_t *req);
 
@@ -85,8 +84,7 @@ int chan_client_call (chan_client_t *self, const char *cmd, chan_body_t *body,
 
 /*  The next message not yet taken (kept ones first), waiting up to
     timeout_ms (-1: forever). 0, AAAX_ETIMEDOUT or AAAX_EIO. */
-int chan_client_recv (chan_client_t *self, chan_reply_t *reply,
-                      int timeout_ms);
+int chan_client_recv (chan_client_t *self, chan_reply_t *reply, int timeout_ms);
 
 /*  HELLO: docks as system; token may be NULL; channels may be NULL.
     Returns 0 when docked (reply holds the OK), or the error: AAAX_EAUTH,

@@ -45,8 +45,8 @@ chan_env_map (chan_buf_t *b, const void *pairs, size_t len, uint32_t attempt)
 }
 
 int
-chan_env_rechan (chan_buf_t *b, const void *pairs, size_t len,
-                 const char *chan, size_t chanlen)
+chan_env_rechan (chan_buf_t *b, const void *pairs, size_t len, const char *chan,
+                 size_t chanlen)
 {
     chan_mpk_reader_t r;
     chan_mpk_reader_init (&r, pairs, len);
@@ -63,8 +63,7 @@ chan_env_rechan (chan_buf_t *b, const void *pairs, size_t len,
             msgpack_packer pk;
             chan_buf_packer (b, &pk);
             chan_pack_str (&pk, chan, chanlen);
-        }
-        else
+        } else
             chan_buf_append (b, vstart, (size_t) (r.p - vstart));
     }
     return chan_mpk_remaining (&r) == 0 ? 0 : AAAX_EINVAL;

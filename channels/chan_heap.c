@@ -69,8 +69,8 @@ chan_heap_push (chan_heap_t *h, chan_heap_node_t *node, int64_t key)
 {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 64;
-        chan_heap_node_t **items = (chan_heap_node_t **) realloc (
-            h->items, cap * sizeof *items);
+        chan_heap_node_t **items =
+            (chan_heap_node_t **) realloc (h->items, cap * sizeof *items);
         if (!items)
             return AAAX_ENOMEM;
         h->items = items;

@@ -15,13 +15,13 @@ typedef struct {
     bool durable;
     char id[CHAN_ID_LEN];
     size_t skeylen;
-    uint8_t keys[];        /* store key (skeylen), then the hash key + NUL */
+    uint8_t keys[]; /* store key (skeylen), then the hash key + NUL */
 } s_entry_t;
 
 struct _chan_idem_t {
     hal_store_t *store;
     int64_t ttl_ms;
-    zhashx_t *map;   /* "chan\x1fwriter\x1fkey" -> s_entry_t */
+    zhashx_t *map; /* "chan\x1fwriter\x1fkey" -> s_entry_t */
     chan_heap_t by_expiry;
 };
 
@@ -179,9 +179,8 @@ chan_idem_restore (chan_idem_t *self, const void *key, size_t klen,
     /*  chan NUL writer NUL hash(16) */
     const char *k = (const char *) key;
     const char *z1 = (const char *) memchr (k, 0, klen - 16);
-    const char *z2 = z1 ? (const char *) memchr (z1 + 1, 0,
-                                                 (size_t) (k + klen - 16
-                                                           - (z1 + 1)))
+    const char *z2 = z1 ? (const char *) memchr (
+                         z1 + 1, 0, (size_t) (k + klen - 16 - (z1 + 1)))
                         : NULL;
     if (!z1 || !z2 || z2 + 1 != k + klen - 16)
         return AAAX_EINVAL;

@@ -31,8 +31,8 @@ bool chan_idem_get (chan_idem_t *self, const char *chan, const char *writer,
 /*  Remembers (chan, writer, key) → id from wall_ms; recorded in the store
     when durable. 0 or AAAX_ENOMEM. */
 int chan_idem_put (chan_idem_t *self, const char *chan, const char *writer,
-                   const char *key, size_t keylen, const char *id,
-                   bool durable, int64_t wall_ms);
+                   const char *key, size_t keylen, const char *id, bool durable,
+                   int64_t wall_ms);
 
 /*  Adds a stored record at boot; expired ones are deleted instead.
     0, AAAX_EINVAL for an unreadable record, or AAAX_ENOMEM. */

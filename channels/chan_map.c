@@ -121,8 +121,8 @@ chan_map_del (chan_map_t *m, uint64_t key)
         if (!m->keys[j])
             break;
         size_t home = s_hash (m->keys[j]) & m->mask;
-        int in_range = hole <= j ? (home > hole && home <= j)
-                                 : (home > hole || home <= j);
+        int in_range =
+            hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
         if (in_range)
             continue;
         m->keys[hole] = m->keys[j];

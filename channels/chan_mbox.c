@@ -49,7 +49,8 @@ s_record (hal_store_t *store, const char *owner, const chan_mmsg_t *m)
     size_t klen = chan_queue_key (owner, m->seq, key);
     size_t vlen = REC_HDR + m->len;
     uint8_t stackbuf[1024];
-    uint8_t *val = vlen <= sizeof stackbuf ? stackbuf : (uint8_t *) malloc (vlen);
+    uint8_t *val =
+        vlen <= sizeof stackbuf ? stackbuf : (uint8_t *) malloc (vlen);
     if (!val)
         return;
     memset (val, 0, REC_HDR);

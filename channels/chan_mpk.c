@@ -40,73 +40,90 @@ chan_mpk_next (chan_mpk_reader_t *r, chan_mpk_obj_t *o)
     if (avail < 1)
         return AAAX_EINVAL;
     uint8_t c = p[0];
-    size_t hdr = 1;         /* header bytes, including c */
-    uint64_t payload = 0;   /* STR/BIN/EXT payload bytes after the header */
+    size_t hdr = 1;       /* header bytes, including c */
+    uint64_t payload = 0; /* STR/BIN/EXT payload bytes after the header */
     memset (o, 0, sizeof *o);
 
     if (c <= 0x7f) {
         o->type = CHAN_MPK_UINT;
         o->v.u = c;
-    }
-    else if (c >= 0xe0) {
+    } else if (c >= 0xe0) {
         o->type = CHAN_MPK_INT;
         o->v.i = (int8_t) c;
-    }
-    else if (c >= 0x80 && c <= 0x8f) {
+    } else if (c >= 0x80 && c <= 0x8f) {
         o->type = CHAN_MPK_MAP;
         o->v.n = c & 0x0f;
-    }
-    else if (c >= 0x90 && c <= 0x9f) {
+    } else if (c >= 0x90 && c <= 0x9f) {
         o->type = CHAN_MPK_ARRAY;
         o->v.n = c & 0x0f;
-    }
-    else if (c >= 0xa0 && c <= 0xbf) {
+    } else if (c >= 0xa0 && c <= 0xbf) {
         o->type = CHAN_MPK_STR;
         payload = c & 0x1f;
-    }
-    else {
+    } else {
         int n = 0; /* size of the length / value field after c */
         switch (c) {
         case 0xc0: o->type = CHAN_MPK_NIL; break;
-        case 0xc2: o->type = CHAN_MPK_BOOL; o->v.b = false; break;
-        case 0xc3: o->type = CHAN_MPK_BOOL; o->v.b = true; break;
-        case 0xc4: case 0xc5: case 0xc6:
+        case 0xc2:
+            o->type = CHAN_MPK_BOOL;
+            o->v.b = false;
+            break;
+        case 0xc3:
+            o->type = CHAN_MPK_BOOL;
+            o->v.b = true;
+            break;
+        case 0xc4:
+        case 0xc5:
+        case 0xc6:
             o->type = CHAN_MPK_BIN;
             n = 1 << (c - 0xc4);
             break;
-        case 0xc7: case 0xc8: case 0xc9:
+        case 0xc7:
+        case 0xc8:
+        case 0xc9:
             o->type = CHAN_MPK_EXT;
             n = 1 << (c - 0xc7);
             break;
-        case 0xca: case 0xcb:
+        case 0xca:
+        case 0xcb:
             o->type = CHAN_MPK_FLOAT;
             n = c == 0xca ? 4 : 8;
             break;
-        case 0xcc: case 0xcd: case 0xce: case 0xcf:
+        case 0xcc:
+        case 0xcd:
+        case 0xce:
+        case 0xcf:
             o->type = CHAN_MPK_UINT;
             n = 1 << (c - 0xcc);
             break;
-        case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+        case 0xd0:
+        case 0xd1:
+        case 0xd2:
+        case 0xd3:
             o->type = CHAN_MPK_INT;
             n = 1 << (c - 0xd0);
             break;
-        case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
-            o->type = CHAN_MPK_EXT;
-            break;
-        case 0xd9: case 0xda: case 0xdb:
+        case 0xd4:
+        case 0xd5:
+        case 0xd6:
+        case 0xd7:
+        case 0xd8: o->type = CHAN_MPK_EXT; break;
+        case 0xd9:
+        case 0xda:
+        case 0xdb:
             o->type = CHAN_MPK_STR;
             n = 1 << (c - 0xd9);
             break;
-        case 0xdc: case 0xdd:
+        case 0xdc:
+        case 0xdd:
             o->type = CHAN_MPK_ARRAY;
             n = c == 0xdc ? 2 : 4;
             break;
-        case 0xde: case 0xdf:
+        case 0xde:
+        case 0xdf:
             o->type = CHAN_MPK_MAP;
             n = c == 0xde ? 2 : 4;
             break;
-        default:
-            return AAAX_EINVAL; /* 0xc1, never used */
+        default: return AAAX_EINVAL; /* 0xc1, never used */
         }
         if (avail < 1 + (size_t) n)
             return AAAX_EINVAL;
@@ -114,9 +131,7 @@ chan_mpk_next (chan_mpk_reader_t *r, chan_mpk_obj_t *o)
         uint64_t field = n ? s_be (p + 1, n) : 0;
         switch (o->type) {
         case CHAN_MPK_BIN:
-        case CHAN_MPK_STR:
-            payload = field;
-            break;
+        case CHAN_MPK_STR: payload = field; break;
         case CHAN_MPK_EXT:
             if (c >= 0xd4)
                 payload = (uint64_t) 1 << (c - 0xd4);
@@ -133,36 +148,33 @@ chan_mpk_next (chan_mpk_reader_t *r, chan_mpk_obj_t *o)
                 float f;
                 memcpy (&f, &bits, 4);
                 o->v.f = f;
-            }
-            else {
+            } else {
                 double d;
                 memcpy (&d, &field, 8);
                 o->v.f = d;
             }
             break;
-        case CHAN_MPK_UINT:
-            o->v.u = field;
-            break;
+        case CHAN_MPK_UINT: o->v.u = field; break;
         case CHAN_MPK_INT: {
             int64_t v;
-            if (n == 1) v = (int8_t) field;
-            else if (n == 2) v = (int16_t) field;
-            else if (n == 4) v = (int32_t) field;
-            else v = (int64_t) field;
+            if (n == 1)
+                v = (int8_t) field;
+            else if (n == 2)
+                v = (int16_t) field;
+            else if (n == 4)
+                v = (int32_t) field;
+            else
+                v = (int64_t) field;
             if (v >= 0) {
                 o->type = CHAN_MPK_UINT;
                 o->v.u = (uint64_t) v;
-            }
-            else
+            } else
                 o->v.i = v;
             break;
         }
         case CHAN_MPK_ARRAY:
-        case CHAN_MPK_MAP:
-            o->v.n = (uint32_t) field;
-            break;
-        default:
-            break;
+        case CHAN_MPK_MAP: o->v.n = (uint32_t) field; break;
+        default: break;
         }
     }
     size_t rest = avail - hdr;
@@ -173,12 +185,10 @@ chan_mpk_next (chan_mpk_reader_t *r, chan_mpk_obj_t *o)
         o->ptr = (const char *) p + hdr;
         o->len = (uint32_t) payload;
         hdr += (size_t) payload;
-    }
-    else if (o->type == CHAN_MPK_ARRAY) {
+    } else if (o->type == CHAN_MPK_ARRAY) {
         if ((uint64_t) o->v.n > rest)
             return AAAX_EINVAL;
-    }
-    else if (o->type == CHAN_MPK_MAP) {
+    } else if (o->type == CHAN_MPK_MAP) {
         if ((uint64_t) o->v.n * 2 > rest)
             return AAAX_EINVAL;
     }
@@ -210,8 +220,8 @@ chan_mpk_skip (chan_mpk_reader_t *r, int max_depth)
         }
         left[depth]--;
         if (o.type == CHAN_MPK_ARRAY || o.type == CHAN_MPK_MAP) {
-            uint64_t items = o.type == CHAN_MPK_MAP ? (uint64_t) o.v.n * 2
-                                                    : o.v.n;
+            uint64_t items =
+                o.type == CHAN_MPK_MAP ? (uint64_t) o.v.n * 2 : o.v.n;
             if (items == 0)
                 continue;
             /*  depth counts open containers below the top value; the value

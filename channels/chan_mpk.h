@@ -15,8 +15,8 @@
 typedef enum {
     CHAN_MPK_NIL,
     CHAN_MPK_BOOL,
-    CHAN_MPK_UINT,  /* non-negative integer (any msgpack int encoding) */
-    CHAN_MPK_INT,   /* negative integer */
+    CHAN_MPK_UINT, /* non-negative integer (any msgpack int encoding) */
+    CHAN_MPK_INT,  /* negative integer */
     CHAN_MPK_FLOAT,
     CHAN_MPK_STR,
     CHAN_MPK_BIN,
@@ -46,8 +46,7 @@ typedef struct {
     const uint8_t *end;
 } chan_mpk_reader_t;
 
-void chan_mpk_reader_init (chan_mpk_reader_t *r, const void *data,
-                           size_t size);
+void chan_mpk_reader_init (chan_mpk_reader_t *r, const void *data, size_t size);
 
 /*  Bytes not yet read. */
 size_t chan_mpk_remaining (const chan_mpk_reader_t *r);
@@ -77,7 +76,8 @@ typedef struct {
 void chan_buf_init (chan_buf_t *b);
 void chan_buf_fini (chan_buf_t *b);
 void chan_buf_reset (chan_buf_t *b);
-/*  Ensures room for extra more bytes; returns 0 or AAAX_ENOMEM (and sets oom). */
+/*  Ensures room for extra more bytes; returns 0 or AAAX_ENOMEM (and sets oom).
+ */
 int chan_buf_reserve (chan_buf_t *b, size_t extra);
 void chan_buf_append (chan_buf_t *b, const void *data, size_t len);
 

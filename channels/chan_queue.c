@@ -24,9 +24,9 @@ struct _chan_qmsg_t {
     uint64_t seq;
     uint32_t attempt;
     uint8_t state;
-    chan_heap_node_t node;   /* Q_READY_BACK: by seq; LEASED/DELAYED: due */
-    chan_qmsg_t *next;       /* Q_READY_FRESH FIFO */
-    chan_holder_t *holder;   /* Q_LEASED */
+    chan_heap_node_t node; /* Q_READY_BACK: by seq; LEASED/DELAYED: due */
+    chan_qmsg_t *next;     /* Q_READY_FRESH FIFO */
+    chan_holder_t *holder; /* Q_LEASED */
     chan_qmsg_t *hprev, *hnext;
     chan_queue_t *queue;
     uint32_t len;
@@ -266,7 +266,8 @@ s_record (chan_queue_t *q, chan_qmsg_t *m, int64_t not_before)
     size_t klen = chan_queue_key (q->name, m->seq, key);
     size_t vlen = REC_HDR + m->len;
     uint8_t stackbuf[1024];
-    uint8_t *val = vlen <= sizeof stackbuf ? stackbuf : (uint8_t *) malloc (vlen);
+    uint8_t *val =
+        vlen <= sizeof stackbuf ? stackbuf : (uint8_t *) malloc (vlen);
     if (!val) {
         /*  Recording the attempt is best effort; the message itself is
             already on disk. */
@@ -346,8 +347,8 @@ chan_queue_restore (chan_queue_t *self, uint64_t seq, const void *val,
     uint64_t nb;
     memcpy (&attempt, v + 4, 4);
     memcpy (&nb, v + 8, 8);
-    chan_qmsg_t *m = s_msg_new (self, seq, attempt, v + REC_HDR,
-                                vlen - REC_HDR);
+    chan_qmsg_t *m =
+        s_msg_new (self, seq, attempt, v + REC_HDR, vlen - REC_HDR);
     if (!m)
         return AAAX_ENOMEM;
     int64_t due = 0;
@@ -371,9 +372,8 @@ s_take_ready (chan_queue_t *q)
 {
     chan_qmsg_t *f = q->fresh_head;
     chan_heap_node_t *b = chan_heap_top (&q->back);
-    chan_qmsg_t *bm = b ? (chan_qmsg_t *) ((char *) b
-                                           - offsetof (chan_qmsg_t, node))
-                        : NULL;
+    chan_qmsg_t *bm =
+        b ? (chan_qmsg_t *) ((char *) b - offsetof (chan_qmsg_t, node)) : NULL;
     if (f && (!bm || f->seq < bm->seq)) {
         q->fresh_head = f->next;
         if (!q->fresh_head)
@@ -491,8 +491,8 @@ s_return (chan_queue_t *q, chan_qmsg_t *m, uint32_t delay_ms, int64_t now,
 }
 
 bool
-chan_queue_nack (chan_queue_t *self, const chan_holder_t *holder,
-                 uint64_t seq, uint32_t delay_ms, int64_t now, int64_t wall_ms)
+chan_queue_nack (chan_queue_t *self, const chan_holder_t *holder, uint64_t seq,
+                 uint32_t delay_ms, int64_t now, int64_t wall_ms)
 {
     chan_qmsg_t *m = s_leased_by (self, holder, seq);
     if (!m)
@@ -518,19 +518,17 @@ chan_queue_tick (chan_queue_t *self, int64_t now, int64_t wall_ms)
     chan_heap_node_t *top;
     while ((top = chan_heap_top (&self->timed)) && top->key <= now) {
         chan_heap_remove (&self->timed, top);
-        chan_qmsg_t *m = (chan_qmsg_t *) ((char *) top
-                                          - offsetof (chan_qmsg_t, node));
+        chan_qmsg_t *m =
+            (chan_qmsg_t *) ((char *) top - offsetof (chan_qmsg_t, node));
         if (m->state == Q_LEASED) {
             s_holder_remove (m);
             self->nleased--;
             if (s_return (self, m, 0, now, wall_ms))
                 ready++;
-        }
-        else {
+        } else {
             self->ndelayed--;
             m->state = Q_READY_BACK;
-            if (chan_heap_push (&self->back, &m->node, (int64_t) m->seq)
-                != 0) {
+            if (chan_heap_push (&self->back, &m->node, (int64_t) m->seq) != 0) {
                 m->state = Q_DELAYED;
                 self->ndelayed++;
                 chan_heap_push (&self->timed, &m->node, now + 100);

@@ -53,8 +53,8 @@ chan_queue_t *chan_queue_dlq (const chan_queue_t *self);
 const char *chan_queue_name (const chan_queue_t *self);
 bool chan_queue_durable (const chan_queue_t *self);
 uint32_t chan_queue_lease_ms (const chan_queue_t *self);
-size_t chan_queue_depth (const chan_queue_t *self);   /* all held */
-size_t chan_queue_ready (const chan_queue_t *self);   /* claimable now */
+size_t chan_queue_depth (const chan_queue_t *self); /* all held */
+size_t chan_queue_ready (const chan_queue_t *self); /* claimable now */
 size_t chan_queue_leased (const chan_queue_t *self);
 size_t chan_queue_delayed (const chan_queue_t *self);
 uint64_t chan_queue_bytes (const chan_queue_t *self);
@@ -77,9 +77,8 @@ int chan_queue_restore (chan_queue_t *self, uint64_t seq, const void *val,
 /*  Leases up to max ready messages to holder for lease_ms; writes them to
     out (borrowed until they are acknowledged or come back) and returns how
     many. Each one's attempt counts this delivery. */
-size_t chan_queue_claim (chan_queue_t *self, chan_holder_t *holder,
-                         size_t max, uint32_t lease_ms, int64_t now,
-                         chan_qmsg_t **out);
+size_t chan_queue_claim (chan_queue_t *self, chan_holder_t *holder, size_t max,
+                         uint32_t lease_ms, int64_t now, chan_qmsg_t **out);
 
 /*  Acknowledges seq if holder holds its lease: the message is gone (and
     deleted from the store). Returns true if it was. */
@@ -103,8 +102,8 @@ size_t chan_queue_tick (chan_queue_t *self, int64_t now, int64_t wall_ms);
     out of attempts). Each queue a message went back to is reported through
     fn (may repeat a queue); a dead letter's queue is reported, not its dlq. */
 typedef void (chan_queue_ready_fn) (void *arg, chan_queue_t *queue);
-void chan_holder_release (chan_holder_t *holder, int64_t now,
-                          int64_t wall_ms, chan_queue_ready_fn *fn, void *arg);
+void chan_holder_release (chan_holder_t *holder, int64_t now, int64_t wall_ms,
+                          chan_queue_ready_fn *fn, void *arg);
 
 /*  Message accessors. */
 uint64_t chan_qmsg_seq (const chan_qmsg_t *m);

@@ -12,12 +12,12 @@
 #include "chan_req.h"
 
 static const char *s_names[CHAN_CMD_COUNT] = {
-    [CHAN_CMD_UNKNOWN] = "?",     [CHAN_CMD_HELLO] = "HELLO",
-    [CHAN_CMD_WRITE] = "WRITE",   [CHAN_CMD_SUB] = "SUB",
-    [CHAN_CMD_UNSUB] = "UNSUB",   [CHAN_CMD_CLAIM] = "CLAIM",
-    [CHAN_CMD_ACK] = "ACK",       [CHAN_CMD_NACK] = "NACK",
-    [CHAN_CMD_SEND] = "SEND",     [CHAN_CMD_PING] = "PING",
-    [CHAN_CMD_BYE] = "BYE",       [CHAN_CMD_STAT] = "STAT",
+    [CHAN_CMD_UNKNOWN] = "?",   [CHAN_CMD_HELLO] = "HELLO",
+    [CHAN_CMD_WRITE] = "WRITE", [CHAN_CMD_SUB] = "SUB",
+    [CHAN_CMD_UNSUB] = "UNSUB", [CHAN_CMD_CLAIM] = "CLAIM",
+    [CHAN_CMD_ACK] = "ACK",     [CHAN_CMD_NACK] = "NACK",
+    [CHAN_CMD_SEND] = "SEND",   [CHAN_CMD_PING] = "PING",
+    [CHAN_CMD_BYE] = "BYE",     [CHAN_CMD_STAT] = "STAT",
     [CHAN_CMD_CTL] = "CTL",
 };
 
@@ -161,10 +161,12 @@ static int
 s_check_bounds (chan_req_t *req, char *why, size_t whylen)
 {
     char msg[128];
-    if ((req->fields & CHAN_F_VERSION) && req->version != AAAX_PROTOCOL_VERSION) {
-        snprintf (msg, sizeof msg, "unsupported protocol version %llu (this "
-                  "kernel speaks %d)", (unsigned long long) req->version,
-                  AAAX_PROTOCOL_VERSION);
+    if ((req->fields & CHAN_F_VERSION)
+        && req->version != AAAX_PROTOCOL_VERSION) {
+        snprintf (msg, sizeof msg,
+                  "unsupported protocol version %llu (this "
+                  "kernel speaks %d)",
+                  (unsigned long long) req->version, AAAX_PROTOCOL_VERSION);
         return s_fail (why, whylen, "%s", msg);
     }
     if (!(req->fields & CHAN_F_MAX))
@@ -192,11 +194,13 @@ s_check_bounds (chan_req_t *req, char *why, size_t whylen)
     if (req->since.ptr && req->since.len > 0
         && !chan_id_parse (req->since.ptr, req->since.len, &req->since_seq,
                            NULL))
-        return s_fail (why, whylen, "%s", "\"since\" must be a message id "
+        return s_fail (why, whylen, "%s",
+                       "\"since\" must be a message id "
                        "(or \"\" for everything retained)");
     if (req->key.ptr
         && (req->key.len == 0 || memchr (req->key.ptr, 0, req->key.len)))
-        return s_fail (why, whylen, "%s", "\"key\" must be 1..256 bytes "
+        return s_fail (why, whylen, "%s",
+                       "\"key\" must be 1..256 bytes "
                        "without NUL");
     return 0;
 }
@@ -252,8 +256,10 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
         if (key->kind == K_ANY) {
             const char *start = (const char *) r.p;
             if (chan_mpk_skip (&r, AAAX_MAX_DATA_DEPTH + 1) != 0)
-                return s_fail (why, whylen, "\"%s\" is not valid msgpack or "
-                               "nests too deep", key->name);
+                return s_fail (why, whylen,
+                               "\"%s\" is not valid msgpack or "
+                               "nests too deep",
+                               key->name);
             req->data.ptr = start;
             req->data.len = (uint32_t) ((const char *) r.p - start);
             continue;
@@ -272,15 +278,16 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
         case K_UINT:
             if (v.type != CHAN_MPK_UINT) {
                 char msg[96];
-                snprintf (msg, sizeof msg, "\"%s\" must be an unsigned "
-                          "integer, not %s", key->name, s_type_name (v.type));
+                snprintf (msg, sizeof msg,
+                          "\"%s\" must be an unsigned "
+                          "integer, not %s",
+                          key->name, s_type_name (v.type));
                 return s_fail (why, whylen, "%s", msg);
             }
             if (key->bit == CHAN_F_REQ) {
                 req->has_req = true;
                 req->req = v.v.u;
-            }
-            else
+            } else
                 *s_uint_for (req, key->bit) = v.v.u;
             break;
         case K_BOOL:
@@ -304,8 +311,10 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
             break;
         case K_STRS: {
             if (v.type != CHAN_MPK_ARRAY)
-                return s_fail (why, whylen, "\"%s\" must be an array of "
-                               "strings", key->name);
+                return s_fail (why, whylen,
+                               "\"%s\" must be an array of "
+                               "strings",
+                               key->name);
             if (v.v.n > key->max)
                 return s_fail (why, whylen, "\"%s\" has too many entries",
                                key->name);
@@ -313,26 +322,28 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
             for (uint32_t j = 0; j < v.v.n; j++) {
                 chan_mpk_obj_t s;
                 if (chan_mpk_next (&r, &s) != 0 || s.type != CHAN_MPK_STR)
-                    return s_fail (why, whylen, "\"%s\" must be an array of "
-                                   "strings", key->name);
+                    return s_fail (why, whylen,
+                                   "\"%s\" must be an array of "
+                                   "strings",
+                                   key->name);
                 if (s.len > AAAX_MAX_NAME + 1)
-                    return s_fail (why, whylen, "an entry of \"%s\" is too "
-                                   "long", key->name);
+                    return s_fail (why, whylen,
+                                   "an entry of \"%s\" is too "
+                                   "long",
+                                   key->name);
             }
             chan_span_t span = { start,
                                  (uint32_t) ((const char *) r.p - start) };
             if (key->bit == CHAN_F_CHANNELS) {
                 req->channels = span;
                 req->nchannels = v.v.n;
-            }
-            else {
+            } else {
                 req->ids = span;
                 req->nids = v.v.n;
             }
             break;
         }
-        case K_ANY:
-            break;
+        case K_ANY: break;
         }
     }
     if (chan_mpk_remaining (&r) != 0)

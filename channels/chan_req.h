@@ -70,7 +70,7 @@ typedef struct {
     chan_span_t data;     /* the raw msgpack value */
     chan_span_t channels; /* raw array of strings, nchannels long */
     uint32_t nchannels;
-    chan_span_t ids;      /* raw array of strings, nids long */
+    chan_span_t ids; /* raw array of strings, nids long */
     uint32_t nids;
     uint64_t version, max, wait_ms, lease_ms, delay_ms;
     uint64_t since_seq; /* `since` parsed: 0 for "" (everything retained) */

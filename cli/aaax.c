@@ -25,8 +25,8 @@
 
 #define S_DEFAULT_ENDPOINT "tcp://127.0.0.1:5670"
 #define S_DEFAULT_TIMEOUT 5000
-#define S_MAX_MS 86400000u         /* 24 h: longest --wait, --lease, ... */
-#define S_MAX_STDIN (64u << 20)    /* JSON read from stdin */
+#define S_MAX_MS 86400000u      /* 24 h: longest --wait, --lease, ... */
+#define S_MAX_STDIN (64u << 20) /* JSON read from stdin */
 #define S_ENDPOINT_MAX 4200
 
 enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2 };
@@ -45,14 +45,27 @@ s_on_signal (int sig)
 /*  ---- options --------------------------------------------------------- */
 
 enum {
-    OPT_CONNECT, OPT_SYSTEM, OPT_DATA, OPT_TIMEOUT, OPT_HELP, OPT_RAW,
-    OPT_SINCE, OPT_COUNT, OPT_KEY, OPT_TO, OPT_CORR, OPT_MAX, OPT_WAIT,
-    OPT_LEASE, OPT_ACK, OPT_DELAY
+    OPT_CONNECT,
+    OPT_SYSTEM,
+    OPT_DATA,
+    OPT_TIMEOUT,
+    OPT_HELP,
+    OPT_RAW,
+    OPT_SINCE,
+    OPT_COUNT,
+    OPT_KEY,
+    OPT_TO,
+    OPT_CORR,
+    OPT_MAX,
+    OPT_WAIT,
+    OPT_LEASE,
+    OPT_ACK,
+    OPT_DELAY
 };
 #define BIT(o) (1u << (o))
 #define COMMON_OPTS                                                            \
-    (BIT (OPT_CONNECT) | BIT (OPT_SYSTEM) | BIT (OPT_DATA)                     \
-     | BIT (OPT_TIMEOUT) | BIT (OPT_HELP))
+    (BIT (OPT_CONNECT) | BIT (OPT_SYSTEM) | BIT (OPT_DATA) | BIT (OPT_TIMEOUT) \
+     | BIT (OPT_HELP))
 
 static const struct option s_longopts[] = {
     { "connect", required_argument, NULL, 256 + OPT_CONNECT },
@@ -79,9 +92,9 @@ typedef struct _s_app_t s_app_t;
 typedef struct {
     const char *name;
     int (*run) (s_app_t *app);
-    unsigned opts;   /* BIT (OPT_*) it accepts besides the common ones */
+    unsigned opts; /* BIT (OPT_*) it accepts besides the common ones */
     int min_args;
-    int max_args;    /* -1: no limit */
+    int max_args; /* -1: no limit */
     const char *synopsis;
     const char *summary;
     const char *help; /* description, own options, examples */
@@ -89,8 +102,8 @@ typedef struct {
 
 struct _s_app_t {
     const s_command_t *cmd;
-    unsigned given;         /* BIT (OPT_*) of the options given */
-    const char *connect;    /* --connect, or NULL */
+    unsigned given;      /* BIT (OPT_*) of the options given */
+    const char *connect; /* --connect, or NULL */
     const char *system;
     const char *data;
     int timeout_ms;
@@ -158,8 +171,8 @@ static const s_command_t s_commands[] = {
       "Examples:\n"
       "  aaax ping\n"
       "  aaax ping --connect tcp://127.0.0.1:5670 --timeout 1000\n" },
-    { "tail", s_cmd_tail, BIT (OPT_RAW) | BIT (OPT_SINCE) | BIT (OPT_COUNT),
-      1, 1, "aaax tail CHANNEL [--raw] [--since ID] [--count N] [options]",
+    { "tail", s_cmd_tail, BIT (OPT_RAW) | BIT (OPT_SINCE) | BIT (OPT_COUNT), 1,
+      1, "aaax tail CHANNEL [--raw] [--since ID] [--count N] [options]",
       "print a broadcast channel (or your mailbox) as JSON lines",
       "Docks with channels=[CHANNEL], subscribes, and prints each message as\n"
       "one JSON line: the whole envelope {id, ts, from, chan, to, corr, "
@@ -184,8 +197,8 @@ static const s_command_t s_commands[] = {
       "  aaax tail events --since ''\n"
       "  aaax tail events --raw\n"
       "  aaax tail @me --system me\n" },
-    { "write", s_cmd_write, BIT (OPT_KEY) | BIT (OPT_TO) | BIT (OPT_CORR), 2,
-      2, "aaax write CHANNEL JSON [--key K] [--to ID] [--corr ID] [options]",
+    { "write", s_cmd_write, BIT (OPT_KEY) | BIT (OPT_TO) | BIT (OPT_CORR), 2, 2,
+      "aaax write CHANNEL JSON [--key K] [--to ID] [--corr ID] [options]",
       "write one message to a channel; prints its id",
       "Writes JSON (one JSON value; '-' reads it from stdin) as the data of\n"
       "one message to CHANNEL (a work-queue, a broadcast channel, or @ID for\n"
@@ -252,8 +265,8 @@ static const s_command_t s_commands[] = {
       "  aaax nack jobs 01JD8X5Y6Z7A8B9C0D1E2F3G4H --system worker-1\n"
       "  aaax nack jobs 01JD8X5Y6Z7A8B9C0D1E2F3G4H --delay 10000 "
       "--system w1\n" },
-    { "send", s_cmd_send, BIT (OPT_CORR) | BIT (OPT_KEY) | BIT (OPT_WAIT), 2,
-      2, "aaax send TO JSON [--corr ID] [--key K] [--wait MS] [options]",
+    { "send", s_cmd_send, BIT (OPT_CORR) | BIT (OPT_KEY) | BIT (OPT_WAIT), 2, 2,
+      "aaax send TO JSON [--corr ID] [--key K] [--wait MS] [options]",
       "send a message to a system's mailbox; prints its id",
       "Sends JSON (one JSON value; '-' reads stdin) to the mailbox of the\n"
       "system TO (with or without a leading @) and prints the message id.\n"
@@ -269,7 +282,8 @@ static const s_command_t s_commands[] = {
       "\n"
       "Examples:\n"
       "  aaax send worker-1 '{\"cmd\": \"status\"}'\n"
-      "  aaax send worker-1 '{\"cmd\": \"status\"}' --wait 5000 | tail -n 1\n" },
+      "  aaax send worker-1 '{\"cmd\": \"status\"}' --wait 5000 | tail -n "
+      "1\n" },
     { "stat", s_cmd_stat, 0, 0, 0, "aaax stat --data DIR [options]",
       "print the kernel's statistics (privileged)",
       "Docks privileged (needs --data DIR for the session token) and prints\n"
@@ -300,9 +314,11 @@ s_main_usage (FILE *out)
                   "Subcommands:\n");
     for (size_t i = 0; i < S_NCOMMANDS; i++)
         fprintf (out, "  %-8s %s\n", s_commands[i].name, s_commands[i].summary);
-    fprintf (out, "\n"
-                  "'aaax SUBCOMMAND --help' describes one, with its options "
-                  "and examples.\n\n%s", s_common_help);
+    fprintf (out,
+             "\n"
+             "'aaax SUBCOMMAND --help' describes one, with its options "
+             "and examples.\n\n%s",
+             s_common_help);
 }
 
 static int
@@ -312,8 +328,7 @@ s_cmd_help (const s_command_t *cmd)
     return EXIT_OK;
 }
 
-static int
-s_usage (const s_command_t *cmd, const char *fmt, ...)
+static int s_usage (const s_command_t *cmd, const char *fmt, ...)
     __attribute__ ((format (printf, 2, 3)));
 
 static int
@@ -465,17 +480,15 @@ s_parse (s_app_t *app, int argc, char **argv)
         app->system = app->sysbuf;
     }
     if (strlen (app->system) > AAAX_MAX_NAME)
-        return s_usage (cmd, "--system is longer than %d bytes",
-                        AAAX_MAX_NAME);
+        return s_usage (cmd, "--system is longer than %d bytes", AAAX_MAX_NAME);
     snprintf (app->mailbox, sizeof app->mailbox, "@%s", app->system);
     const char *env = getenv ("AAAX_CONNECT");
     int n;
     if (app->connect)
-        n = snprintf (app->endpoint, sizeof app->endpoint, "%s",
-                      app->connect);
+        n = snprintf (app->endpoint, sizeof app->endpoint, "%s", app->connect);
     else if (app->data)
-        n = snprintf (app->endpoint, sizeof app->endpoint,
-                      "ipc://%s/aaax.sock", app->data);
+        n = snprintf (app->endpoint, sizeof app->endpoint, "ipc://%s/aaax.sock",
+                      app->data);
     else
         n = snprintf (app->endpoint, sizeof app->endpoint, "%s",
                       env && *env ? env : S_DEFAULT_ENDPOINT);
@@ -495,12 +508,12 @@ s_report (s_app_t *app, int rc, const chan_reply_t *reply)
         char reason[512];
         fprintf (stderr, "aaax: ERROR %d: %s\n", chan_reply_code (reply),
                  chan_reply_reason (reply, reason, sizeof reason));
-    }
-    else if (s_interrupted)
+    } else if (s_interrupted)
         fprintf (stderr, "aaax: interrupted\n");
     else if (rc == AAAX_ETIMEDOUT)
-        fprintf (stderr, "aaax: no answer from %s within %d ms \xe2\x80\x94 "
-                         "is aaaxd running?\n",
+        fprintf (stderr,
+                 "aaax: no answer from %s within %d ms \xe2\x80\x94 "
+                 "is aaaxd running?\n",
                  app->endpoint, app->timeout_ms);
     else if (rc == AAAX_EPROTO)
         fprintf (stderr, "aaax: the kernel's answer could not be decoded "
@@ -523,9 +536,10 @@ s_connect (s_app_t *app)
 {
     if (app->data) {
         if (chan_client_read_token (app->data, app->token) != 0) {
-            fprintf (stderr, "aaax: cannot read %s/session.token (is %s the "
-                             "kernel's --data directory, and is it "
-                             "running?)\n",
+            fprintf (stderr,
+                     "aaax: cannot read %s/session.token (is %s the "
+                     "kernel's --data directory, and is it "
+                     "running?)\n",
                      app->data, app->data);
             return EXIT_ERROR;
         }
@@ -570,8 +584,9 @@ s_call_long (s_app_t *app, const char *cmd, chan_body_t *body,
         if (s_interrupted)
             return s_report (app, AAAX_ETIMEDOUT, NULL);
         if (left < 0) {
-            fprintf (stderr, "aaax: no answer from %s within %" PRId64
-                             " ms \xe2\x80\x94 is aaaxd running?\n",
+            fprintf (stderr,
+                     "aaax: no answer from %s within %" PRId64
+                     " ms \xe2\x80\x94 is aaaxd running?\n",
                      app->endpoint, wait_ms);
             return EXIT_ERROR;
         }
@@ -609,10 +624,9 @@ s_dock (s_app_t *app, const char *channel)
     chan_reply_t reply;
     memset (&reply, 0, sizeof reply);
     const char *chans[1] = { channel };
-    int rc = chan_client_hello (app->client, app->system,
-                                app->privileged ? app->token : NULL,
-                                app->privileged, channel ? chans : NULL,
-                                channel ? 1 : 0, &reply);
+    int rc = chan_client_hello (
+        app->client, app->system, app->privileged ? app->token : NULL,
+        app->privileged, channel ? chans : NULL, channel ? 1 : 0, &reply);
     int ret = rc ? s_report (app, rc, &reply) : 0;
     chan_reply_fini (&reply);
     return ret;
@@ -664,8 +678,10 @@ s_print_json (const msgpack_object *o, int flags)
     char err[160];
     char *text = cli_msgpack_to_json (o, flags, err, sizeof err);
     if (!text) {
-        fprintf (stderr, "aaax: warning: a message cannot be shown as JSON "
-                         "(%s); skipped\n", err);
+        fprintf (stderr,
+                 "aaax: warning: a message cannot be shown as JSON "
+                 "(%s); skipped\n",
+                 err);
         return S_OUT_SKIPPED;
     }
     int rc = fputs (text, stdout) == EOF ? S_OUT_FAILED : s_flush_line ();
@@ -711,22 +727,22 @@ s_json_arg (s_app_t *app, const char *arg, chan_buf_t *out)
             chan_buf_append (&in, chunk, n);
             if (in.oom || in.len > S_MAX_STDIN) {
                 chan_buf_fini (&in);
-                fprintf (stderr, "aaax %s: JSON on stdin larger than %u "
-                                 "bytes\n", app->cmd->name, S_MAX_STDIN);
+                fprintf (stderr,
+                         "aaax %s: JSON on stdin larger than %u "
+                         "bytes\n",
+                         app->cmd->name, S_MAX_STDIN);
                 return EXIT_USAGE;
             }
         }
         if (ferror (stdin)) {
             chan_buf_fini (&in);
-            fprintf (stderr, "aaax: cannot read stdin: %s\n",
-                     strerror (errno));
+            fprintf (stderr, "aaax: cannot read stdin: %s\n", strerror (errno));
             return EXIT_ERROR;
         }
-        rc = cli_json_to_msgpackn (in.len ? (const char *) in.data : "",
-                                   in.len, out, err, sizeof err);
+        rc = cli_json_to_msgpackn (in.len ? (const char *) in.data : "", in.len,
+                                   out, err, sizeof err);
         chan_buf_fini (&in);
-    }
-    else
+    } else
         rc = cli_json_to_msgpack (arg, out, err, sizeof err);
     if (rc == AAAX_ENOMEM) {
         fprintf (stderr, "aaax: out of memory\n");
@@ -735,9 +751,10 @@ s_json_arg (s_app_t *app, const char *arg, chan_buf_t *out)
     if (rc) {
         fprintf (stderr, "aaax %s: %s\n", app->cmd->name, err);
         if (strncmp (err, "invalid JSON", 12) == 0)
-            fprintf (stderr, "(one JSON value, quoted for the shell: "
-                             "'{\"a\": 1}', '\"text\"'; see aaax %s "
-                             "--help)\n",
+            fprintf (stderr,
+                     "(one JSON value, quoted for the shell: "
+                     "'{\"a\": 1}', '\"text\"'; see aaax %s "
+                     "--help)\n",
                      app->cmd->name);
         return EXIT_USAGE;
     }
@@ -758,8 +775,9 @@ s_cmd_ping (s_app_t *app)
     int64_t t1 = hal_clock_mono_us ();
     if (ret == 0) {
         const msgpack_object *ts = chan_obj_get (&reply.body, "ts");
-        double kts = ts && (ts->type == MSGPACK_OBJECT_FLOAT64
-                            || ts->type == MSGPACK_OBJECT_FLOAT32)
+        double kts = ts
+                             && (ts->type == MSGPACK_OBJECT_FLOAT64
+                                 || ts->type == MSGPACK_OBJECT_FLOAT32)
                          ? ts->via.f64
                          : 0.0;
         printf ("PONG from %s in %.3f ms (kernel time %.6f)\n", app->endpoint,
@@ -838,15 +856,15 @@ s_cmd_write (s_app_t *app)
 /*  ---- the receive loop of tail and send --wait ------------------------- */
 
 typedef struct {
-    const char *chan;    /* tail: the channel printed */
-    bool mailbox;        /* tail: chan is our mailbox, ACK what is printed */
-    const char *corr;    /* send --wait: the corr of the awaited reply */
-    int64_t deadline;    /* send --wait: give up then (0: never) */
-    char last_id[64];    /* the newest id printed (broadcast) */
+    const char *chan; /* tail: the channel printed */
+    bool mailbox;     /* tail: chan is our mailbox, ACK what is printed */
+    const char *corr; /* send --wait: the corr of the awaited reply */
+    int64_t deadline; /* send --wait: give up then (0: never) */
+    char last_id[64]; /* the newest id printed (broadcast) */
     bool have_last;
     uint64_t printed;
-    uint64_t resub_req;  /* the re-SUB after a DROPPED, answered or 0 */
-    uint64_t acks_out;   /* mailbox ACKs not yet answered */
+    uint64_t resub_req; /* the re-SUB after a DROPPED, answered or 0 */
+    uint64_t acks_out;  /* mailbox ACKs not yet answered */
     bool done;
 } s_loop_t;
 
@@ -955,8 +973,7 @@ s_on_msg (s_app_t *app, s_loop_t *lp, const chan_reply_t *r)
         msgpack_object nil;
         nil.type = MSGPACK_OBJECT_NIL;
         out = s_print_raw (data ? data : &nil);
-    }
-    else
+    } else
         out = s_print_json (msg, CLI_JSON_COMPACT);
     if (out == S_OUT_FAILED) {
         lp->done = true;
@@ -994,8 +1011,8 @@ s_loop (s_app_t *app, s_loop_t *lp)
     int64_t tick = (hb ? hb : 1000) / 2;
     if (tick < 10)
         tick = 10;
-    int64_t dead_after = app->timeout_ms > 3 * tick ? app->timeout_ms
-                                                    : 3 * tick;
+    int64_t dead_after =
+        app->timeout_ms > 3 * tick ? app->timeout_ms : 3 * tick;
     int64_t now = hal_clock_mono_ms ();
     int64_t next_tick = now + tick, last_rx = now;
     uint64_t ticks = 0;
@@ -1021,8 +1038,9 @@ s_loop (s_app_t *app, s_loop_t *lp)
             break;
         }
         if (now - last_rx >= dead_after) {
-            fprintf (stderr, "aaax: no answer from %s within %" PRId64
-                             " ms \xe2\x80\x94 the kernel went away\n",
+            fprintf (stderr,
+                     "aaax: no answer from %s within %" PRId64
+                     " ms \xe2\x80\x94 the kernel went away\n",
                      app->endpoint, dead_after);
             return EXIT_ERROR;
         }
@@ -1060,30 +1078,31 @@ s_loop (s_app_t *app, s_loop_t *lp)
                 if (x != 0 || lp->done)
                     ret = x;
             }
-        }
-        else if (s_is (&r, "DROPPED")) {
+        } else if (s_is (&r, "DROPPED")) {
             const msgpack_object *sub = chan_obj_get (&r.body, "sub");
             if (lp->chan && s_str_eq (sub, lp->chan) && !lp->done) {
                 char reason[256];
-                fprintf (stderr, "aaax: warning: the kernel dropped the "
-                                 "subscription to %s (%s); subscribing "
-                                 "again since %s\n",
-                         lp->chan, chan_reply_reason (&r, reason,
-                                                      sizeof reason),
+                fprintf (stderr,
+                         "aaax: warning: the kernel dropped the "
+                         "subscription to %s (%s); subscribing "
+                         "again since %s\n",
+                         lp->chan,
+                         chan_reply_reason (&r, reason, sizeof reason),
                          lp->have_last ? lp->last_id
-                                       : app->since ? app->since : "now");
+                         : app->since  ? app->since
+                                       : "now");
                 if (s_resub (app, lp) != 0) {
                     chan_reply_fini (&r);
                     return s_report (app, AAAX_EIO, NULL);
                 }
             }
-        }
-        else if (s_is (&r, "ERROR")) {
+        } else if (s_is (&r, "ERROR")) {
             int code = chan_reply_code (&r);
             if (code == 401) {
                 char reason[256];
-                fprintf (stderr, "aaax: the kernel undocked this session "
-                                 "(ERROR 401: %s)\n",
+                fprintf (stderr,
+                         "aaax: the kernel undocked this session "
+                         "(ERROR 401: %s)\n",
                          chan_reply_reason (&r, reason, sizeof reason));
                 chan_reply_fini (&r);
                 return EXIT_ERROR;
@@ -1096,8 +1115,7 @@ s_loop (s_app_t *app, s_loop_t *lp)
             s_report (app, 0, &r); /* e.g. 423 while paused: go on */
             if (lp->acks_out)
                 lp->acks_out--;
-        }
-        else if (s_is (&r, "OK") && chan_obj_get (&r.body, "acked")) {
+        } else if (s_is (&r, "OK") && chan_obj_get (&r.body, "acked")) {
             if (lp->acks_out)
                 lp->acks_out--;
         }
@@ -1140,8 +1158,7 @@ s_cmd_tail (s_app_t *app)
 static int
 s_cmd_send (s_app_t *app)
 {
-    const char *to = app->args[0][0] == '@' ? app->args[0] + 1
-                                            : app->args[0];
+    const char *to = app->args[0][0] == '@' ? app->args[0] + 1 : app->args[0];
     chan_buf_t data;
     chan_buf_init (&data);
     int ret = s_json_arg (app, app->args[1], &data);
@@ -1258,8 +1275,9 @@ s_cmd_claim (s_app_t *app)
         uint64_t acked = 0;
         if (aret == 0 && chan_obj_get_uint (&reply.body, "acked", &acked)
             && acked != nids)
-            fprintf (stderr, "aaax: warning: %" PRIu64 " of %" PRIu32
-                             " acknowledged (leases lost?)\n",
+            fprintf (stderr,
+                     "aaax: warning: %" PRIu64 " of %" PRIu32
+                     " acknowledged (leases lost?)\n",
                      acked, nids);
         if (aret && ret == 0)
             ret = aret;
@@ -1296,8 +1314,7 @@ s_settle (s_app_t *app, const char *cmd, const char *key)
         if (!chan_obj_get_uint (&reply.body, key, &count)) {
             fprintf (stderr, "aaax: the kernel's OK carries no %s\n", key);
             ret = EXIT_ERROR;
-        }
-        else {
+        } else {
             printf ("%" PRIu64 "\n", count);
             if (fflush (stdout) != 0)
                 ret = s_output_failed ();
@@ -1336,13 +1353,12 @@ s_cmd_stat (s_app_t *app)
     if (ret == 0 && reply.body.type == MSGPACK_OBJECT_MAP) {
         /*  The body without its req. */
         const msgpack_object_map *m = &reply.body.via.map;
-        msgpack_object_kv *kv = (msgpack_object_kv *) calloc (
-            m->size ? m->size : 1, sizeof *kv);
+        msgpack_object_kv *kv =
+            (msgpack_object_kv *) calloc (m->size ? m->size : 1, sizeof *kv);
         if (!kv) {
             fprintf (stderr, "aaax: out of memory\n");
             ret = EXIT_ERROR;
-        }
-        else {
+        } else {
             uint32_t n = 0;
             for (uint32_t i = 0; i < m->size; i++)
                 if (!s_str_eq (&m->ptr[i].key, "req"))

@@ -17,8 +17,7 @@
 #include "chan_mpk.h"
 #include "cli_json.h"
 
-static void
-s_err (char *err, size_t errlen, const char *fmt, ...)
+static void s_err (char *err, size_t errlen, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 static void
@@ -78,8 +77,7 @@ s_pack (const json_t *j, msgpack_packer *pk, int depth, char *err,
         }
         msgpack_pack_array (pk, (uint32_t) n);
         for (size_t i = 0; i < n; i++) {
-            int rc = s_pack (json_array_get (j, i), pk, depth + 1, err,
-                             errlen);
+            int rc = s_pack (json_array_get (j, i), pk, depth + 1, err, errlen);
             if (rc)
                 return rc;
         }
@@ -91,39 +89,30 @@ s_pack (const json_t *j, msgpack_packer *pk, int depth, char *err,
     case JSON_INTEGER:
         msgpack_pack_int64 (pk, (int64_t) json_integer_value (j));
         return 0;
-    case JSON_REAL:
-        msgpack_pack_double (pk, json_real_value (j));
-        return 0;
-    case JSON_TRUE:
-        msgpack_pack_true (pk);
-        return 0;
-    case JSON_FALSE:
-        msgpack_pack_false (pk);
-        return 0;
-    case JSON_NULL:
-        msgpack_pack_nil (pk);
-        return 0;
+    case JSON_REAL: msgpack_pack_double (pk, json_real_value (j)); return 0;
+    case JSON_TRUE: msgpack_pack_true (pk); return 0;
+    case JSON_FALSE: msgpack_pack_false (pk); return 0;
+    case JSON_NULL: msgpack_pack_nil (pk); return 0;
     }
     s_err (err, errlen, "unknown JSON type");
     return AAAX_EINTERNAL;
 }
 
 int
-cli_json_to_msgpackn (const char *text, size_t len, chan_buf_t *out,
-                      char *err, size_t errlen)
+cli_json_to_msgpackn (const char *text, size_t len, chan_buf_t *out, char *err,
+                      size_t errlen)
 {
     json_error_t jerr;
-    json_t *root = json_loadb (text, len,
-                               JSON_DECODE_ANY | JSON_REJECT_DUPLICATES
-                                   | JSON_ALLOW_NUL,
-                               &jerr);
+    json_t *root = json_loadb (
+        text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+        &jerr);
     if (!root) {
         if (json_error_code (&jerr) == json_error_out_of_memory) {
             s_err (err, errlen, "out of memory");
             return AAAX_ENOMEM;
         }
-        s_err (err, errlen, "invalid JSON at line %d, column %d: %s",
-               jerr.line, jerr.column, jerr.text);
+        s_err (err, errlen, "invalid JSON at line %d, column %d: %s", jerr.line,
+               jerr.column, jerr.text);
         return AAAX_EINVAL;
     }
     chan_buf_t tmp;
@@ -162,7 +151,7 @@ cli_json_to_msgpack (const char *text, chan_buf_t *out, char *err,
 #define S_KEY_BUDGET (1u << 20)
 
 typedef struct {
-    int precision; /* digits the reals seen so far need to read back */
+    int precision;    /* digits the reals seen so far need to read back */
     size_t key_bytes; /* JSON text made for non-string keys so far */
     char *err;
     size_t errlen;
@@ -194,16 +183,13 @@ s_utf8_seq (const uint8_t *p, size_t left)
     if (c >= 0xC2 && c <= 0xDF) {
         n = 2;
         cp = c & 0x1F;
-    }
-    else if (c >= 0xE0 && c <= 0xEF) {
+    } else if (c >= 0xE0 && c <= 0xEF) {
         n = 3;
         cp = c & 0x0F;
-    }
-    else if (c >= 0xF0 && c <= 0xF4) {
+    } else if (c >= 0xF0 && c <= 0xF4) {
         n = 4;
         cp = c & 0x07;
-    }
-    else
+    } else
         return 0;
     if (left < n)
         return 0;
@@ -262,8 +248,8 @@ s_string (const char *ptr, size_t len)
 static json_t *
 s_base64 (const char *ptr, size_t len)
 {
-    size_t b64len = sodium_base64_ENCODED_LEN (len,
-                                               sodium_base64_VARIANT_ORIGINAL);
+    size_t b64len =
+        sodium_base64_ENCODED_LEN (len, sodium_base64_VARIANT_ORIGINAL);
     char *b64 = (char *) malloc (b64len);
     if (!b64)
         return NULL;
@@ -310,8 +296,7 @@ s_key (const msgpack_object *k, int depth, s_ctx_t *ctx, char **key,
             memcpy (*key, json_string_value (j), len + 1);
             *keylen = len;
         }
-    }
-    else {
+    } else {
         *key = json_dumps (j, JSON_COMPACT | JSON_ENCODE_ANY
                                   | JSON_REAL_PRECISION (17));
         *keylen = *key ? strlen (*key) : 0;
@@ -325,8 +310,10 @@ s_key (const msgpack_object *k, int depth, s_ctx_t *ctx, char **key,
     if (ctx->key_bytes > S_KEY_BUDGET) {
         free (*key);
         *key = NULL;
-        s_err (ctx->err, ctx->errlen, "non-string map keys make more than "
-               "%u bytes of JSON text", S_KEY_BUDGET);
+        s_err (ctx->err, ctx->errlen,
+               "non-string map keys make more than "
+               "%u bytes of JSON text",
+               S_KEY_BUDGET);
         return AAAX_ETOOBIG;
     }
     return 0;
@@ -337,12 +324,8 @@ s_to_json (const msgpack_object *o, int depth, s_ctx_t *ctx)
 {
     json_t *j = NULL;
     switch (o->type) {
-    case MSGPACK_OBJECT_NIL:
-        j = json_null ();
-        break;
-    case MSGPACK_OBJECT_BOOLEAN:
-        j = json_boolean (o->via.boolean);
-        break;
+    case MSGPACK_OBJECT_NIL: j = json_null (); break;
+    case MSGPACK_OBJECT_BOOLEAN: j = json_boolean (o->via.boolean); break;
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
         /*  Beyond INT64_MAX JSON integers (jansson's json_int_t) cannot
             follow: such a value becomes the nearest real. */
@@ -352,8 +335,7 @@ s_to_json (const msgpack_object *o, int depth, s_ctx_t *ctx)
             if (p > ctx->precision)
                 ctx->precision = p;
             j = json_real (d);
-        }
-        else
+        } else
             j = json_integer ((json_int_t) o->via.u64);
         break;
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
@@ -379,8 +361,7 @@ s_to_json (const msgpack_object *o, int depth, s_ctx_t *ctx)
         if (j && json_object_set_new (j, "$bin", b64) != 0) {
             json_decref (j);
             j = NULL;
-        }
-        else if (!j)
+        } else if (!j)
             json_decref (b64);
         break;
     }
@@ -396,8 +377,7 @@ s_to_json (const msgpack_object *o, int depth, s_ctx_t *ctx)
             json_decref (b64);
             json_decref (j);
             j = NULL;
-        }
-        else if (json_object_set_new (j, "data", b64) != 0) {
+        } else if (json_object_set_new (j, "data", b64) != 0) {
             json_decref (j);
             j = NULL;
         }
@@ -405,8 +385,10 @@ s_to_json (const msgpack_object *o, int depth, s_ctx_t *ctx)
     }
     case MSGPACK_OBJECT_ARRAY:
         if (depth > CLI_JSON_MAX_DEPTH) {
-            s_err (ctx->err, ctx->errlen, "msgpack nests deeper than %d "
-                   "levels", CLI_JSON_MAX_DEPTH);
+            s_err (ctx->err, ctx->errlen,
+                   "msgpack nests deeper than %d "
+                   "levels",
+                   CLI_JSON_MAX_DEPTH);
             return NULL;
         }
         j = json_array ();
@@ -420,8 +402,10 @@ s_to_json (const msgpack_object *o, int depth, s_ctx_t *ctx)
         break;
     case MSGPACK_OBJECT_MAP:
         if (depth > CLI_JSON_MAX_DEPTH) {
-            s_err (ctx->err, ctx->errlen, "msgpack nests deeper than %d "
-                   "levels", CLI_JSON_MAX_DEPTH);
+            s_err (ctx->err, ctx->errlen,
+                   "msgpack nests deeper than %d "
+                   "levels",
+                   CLI_JSON_MAX_DEPTH);
             return NULL;
         }
         j = json_object ();

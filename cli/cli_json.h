@@ -1,7 +1,8 @@
 /*  cli_json.h — JSON text <-> msgpack for the aaax CLI, through jansson.
     JSON object -> map, array -> array, string -> str, integer -> int,
     real -> float64, true/false/null; the way back spells what JSON has no
-    word for as {"$bin": ...}, {"$ext": ...}, {"$float": ...}. See docs/CLI.md. */
+    word for as {"$bin": ...}, {"$ext": ...}, {"$float": ...}. See docs/CLI.md.
+ */
 
 #ifndef CLI_JSON_H_INCLUDED
 #define CLI_JSON_H_INCLUDED

@@ -6,21 +6,21 @@ const char *
 aaax_strerror (int code)
 {
     switch (code) {
-    case AAAX_OK:        return "success";
-    case AAAX_EINVAL:    return "invalid or malformed input";
-    case AAAX_ENOMEM:    return "out of memory";
-    case AAAX_ENOENT:    return "not found";
-    case AAAX_EEXIST:    return "already exists";
-    case AAAX_EPERM:     return "permission denied";
-    case AAAX_ELIMIT:    return "limit reached";
-    case AAAX_ETOOBIG:   return "too large";
-    case AAAX_EIO:       return "input/output error";
+    case AAAX_OK: return "success";
+    case AAAX_EINVAL: return "invalid or malformed input";
+    case AAAX_ENOMEM: return "out of memory";
+    case AAAX_ENOENT: return "not found";
+    case AAAX_EEXIST: return "already exists";
+    case AAAX_EPERM: return "permission denied";
+    case AAAX_ELIMIT: return "limit reached";
+    case AAAX_ETOOBIG: return "too large";
+    case AAAX_EIO: return "input/output error";
     case AAAX_ETIMEDOUT: return "timed out";
-    case AAAX_EPROTO:    return "protocol error";
-    case AAAX_EPAUSED:   return "system is paused";
-    case AAAX_EAUTH:     return "not authenticated";
+    case AAAX_EPROTO: return "protocol error";
+    case AAAX_EPAUSED: return "system is paused";
+    case AAAX_EAUTH: return "not authenticated";
     case AAAX_ESHUTDOWN: return "kernel is shutting down";
     case AAAX_EINTERNAL: return "internal error";
-    default:             return "unknown error";
+    default: return "unknown error";
     }
 }

@@ -64,8 +64,8 @@ hal_fs_prepare_dir (const char *dir, char *err, size_t errlen)
 }
 
 int
-hal_fs_write_secret (const char *path, const void *data, size_t len,
-                     char *err, size_t errlen)
+hal_fs_write_secret (const char *path, const void *data, size_t len, char *err,
+                     size_t errlen)
 {
     char tmp[PATH_MAX];
     if ((size_t) snprintf (tmp, sizeof tmp, "%s.tmp%d", path, (int) getpid ())
@@ -74,8 +74,8 @@ hal_fs_write_secret (const char *path, const void *data, size_t len,
         return AAAX_EINVAL;
     }
     unlink (tmp);
-    int fd = open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                   0600);
+    int fd =
+        open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         snprintf (err, errlen, "cannot create %s: %s", tmp, strerror (errno));
         return AAAX_EIO;
@@ -120,8 +120,10 @@ hal_fs_lock (const char *path, int *fd_out, char *err, size_t errlen)
         int e = errno;
         close (fd);
         if (e == EWOULDBLOCK) {
-            snprintf (err, errlen, "another aaaxd is running on this data "
-                      "directory (%s is locked)", path);
+            snprintf (err, errlen,
+                      "another aaaxd is running on this data "
+                      "directory (%s is locked)",
+                      path);
             return AAAX_EEXIST;
         }
         snprintf (err, errlen, "cannot lock %s: %s", path, strerror (e));
@@ -140,7 +142,8 @@ hal_fs_ipc_prepare (const char *path, char *err, size_t errlen)
 {
     struct sockaddr_un addr;
     if (strlen (path) >= sizeof addr.sun_path) {
-        snprintf (err, errlen, "ipc socket path is %zu bytes, longer than "
+        snprintf (err, errlen,
+                  "ipc socket path is %zu bytes, longer than "
                   "the %zu a unix socket allows: %s (use a shorter --data)",
                   strlen (path), sizeof addr.sun_path - 1, path);
         return AAAX_EINVAL;
@@ -172,8 +175,10 @@ hal_fs_ipc_prepare (const char *path, char *err, size_t errlen)
     int e = errno;
     close (fd);
     if (rc == 0) {
-        snprintf (err, errlen, "%s is live: another aaaxd serves this data "
-                  "directory", path);
+        snprintf (err, errlen,
+                  "%s is live: another aaaxd serves this data "
+                  "directory",
+                  path);
         return AAAX_EEXIST;
     }
     if (e != ECONNREFUSED && e != ENOENT) {

@@ -185,8 +185,8 @@ s_open_libs (lua_State *L)
         minutes inside one C call, where the instruction cap cannot reach.
         Data files do not need them. */
     luaL_requiref (L, LUA_STRLIBNAME, luaopen_string, 1);
-    static const char *const unsafe[] = { "dump", "find", "match", "gmatch",
-                                          "gsub", NULL };
+    static const char *const unsafe[] = { "dump",   "find", "match",
+                                          "gmatch", "gsub", NULL };
     for (int i = 0; unsafe[i]; i++) {
         lua_pushnil (L);
         lua_setfield (L, -2, unsafe[i]);

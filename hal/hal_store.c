@@ -25,8 +25,8 @@ enum { OP_PUT = 1, OP_DEL = 2 };
 #endif
 
 static const char *s_db_names[HAL_DB_COUNT] = {
-    [HAL_DB_META] = "meta",       [HAL_DB_QUEUE] = "queue",
-    [HAL_DB_MBOX] = "mbox",       [HAL_DB_SYSTEMS] = "systems",
+    [HAL_DB_META] = "meta", [HAL_DB_QUEUE] = "queue",
+    [HAL_DB_MBOX] = "mbox", [HAL_DB_SYSTEMS] = "systems",
     [HAL_DB_IDEM] = "idem",
 };
 
@@ -358,8 +358,7 @@ s_account (hal_store_t *self, s_batch_t *b, uint64_t us)
         self->stats.ops += b->nops;
         if (b->nops > self->stats.max_batch)
             self->stats.max_batch = b->nops;
-    }
-    else
+    } else
         self->stats.failures++;
     self->stats.commit_us += us;
     self->committed = b->no;
@@ -423,8 +422,8 @@ hal_store_kick (hal_store_t *self)
     if (!self->writer || self->inflight || !hal_store_pending (self))
         return false;
     s_batch_t *b = self->filling;
-    s_batch_t *other = b == &self->batches[0] ? &self->batches[1]
-                                              : &self->batches[0];
+    s_batch_t *other =
+        b == &self->batches[0] ? &self->batches[1] : &self->batches[0];
     if (zsock_send (self->writer, "sp", "BATCH", b) != 0) {
         zsys_error ("store: cannot reach the writer");
         return false;
@@ -449,7 +448,8 @@ hal_store_reap (hal_store_t *self, int timeout_ms, uint64_t *batch_no,
         return AAAX_ENOENT;
     void *ptr = NULL;
     uint64_t us = 0;
-    if (zsock_recv (self->writer, "p8", &ptr, &us) != 0 || ptr != self->inflight)
+    if (zsock_recv (self->writer, "p8", &ptr, &us) != 0
+        || ptr != self->inflight)
         return AAAX_EINTERNAL;
     s_batch_t *b = self->inflight;
     s_account (self, b, us);

@@ -28,11 +28,11 @@ typedef enum {
 } hal_db_t;
 
 typedef struct {
-    uint64_t commits;     /* batches committed */
-    uint64_t ops;         /* operations committed */
-    uint64_t failures;    /* batches that failed to commit */
-    uint64_t max_batch;   /* most operations in one batch */
-    uint64_t commit_us;   /* total time spent in commits */
+    uint64_t commits;   /* batches committed */
+    uint64_t ops;       /* operations committed */
+    uint64_t failures;  /* batches that failed to commit */
+    uint64_t max_batch; /* most operations in one batch */
+    uint64_t commit_us; /* total time spent in commits */
 } hal_store_stats_t;
 
 /*  Opens (creating if needed) the store in directory dir (mode 0700) with
@@ -51,8 +51,8 @@ MDB_dbi hal_store_dbi (hal_store_t *self, hal_db_t db);
 
 /*  Reads one value in its own read transaction into a malloc'd buffer
     (*val, *vlen; caller frees). Returns 0, AAAX_ENOENT or AAAX_EIO. */
-int hal_store_get (hal_store_t *self, hal_db_t db, const void *key,
-                   size_t klen, void **val, size_t *vlen);
+int hal_store_get (hal_store_t *self, hal_db_t db, const void *key, size_t klen,
+                   void **val, size_t *vlen);
 
 /*  Calls fn for every record of db in key order within one read
     transaction; key and value are borrowed for the call. fn returning

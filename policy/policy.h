@@ -24,8 +24,8 @@ typedef struct {
     const char *target;  /* glob */
     const char *effect;  /* "allow" | "ask" | "deny" */
     const char *rate;    /* NULL, or "N/s" | "N/m" | "N/h" (N >= 1) */
-    const char *name;    /* optional rule name; NULL names it "rule#<index+1>" */
-    const char *source;  /* optional origin for messages, e.g. "policy.lua:12" */
+    const char *name;   /* optional rule name; NULL names it "rule#<index+1>" */
+    const char *source; /* optional origin for messages, e.g. "policy.lua:12" */
 } policy_rule_spec_t;
 
 typedef struct {

@@ -8,7 +8,7 @@ pkgs=(build-essential cmake pkg-config
       libzmq3-dev libczmq-dev libmsgpack-dev liblmdb-dev liblua5.4-dev
       libsodium-dev libjansson-dev
       python3 python3-zmq python3-msgpack python3-pytest
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev clang-format git)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

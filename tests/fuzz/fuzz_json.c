@@ -34,8 +34,8 @@ s_json_side (const uint8_t *data, size_t size)
     char err[256];
     chan_buf_t mp;
     chan_buf_init (&mp);
-    int rc = cli_json_to_msgpackn ((const char *) data, size, &mp, err,
-                                   sizeof err);
+    int rc =
+        cli_json_to_msgpackn ((const char *) data, size, &mp, err, sizeof err);
     if (rc != 0) {
         if (mp.len != 0)
             s_fail ("output written on error", err);
@@ -51,8 +51,8 @@ s_json_side (const uint8_t *data, size_t size)
             != MSGPACK_UNPACK_SUCCESS
         || off != mp.len)
         s_fail ("msgpack-c cannot read msgpack from JSON", NULL);
-    char *text = cli_msgpack_to_json (&u.data, CLI_JSON_COMPACT, err,
-                                      sizeof err);
+    char *text =
+        cli_msgpack_to_json (&u.data, CLI_JSON_COMPACT, err, sizeof err);
     if (!text)
         s_fail ("cannot render what came from JSON", err);
     chan_buf_t again;
@@ -97,8 +97,8 @@ s_msgpack_side (const uint8_t *data, size_t size)
         msgpack_unpacked u;
         msgpack_unpacked_init (&u);
         size_t used = 0;
-        int rc = msgpack_unpack_next (&u, (const char *) data + off, len,
-                                      &used);
+        int rc =
+            msgpack_unpack_next (&u, (const char *) data + off, len, &used);
         if (rc == MSGPACK_UNPACK_SUCCESS) {
             char err[256];
             char *text = cli_msgpack_to_json (&u.data, CLI_JSON_COMPACT, err,
@@ -107,8 +107,8 @@ s_msgpack_side (const uint8_t *data, size_t size)
                 s_check_json (text);
                 free (text);
             }
-            text = cli_msgpack_to_json (&u.data, CLI_JSON_PRETTY, err,
-                                        sizeof err);
+            text =
+                cli_msgpack_to_json (&u.data, CLI_JSON_PRETTY, err, sizeof err);
             if (text) {
                 s_check_json (text);
                 free (text);

@@ -69,8 +69,7 @@ s_raw (void *sock, const void *f1, size_t l1, const void *f2, size_t l2,
     else if (nframes == 2) {
         zmq_send (sock, f1, l1, ZMQ_SNDMORE);
         zmq_send (sock, f2, l2, 0);
-    }
-    else {
+    } else {
         zmq_send (sock, f1, l1, ZMQ_SNDMORE);
         zmq_send (sock, f2, l2, ZMQ_SNDMORE);
         zmq_send (sock, "x", 1, 0);
@@ -231,7 +230,8 @@ s_next_msg (chan_client_t *c, const char *sub, int timeout_ms,
             continue;
         const char *s;
         size_t len;
-        if (strcmp (r.cmd, "MSG") == 0 && chan_obj_get_str (&r.body, "sub", &s, &len)
+        if (strcmp (r.cmd, "MSG") == 0
+            && chan_obj_get_str (&r.body, "sub", &s, &len)
             && len == strlen (sub) && memcmp (s, sub, len) == 0) {
             *out = r;
             return true;
@@ -347,8 +347,9 @@ s_sessions (it_kernel_t *k)
     CHECK_EQ_INT (chan_client_hello (c, "p1", NULL, true, NULL, 0, &r),
                   AAAX_EAUTH);
     chan_reply_fini (&r);
-    CHECK_EQ_INT (chan_client_hello (c, "p1", "00000000000000000000000000000000"
-                                              "00000000000000000000000000000000",
+    CHECK_EQ_INT (chan_client_hello (c, "p1",
+                                     "00000000000000000000000000000000"
+                                     "00000000000000000000000000000000",
                                      true, NULL, 0, &r),
                   AAAX_EAUTH);
     chan_reply_fini (&r);
@@ -365,9 +366,9 @@ s_sessions (it_kernel_t *k)
                   AAAX_EEXIST);
     chan_reply_fini (&r);
     /*  kernel.* ids are reserved. */
-    CHECK_EQ_INT (chan_client_hello (c2, "kernel.fake", NULL, false, NULL, 0,
-                                     &r),
-                  AAAX_EPERM);
+    CHECK_EQ_INT (
+        chan_client_hello (c2, "kernel.fake", NULL, false, NULL, 0, &r),
+        AAAX_EPERM);
     chan_reply_fini (&r);
     /*  BYE ends the session: the next command is 401. */
     CHECK_EQ_INT (s_simple (c, "BYE", NULL, NULL), 0);
@@ -546,8 +547,8 @@ s_workqueue (it_kernel_t *k)
         size_t clen;
         chan_obj_get_uint (s_msg (&r, 0), "data", &v);
         CHECK_EQ_INT (v, 7);
-        CHECK (chan_obj_get_str (s_msg (&r, 0), "chan", &ch, &clen)
-               && clen == 5 && memcmp (ch, "q.dlq", 5) == 0);
+        CHECK (chan_obj_get_str (s_msg (&r, 0), "chan", &ch, &clen) && clen == 5
+               && memcmp (ch, "q.dlq", 5) == 0);
         s_id_of (s_msg (&r, 0), id2);
         CHECK_EQ_INT (s_ids (a, "ACK", "q.dlq", id2, &cnt), 0);
         CHECK_EQ_INT (cnt, 1);
@@ -696,10 +697,11 @@ s_broadcast (it_kernel_t *k)
     /*  The heartbeat: section 7 fields, state running. */
     CHECK_EQ_INT (s_simple (s1, "SUB", "heartbeat", NULL), 0);
     CHECK (s_next_msg (s1, "heartbeat", 2000, &m));
-    const msgpack_object *d = chan_obj_get (chan_obj_get (&m.body, "msg"),
-                                            "data");
-    const char *keys[] = { "kernel_id", "timestamp", "uptime_s", "state",
-                           "systems", "capabilities_active", "channels" };
+    const msgpack_object *d =
+        chan_obj_get (chan_obj_get (&m.body, "msg"), "data");
+    const char *keys[] = { "kernel_id", "timestamp", "uptime_s",
+                           "state",     "systems",   "capabilities_active",
+                           "channels" };
     for (size_t i = 0; i < 7; i++)
         CHECK (chan_obj_get (d, keys[i]) != NULL);
     const char *st;

@@ -42,7 +42,8 @@ static const char *s_config =
     "      max_attempts = 1000, max_len = 10000000 },\n"
     "  },\n"
     "  policy = {\n"
-    "    { subject = \"*\", action = \"chan.*\", target = \"crash.q\", effect = "
+    "    { subject = \"*\", action = \"chan.*\", target = \"crash.q\", effect "
+    "= "
     "\"allow\" },\n"
     "  },\n"
     "}\n";
@@ -134,8 +135,7 @@ s_round (it_kernel_t *k, s_track_t *q, s_track_t *m, int round)
                     q->state[v] = V_WRITE_OK;
                 write_oks++;
                 pout--;
-            }
-            else if (chan_reply_code (&r)) {
+            } else if (chan_reply_code (&r)) {
                 char why[200];
                 fprintf (stderr, "WRITE error %d: %s\n", chan_reply_code (&r),
                          chan_reply_reason (&r, why, sizeof why));
@@ -154,8 +154,7 @@ s_round (it_kernel_t *k, s_track_t *q, s_track_t *m, int round)
                     m->state[v] = V_WRITE_OK;
                 mail_oks++;
                 mout--;
-            }
-            else {
+            } else {
                 CHECK (chan_reply_code (&r) == 0);
                 mout--;
             }
@@ -193,8 +192,7 @@ s_round (it_kernel_t *k, s_track_t *q, s_track_t *m, int round)
                     chan_body_fini (&b);
                     claiming = true; /* wait for the ACK before claiming */
                 }
-            }
-            else if (req == ackreq && ackreq) {
+            } else if (req == ackreq && ackreq) {
                 uint64_t acked = 0;
                 chan_obj_get_uint (&r.body, "acked", &acked);
                 CHECK_EQ_INT (acked, nbatch);
@@ -320,7 +318,8 @@ s_round (it_kernel_t *k, s_track_t *q, s_track_t *m, int round)
         m->state[v] = V_NONE;
     }
     printf ("round %d: before the kill %llu WRITE, %llu SEND and %llu ACK "
-            "replies\n", round, (unsigned long long) write_oks,
+            "replies\n",
+            round, (unsigned long long) write_oks,
             (unsigned long long) mail_oks, (unsigned long long) ack_oks);
     printf ("round %d: queue %llu acknowledged writes checked, %llu drained, "
             "%llu lost, %llu duplicated, %llu came back after ACK; mailbox "

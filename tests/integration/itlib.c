@@ -212,16 +212,16 @@ it_dock (const it_kernel_t *k, const char *system, const char *const *channels)
     while (channels && channels[n])
         n++;
     chan_reply_t r;
-    int rc = chan_client_hello (c, system, NULL, false, (const char **) channels,
-                                n, &r);
+    int rc = chan_client_hello (c, system, NULL, false,
+                                (const char **) channels, n, &r);
     if (rc != 0) {
         char why[256] = "";
         if (rc != AAAX_ETIMEDOUT && rc != AAAX_EIO) {
             chan_reply_reason (&r, why, sizeof why);
             chan_reply_fini (&r);
         }
-        fprintf (stderr, "HELLO %s failed: %s %s\n", system,
-                 aaax_strerror (rc), why);
+        fprintf (stderr, "HELLO %s failed: %s %s\n", system, aaax_strerror (rc),
+                 why);
         chan_client_destroy (&c);
         return NULL;
     }

@@ -14,18 +14,19 @@
 
 typedef struct {
     const char *aaaxd;
-    char dir[256];      /* temporary directory (removed by it_kernel_cleanup) */
-    char data[320];     /* data directory */
-    char endpoint[64];  /* tcp command endpoint */
+    char dir[256];     /* temporary directory (removed by it_kernel_cleanup) */
+    char data[320];    /* data directory */
+    char endpoint[64]; /* tcp command endpoint */
     char tap[64];
     char ipc[400];
-    char config[400];   /* config file path, or "" */
+    char config[400]; /* config file path, or "" */
     char log[400];
     pid_t pid;
 } it_kernel_t;
 
 /*  Prepares k (temp dir, ports) for aaaxd at path; config_text may be NULL. */
-void it_kernel_init (it_kernel_t *k, const char *aaaxd, const char *config_text);
+void it_kernel_init (it_kernel_t *k, const char *aaaxd,
+                     const char *config_text);
 
 /*  Starts aaaxd (extra args may be NULL-terminated list or NULL) and waits
     until it answers PING; returns 0 or -1 (its log is printed). */

@@ -34,8 +34,7 @@ round_trip (const char *json)
     if (msgpack_unpack_next (&u, (const char *) b.data, b.len, &off)
             == MSGPACK_UNPACK_SUCCESS
         && off == b.len)
-        text = cli_msgpack_to_json (&u.data, CLI_JSON_COMPACT, err,
-                                    sizeof err);
+        text = cli_msgpack_to_json (&u.data, CLI_JSON_COMPACT, err, sizeof err);
     msgpack_unpacked_destroy (&u);
     chan_buf_fini (&b);
     return text;
@@ -52,8 +51,7 @@ render (const void *mp, size_t len)
     char err[256];
     if (msgpack_unpack_next (&u, (const char *) mp, len, &off)
         == MSGPACK_UNPACK_SUCCESS)
-        text = cli_msgpack_to_json (&u.data, CLI_JSON_COMPACT, err,
-                                    sizeof err);
+        text = cli_msgpack_to_json (&u.data, CLI_JSON_COMPACT, err, sizeof err);
     msgpack_unpacked_destroy (&u);
     return text;
 }
@@ -99,9 +97,9 @@ test_json_to_msgpack_bytes (void)
                                 "\"s\"]}",
                                 &b, NULL, 0)
            == 0);
-    const uint8_t want[] = { 0x81, 0xa1, 'a', 0x97, 0x01, 0xff, 0xcb,
-                             0x3f, 0xf8, 0, 0, 0, 0, 0, 0,
-                             0xc3, 0xc2, 0xc0, 0xa1, 's' };
+    const uint8_t want[] = { 0x81, 0xa1, 'a',  0x97, 0x01, 0xff, 0xcb,
+                             0x3f, 0xf8, 0,    0,    0,    0,    0,
+                             0,    0xc3, 0xc2, 0xc0, 0xa1, 's' };
     CHECK (b.len == sizeof want && memcmp (b.data, want, sizeof want) == 0);
     chan_buf_fini (&b);
 
@@ -111,16 +109,20 @@ test_json_to_msgpack_bytes (void)
     CHECK (cli_json_to_msgpack ("[9223372036854775807, 1.0]", &b, NULL, 0)
            == 0);
     const uint8_t want2[] = { 0x92, 0xcf, 0x7f, 0xff, 0xff, 0xff, 0xff,
-                              0xff, 0xff, 0xff, 0xcb, 0x3f, 0xf0, 0, 0,
-                              0, 0, 0, 0 };
-    CHECK (b.len == sizeof want2
-           && memcmp (b.data, want2, sizeof want2) == 0);
+                              0xff, 0xff, 0xff, 0xcb, 0x3f, 0xf0, 0,
+                              0,    0,    0,    0,    0 };
+    CHECK (b.len == sizeof want2 && memcmp (b.data, want2, sizeof want2) == 0);
     chan_buf_fini (&b);
 
     /*  NUL inside a string. */
     chan_buf_init (&b);
     CHECK (cli_json_to_msgpack ("\"a\\u0000b\"", &b, NULL, 0) == 0);
-    CHECK (b.len == 4 && memcmp (b.data, "\xa3" "a\0b", 4) == 0);
+    CHECK (b.len == 4
+           && memcmp (b.data,
+                      "\xa3"
+                      "a\0b",
+                      4)
+                  == 0);
     chan_buf_fini (&b);
 }
 
@@ -195,18 +197,25 @@ test_msgpack_only_types (void)
     check_render ("\xcb\xff\xf0\x00\x00\x00\x00\x00\x00", 9,
                   "{\"$float\":\"-Infinity\"}");
     /*  non-string keys: their JSON text */
-    check_render ("\x84\x01\xa1x\xc0\xa1y\x92\x01\x02\xa1z\xc3\xa1t", 16,
-                  "{\"1\":\"x\",\"null\":\"y\",\"[1,2]\":\"z\",\"true\":\"t\"}");
+    check_render (
+        "\x84\x01\xa1x\xc0\xa1y\x92\x01\x02\xa1z\xc3\xa1t", 16,
+        "{\"1\":\"x\",\"null\":\"y\",\"[1,2]\":\"z\",\"true\":\"t\"}");
     /*  a repeated key: the later value */
     check_render ("\x82\xa1k\x01\xa1k\x02", 7, "{\"k\":2}");
     /*  invalid UTF-8: U+FFFD per bad byte; overlong and surrogates too */
-    check_render ("\xa4" "a\xff" "b\xc3", 5,
-                  "\"a\xef\xbf\xbd" "b\xef\xbf\xbd\"");
+    check_render ("\xa4"
+                  "a\xff"
+                  "b\xc3",
+                  5,
+                  "\"a\xef\xbf\xbd"
+                  "b\xef\xbf\xbd\"");
     check_render ("\xa2\xc0\x80", 3, "\"\xef\xbf\xbd\xef\xbf\xbd\"");
     check_render ("\xa3\xed\xa0\x80", 4,
                   "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
     /*  NUL in a string */
-    check_render ("\xa3" "a\0b", 4, "\"a\\u0000b\"");
+    check_render ("\xa3"
+                  "a\0b",
+                  4, "\"a\\u0000b\"");
 }
 
 static void
@@ -243,8 +252,7 @@ test_pretty_and_depth_of_objects (void)
         arr[i].via.array.ptr = &arr[i - 1];
     }
     char err[128] = "";
-    char *t = cli_msgpack_to_json (&arr[31], CLI_JSON_COMPACT, err,
-                                   sizeof err);
+    char *t = cli_msgpack_to_json (&arr[31], CLI_JSON_COMPACT, err, sizeof err);
     CHECK (t != NULL); /* 32 levels */
     free (t);
     t = cli_msgpack_to_json (&arr[32], CLI_JSON_COMPACT, err, sizeof err);

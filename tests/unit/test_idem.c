@@ -260,9 +260,8 @@ test_durable (void)
                         9, NULL, 0);
     void *val = NULL;
     size_t vlen = 0;
-    CHECK_EQ_INT (hal_store_get (st, HAL_DB_IDEM, skey, sizeof skey, &val,
-                                 &vlen),
-                  0);
+    CHECK_EQ_INT (
+        hal_store_get (st, HAL_DB_IDEM, skey, sizeof skey, &val, &vlen), 0);
     CHECK_EQ_INT (vlen, 8 + CHAN_ID_LEN + 9);
     if (val && vlen == 8 + CHAN_ID_LEN + 9) {
         idfor (2, id);
@@ -339,9 +338,9 @@ test_durable (void)
     uint8_t withnul[8 + CHAN_ID_LEN + 2];
     memcpy (withnul, v, sizeof v);
     withnul[sizeof v] = 0;
-    CHECK_EQ_INT (chan_idem_restore (ix3, k, sizeof k, withnul, sizeof withnul,
-                                     0),
-                  AAAX_EINVAL); // a NUL in the key
+    CHECK_EQ_INT (
+        chan_idem_restore (ix3, k, sizeof k, withnul, sizeof withnul, 0),
+        AAAX_EINVAL); // a NUL in the key
     CHECK_EQ_INT (chan_idem_restore (ix3, k, sizeof k, v, sizeof v, 0), 0);
     CHECK (has (ix3, "a", "b", "c", 1, 0, 9));
     CHECK_EQ_INT (chan_idem_size (ix3), 1);

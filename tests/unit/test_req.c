@@ -643,8 +643,9 @@ test_types (void)
     kv_nil (&bd, "op");
     CHECK_OK ("CLAIM", &bd);
     CHECK_EQ_INT (s_req.max, 1);
-    CHECK (!(s_req.fields & (CHAN_F_MAX | CHAN_F_WAIT_MS | CHAN_F_LEASE_MS
-                             | CHAN_F_TOKEN | CHAN_F_CHANNELS | CHAN_F_OP)));
+    CHECK (!(s_req.fields
+             & (CHAN_F_MAX | CHAN_F_WAIT_MS | CHAN_F_LEASE_MS | CHAN_F_TOKEN
+                | CHAN_F_CHANNELS | CHAN_F_OP)));
     body_end (&bd);
     //  data may be nil, or any type at all
     body_begin (&bd, 3);
