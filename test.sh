@@ -15,8 +15,16 @@ git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
 echo "== build (warnings are errors)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
+passed=0
+count_ctest () { # adds the tests of the ctest summary in $1 to $passed
+    local n
+    n=$(grep -Eo "[0-9]+ tests failed out of [0-9]+" "$1" | tail -1 | awk '{print $NF}')
+    passed=$((passed + ${n:-0}))
+}
+log=$(mktemp)
 echo "== tests"
-ctest --test-dir build --output-on-failure
+ctest --test-dir build --output-on-failure | tee "$log"
+count_ctest "$log"
 
 echo "== build with ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DAAAX_SANITIZE=ON >/dev/null
@@ -26,7 +34,9 @@ echo "== tests under ASan + UBSan"
 # memory-bound tests (a slow subscriber must not grow the kernel) would see.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=16 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure
+    ctest --test-dir build-asan --output-on-failure | tee "$log"
+count_ctest "$log"
+rm -f "$log"
 
 echo "== fuzz targets, ${fuzz_seconds}s each"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DAAAX_FUZZ=ON \
@@ -49,5 +59,7 @@ for f in build-fuzz/tests/fuzz_*; do
         exit 1
     fi
     rm -rf "$corpus" "$log"
+    passed=$((passed + 1))
 done
-echo "== all tests passed"
+echo "== all tests passed (ctest entries twice, normal and sanitized, and each fuzzer)"
+echo "suite: $passed passed, 0 failed"

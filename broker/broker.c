@@ -493,6 +493,18 @@ s_waiter_unlink (broker_t *self, broker_waiter_t *w)
     chan_heap_remove (&self->waiter_heap, &w->node);
 }
 
+/*  The request a long-poll waiter will answer. */
+static void
+s_waiter_rq (const broker_waiter_t *w, broker_rq_t *rq)
+{
+    memset (rq, 0, sizeof *rq);
+    rq->rid = w->session->rid;
+    rq->ridlen = w->session->ridlen;
+    rq->session = w->session;
+    rq->req.has_req = true;
+    rq->req.req = w->req;
+}
+
 /*  Answers a waiter with whatever its queue has now (possibly nothing) and
     frees it. */
 static void
@@ -501,12 +513,7 @@ s_waiter_finish (broker_t *self, broker_waiter_t *w, int64_t now)
     broker_session_t *s = w->session;
     broker_chan_t *ch = w->chan;
     broker_rq_t rq;
-    memset (&rq, 0, sizeof rq);
-    rq.rid = s->rid;
-    rq.ridlen = s->ridlen;
-    rq.session = s;
-    rq.req.has_req = true;
-    rq.req.req = w->req;
+    s_waiter_rq (w, &rq);
     uint32_t max = w->max, lease = w->lease_ms;
     s_waiter_unlink (self, w);
     free (w);
@@ -607,12 +614,7 @@ broker_undock (broker_t *self, broker_session_t *s, const char *reason,
     while (s->waiters) {
         broker_waiter_t *w = s->waiters;
         broker_rq_t rq;
-        memset (&rq, 0, sizeof rq);
-        rq.rid = s->rid;
-        rq.ridlen = s->ridlen;
-        rq.session = s;
-        rq.req.has_req = true;
-        rq.req.req = w->req;
+        s_waiter_rq (w, &rq);
         broker_chan_t *ch = w->chan;
         s_waiter_unlink (self, w);
         free (w);

@@ -1,5 +1,8 @@
 /*  hal_error.c — text for the project-wide AAAX_E* codes of include/aaax.h. */
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "aaax.h"
 
 const char *
@@ -23,4 +26,15 @@ aaax_strerror (int code)
     case AAAX_EINTERNAL: return "internal error";
     default: return "unknown error";
     }
+}
+
+void
+aaax_seterr (char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (err, errlen, fmt, args);
+    va_end (args);
 }

@@ -253,20 +253,6 @@ hal_luadata_destroy (lua_State **L_p)
     *L_p = NULL;
 }
 
-static void s_set_err (char *err, size_t errlen, const char *fmt, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static void
-s_set_err (char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list args;
-    va_start (args, fmt);
-    vsnprintf (err, errlen, fmt, args);
-    va_end (args);
-}
-
 /*  Lua's short_src for a chunk name ("@path" or "=name"), as luaO_chunkid
     makes it: long names are cut to fit LUA_IDSIZE. */
 static void
@@ -323,9 +309,9 @@ s_format_msg (char *err, size_t errlen, const char *name, const char *chunkname,
     s_short_src (chunkname, short_src);
     size_t srclen = strlen (short_src);
     if (strncmp (msg, short_src, srclen) == 0 && msg[srclen] == ':')
-        s_set_err (err, errlen, "%s%s", name, msg + srclen);
+        aaax_seterr (err, errlen, "%s%s", name, msg + srclen);
     else
-        s_set_err (err, errlen, "%s: %s", name, msg);
+        aaax_seterr (err, errlen, "%s: %s", name, msg);
 }
 
 /*  Loads src as a text chunk and runs it; see hal_luadata_run_file. name is
@@ -335,12 +321,12 @@ s_run (lua_State *L, const char *src, size_t len, const char *name,
        const char *chunkname, char *err, size_t errlen)
 {
     if (len > 0 && src[0] == LUA_SIGNATURE[0]) {
-        s_set_err (err, errlen, "%s: binary chunks are not allowed (text only)",
-                   name);
+        aaax_seterr (err, errlen,
+                     "%s: binary chunks are not allowed (text only)", name);
         return AAAX_EINVAL;
     }
     if (!lua_checkstack (L, 4)) {
-        s_set_err (err, errlen, "%s: out of memory", name);
+        aaax_seterr (err, errlen, "%s: out of memory", name);
         return AAAX_ENOMEM;
     }
     int base = lua_gettop (L);
@@ -358,16 +344,16 @@ s_run (lua_State *L, const char *src, size_t len, const char *name,
     }
     if (budget->instr_hit) {
         if (budget->instr_line > 0)
-            s_set_err (err, errlen, "%s:%d: instruction limit reached", name,
-                       budget->instr_line);
+            aaax_seterr (err, errlen, "%s:%d: instruction limit reached", name,
+                         budget->instr_line);
         else
-            s_set_err (err, errlen, "%s: instruction limit reached", name);
+            aaax_seterr (err, errlen, "%s: instruction limit reached", name);
         rc = AAAX_ELIMIT;
     } else if (budget->mem_hit) {
-        s_set_err (err, errlen, "%s: memory limit reached", name);
+        aaax_seterr (err, errlen, "%s: memory limit reached", name);
         rc = AAAX_ELIMIT;
     } else if (status == LUA_ERRMEM) {
-        s_set_err (err, errlen, "%s: out of memory", name);
+        aaax_seterr (err, errlen, "%s: out of memory", name);
         rc = AAAX_ENOMEM;
     } else {
         const char *msg = lua_type (L, -1) == LUA_TSTRING
@@ -385,14 +371,14 @@ hal_luadata_run_string (lua_State *L, const char *src, size_t len,
                         const char *chunkname, char *err, size_t errlen)
 {
     if (!L || (!src && len > 0)) {
-        s_set_err (err, errlen, "invalid arguments");
+        aaax_seterr (err, errlen, "invalid arguments");
         return AAAX_EINVAL;
     }
     const char *name = chunkname ? chunkname : "(string)";
     size_t namelen = strlen (name);
     char *luaname = (char *) malloc (namelen + 2);
     if (!luaname) {
-        s_set_err (err, errlen, "%s: out of memory", name);
+        aaax_seterr (err, errlen, "%s: out of memory", name);
         return AAAX_ENOMEM;
     }
     luaname[0] = '=';
@@ -410,12 +396,14 @@ s_read_file (const char *path, char **buf_p, size_t *len_p, char *err,
 {
     int fd = open (path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        s_set_err (err, errlen, "%s: cannot open: %s", path, strerror (errno));
+        aaax_seterr (err, errlen, "%s: cannot open: %s", path,
+                     strerror (errno));
         return AAAX_ENOENT;
     }
     struct stat st;
     if (fstat (fd, &st) == 0 && S_ISDIR (st.st_mode)) {
-        s_set_err (err, errlen, "%s: cannot open: %s", path, strerror (EISDIR));
+        aaax_seterr (err, errlen, "%s: cannot open: %s", path,
+                     strerror (EISDIR));
         close (fd);
         return AAAX_ENOENT;
     }
@@ -438,8 +426,8 @@ s_read_file (const char *path, char **buf_p, size_t *len_p, char *err,
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
-            s_set_err (err, errlen, "%s: cannot read: %s", path,
-                       strerror (errno));
+            aaax_seterr (err, errlen, "%s: cannot read: %s", path,
+                         strerror (errno));
             free (buf);
             close (fd);
             return AAAX_ENOENT;
@@ -449,8 +437,8 @@ s_read_file (const char *path, char **buf_p, size_t *len_p, char *err,
         len += (size_t) got;
     }
     if (len > HAL_LUADATA_MEM_MAX) {
-        s_set_err (err, errlen, "%s: file too large (more than %u bytes)", path,
-                   (unsigned) HAL_LUADATA_MEM_MAX);
+        aaax_seterr (err, errlen, "%s: file too large (more than %u bytes)",
+                     path, (unsigned) HAL_LUADATA_MEM_MAX);
         free (buf);
         close (fd);
         return AAAX_ELIMIT;
@@ -461,7 +449,7 @@ s_read_file (const char *path, char **buf_p, size_t *len_p, char *err,
     return 0;
 
 err_nomem:
-    s_set_err (err, errlen, "%s: out of memory", path);
+    aaax_seterr (err, errlen, "%s: out of memory", path);
     free (buf);
     close (fd);
     return AAAX_ENOMEM;
@@ -471,7 +459,7 @@ int
 hal_luadata_run_file (lua_State *L, const char *path, char *err, size_t errlen)
 {
     if (!L || !path) {
-        s_set_err (err, errlen, "invalid arguments");
+        aaax_seterr (err, errlen, "invalid arguments");
         return AAAX_EINVAL;
     }
     char *buf = NULL;
@@ -483,7 +471,7 @@ hal_luadata_run_file (lua_State *L, const char *path, char *err, size_t errlen)
     char *luaname = (char *) malloc (pathlen + 2);
     if (!luaname) {
         free (buf);
-        s_set_err (err, errlen, "%s: out of memory", path);
+        aaax_seterr (err, errlen, "%s: out of memory", path);
         return AAAX_ENOMEM;
     }
     luaname[0] = '@';

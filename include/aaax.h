@@ -33,6 +33,11 @@ enum {
 /*  Returns a static, human-readable description of an AAAX_E* code. */
 const char *aaax_strerror (int code);
 
+/*  Formats a message into err (errlen bytes, always NUL-terminated); does
+    nothing when err is NULL or errlen is 0. */
+void aaax_seterr (char *err, size_t errlen, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
 /*  Hard limits on anything that comes from outside (peers, files). */
 #define AAAX_MAX_NAME 128 /* channel and system ids, bytes */
 #define AAAX_MAX_KEY 256  /* idempotency keys, bytes */

@@ -14,20 +14,6 @@
 #include "policy.h"
 #include "policy_lua.h"
 
-static void s_set_err (char *err, size_t errlen, const char *fmt, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static void
-s_set_err (char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list args;
-    va_start (args, fmt);
-    vsnprintf (err, errlen, fmt, args);
-    va_end (args);
-}
-
 /*  Copies up to 64 bytes of a Lua string into out (at least 72 bytes) for
     quoting: non-printable bytes become '?', a longer one ends in "...". */
 static const char *
@@ -98,10 +84,10 @@ s_read_rule (lua_State *L, int t, const char *source, size_t number,
                 size_t vlen;
                 const char *value = lua_tolstring (L, -1, &vlen);
                 if (strlen (value) != vlen) {
-                    s_set_err (err, errlen,
-                               "%s: rule %zu: field \"%s\" contains a NUL "
-                               "byte",
-                               source, number, s_fields[f]);
+                    aaax_seterr (err, errlen,
+                                 "%s: rule %zu: field \"%s\" contains a NUL "
+                                 "byte",
+                                 source, number, s_fields[f]);
                     lua_pop (L, 2);
                     return AAAX_EINVAL;
                 }
@@ -111,29 +97,30 @@ s_read_rule (lua_State *L, int t, const char *source, size_t number,
         lua_pop (L, 1);
     }
     if (bad_key_type != LUA_TNONE) {
-        s_set_err (err, errlen,
-                   "%s: rule %zu: field names must be strings (got a %s "
-                   "key)",
-                   source, number, lua_typename (L, bad_key_type));
+        aaax_seterr (err, errlen,
+                     "%s: rule %zu: field names must be strings (got a %s "
+                     "key)",
+                     source, number, lua_typename (L, bad_key_type));
         return AAAX_EINVAL;
     }
     if (unknown) {
-        s_set_err (err, errlen, "%s: rule %zu: unknown field \"%s\"", source,
-                   number, s_quote (unknown, unknown_len, quoted));
+        aaax_seterr (err, errlen, "%s: rule %zu: unknown field \"%s\"", source,
+                     number, s_quote (unknown, unknown_len, quoted));
         return AAAX_EINVAL;
     }
     for (int f = 0; f < S_NFIELDS; f++) {
         if (types[f] == LUA_TNIL) {
             if (!s_required[f])
                 continue;
-            s_set_err (err, errlen, "%s: rule %zu: missing field \"%s\"",
-                       source, number, s_fields[f]);
+            aaax_seterr (err, errlen, "%s: rule %zu: missing field \"%s\"",
+                         source, number, s_fields[f]);
             return AAAX_EINVAL;
         }
         if (types[f] != LUA_TSTRING) {
-            s_set_err (err, errlen,
-                       "%s: rule %zu: field \"%s\" must be a string (got %s)",
-                       source, number, s_fields[f], lua_typename (L, types[f]));
+            aaax_seterr (err, errlen,
+                         "%s: rule %zu: field \"%s\" must be a string (got %s)",
+                         source, number, s_fields[f],
+                         lua_typename (L, types[f]));
             return AAAX_EINVAL;
         }
     }
@@ -163,10 +150,10 @@ s_check_sequence (lua_State *L, int t, const char *source, size_t *n_p,
         lua_pop (L, 1);
     }
     if (bad_key) {
-        s_set_err (err, errlen,
-                   "%s: policy must be a list of rules (found a key that is "
-                   "not a rule number 1, 2, ...)",
-                   source);
+        aaax_seterr (err, errlen,
+                     "%s: policy must be a list of rules (found a key that is "
+                     "not a rule number 1, 2, ...)",
+                     source);
         return AAAX_EINVAL;
     }
     if ((lua_Unsigned) max != count) {
@@ -180,10 +167,10 @@ s_check_sequence (lua_State *L, int t, const char *source, size_t *n_p,
                 break;
             hole++;
         }
-        s_set_err (err, errlen,
-                   "%s: policy must be a list of rules (rule %zu is "
-                   "missing)",
-                   source, hole);
+        aaax_seterr (err, errlen,
+                     "%s: policy must be a list of rules (rule %zu is "
+                     "missing)",
+                     source, hole);
         return AAAX_EINVAL;
     }
     *n_p = count;
@@ -199,17 +186,17 @@ policy_from_lua (lua_State *L, int idx, const char *source, policy_t **out,
     if (!source)
         source = "policy";
     if (!L || !out) {
-        s_set_err (err, errlen, "%s: invalid arguments", source);
+        aaax_seterr (err, errlen, "%s: invalid arguments", source);
         return AAAX_EINVAL;
     }
     int t = lua_absindex (L, idx);
     if (lua_type (L, t) != LUA_TTABLE) {
-        s_set_err (err, errlen, "%s: policy must be a list of rules (got %s)",
-                   source, luaL_typename (L, t));
+        aaax_seterr (err, errlen, "%s: policy must be a list of rules (got %s)",
+                     source, luaL_typename (L, t));
         return AAAX_EINVAL;
     }
     if (!lua_checkstack (L, 4)) {
-        s_set_err (err, errlen, "%s: out of memory", source);
+        aaax_seterr (err, errlen, "%s: out of memory", source);
         return AAAX_ENOMEM;
     }
     int top = lua_gettop (L);
@@ -219,14 +206,14 @@ policy_from_lua (lua_State *L, int idx, const char *source, policy_t **out,
         return rc;
     policy_t *policy = policy_new ();
     if (!policy) {
-        s_set_err (err, errlen, "%s: out of memory", source);
+        aaax_seterr (err, errlen, "%s: out of memory", source);
         return AAAX_ENOMEM;
     }
     for (size_t i = 1; i <= n; i++) {
         int type = lua_rawgeti (L, t, (lua_Integer) i);
         if (type != LUA_TTABLE) {
-            s_set_err (err, errlen, "%s: rule %zu: must be a table (got %s)",
-                       source, i, lua_typename (L, type));
+            aaax_seterr (err, errlen, "%s: rule %zu: must be a table (got %s)",
+                         source, i, lua_typename (L, type));
             rc = AAAX_EINVAL;
             break;
         }
@@ -261,12 +248,12 @@ policy_load_file (const char *path, policy_t **out, char *err, size_t errlen)
     if (err && errlen)
         err[0] = '\0';
     if (!path || !out) {
-        s_set_err (err, errlen, "policy_load_file: invalid arguments");
+        aaax_seterr (err, errlen, "policy_load_file: invalid arguments");
         return AAAX_EINVAL;
     }
     lua_State *L = hal_luadata_new ();
     if (!L) {
-        s_set_err (err, errlen, "%s: out of memory", path);
+        aaax_seterr (err, errlen, "%s: out of memory", path);
         return AAAX_ENOMEM;
     }
     int rc = hal_luadata_run_file (L, path, err, errlen);
