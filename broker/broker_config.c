@@ -17,6 +17,10 @@
 #include "hal_luadata.h"
 #include "policy_lua.h"
 
+#ifndef BROKER_DEFAULT_SPIN_US
+#define BROKER_DEFAULT_SPIN_US 50
+#endif
+
 static const char s_defaults[] =
     "-- aaaxd embedded defaults: what runs with no --config at all.\n"
     "-- Copy this file, change what you need, and start aaaxd --config FILE.\n"
@@ -72,7 +76,8 @@ enum {
     SET_MBOX_WIN = 1u << 12,
     SET_IDEM = 1u << 13,
     SET_FORGET = 1u << 14,
-    SET_SESSIONS = 1u << 15
+    SET_SESSIONS = 1u << 15,
+    SET_SPIN = 1u << 16
 };
 
 static void
@@ -556,6 +561,8 @@ s_merge (broker_config_t *dst, broker_config_t *src, uint32_t set)
         dst->forget_after_s = src->forget_after_s;
     if (set & SET_SESSIONS)
         dst->max_sessions = src->max_sessions;
+    if (set & SET_SPIN)
+        dst->spin_us = src->spin_us;
 }
 
 static int
@@ -619,6 +626,7 @@ broker_config_new (char *err, size_t errlen)
     self->idempotency_ttl_s = 600;
     self->forget_after_s = 30 * 86400;
     self->max_sessions = 100000;
+    self->spin_us = BROKER_DEFAULT_SPIN_US;
     self->policy = policy_new ();
     if (!self->policy
         || s_load (self, NULL, s_defaults, strlen (s_defaults),

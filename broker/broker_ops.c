@@ -500,33 +500,43 @@ s_publish (broker_t *self, broker_chan_t *ch, uint64_t seq, const void *pairs,
            size_t len)
 {
     chan_bcast_t *b = ch->bcast;
-    chan_buf_t *m = &self->scratch;
-    /*  MSG body: {sub: NAME, msg: ENVELOPE}, built after the pairs that sit
-        at the start of scratch. */
-    size_t start = m->len;
-    msgpack_packer pk;
-    chan_buf_packer (m, &pk);
-    msgpack_pack_map (&pk, 2);
-    chan_pack_str (&pk, "sub", 3);
-    chan_pack_cstr (&pk, ch->name);
-    chan_pack_str (&pk, "msg", 3);
-    size_t env_at = m->len;
-    if (chan_buf_reserve (m, len + 8) != 0)
+    /*  The MSG body {sub: NAME, msg: ENVELOPE} is written once, straight
+        into the message ZeroMQ sends; subscribers share it. */
+    size_t namelen = strlen (ch->name);
+    uint8_t head[16];
+    size_t hl = 0;
+    head[hl++] = 0x82;
+    memcpy (head + hl, "\xa3sub", 4);
+    hl += 4;
+    if (namelen < 32)
+        head[hl++] = (uint8_t) (0xa0 | namelen);
+    else {
+        head[hl++] = 0xd9;
+        head[hl++] = (uint8_t) namelen;
+    }
+    size_t env_at = hl + namelen + 4;
+    size_t blen = env_at + 1 + len;
+    zmq_msg_t proto;
+    if (zmq_msg_init_size (&proto, blen) != 0)
         return;
-    /*  pairs points into m: copy it after the reserve (which may move m). */
-    pairs = m->data;
-    chan_env_map (m, pairs, len, 0);
-    if (m->oom)
-        return;
-    const uint8_t *body = m->data + start;
-    size_t blen = m->len - start;
+    uint8_t *body = (uint8_t *) zmq_msg_data (&proto);
+    memcpy (body, head, hl);
+    memcpy (body + hl, ch->name, namelen);
+    memcpy (body + hl + namelen, "\xa3msg", 4);
+    body[env_at] = 0x80 | CHAN_ENV_PAIRS; /* the envelope map, no attempt */
+    memcpy (body + env_at + 1, pairs, len);
 
     self->published++;
+    /*  Kept and mirrored before the sends, which may hand proto itself to
+        the last subscriber. */
+    chan_bcast_published_msg (b, seq, body, blen);
+    if (self->tap && chan_bcast_public (b) && self->tap_subs > 0) {
+        if (zmq_send (self->tap, ch->name, namelen, ZMQ_SNDMORE | ZMQ_DONTWAIT)
+            >= 0)
+            zmq_send (self->tap, body + env_at, blen - env_at, ZMQ_DONTWAIT);
+    }
     size_t nsubs = chan_bcast_nsubs (b);
     if (nsubs) {
-        zmq_msg_t proto;
-        zmq_msg_init_size (&proto, blen);
-        memcpy (zmq_msg_data (&proto), body, blen);
         for (size_t i = nsubs; i-- > 0;) {
             chan_sub_t *sub = chan_bcast_sub (b, i);
             broker_session_t *s = (broker_session_t *) sub->owner;
@@ -577,16 +587,8 @@ s_publish (broker_t *self, broker_chan_t *ch, uint64_t seq, const void *pairs,
                 zmq_msg_close (&copy);
             s->msgs_out++;
         }
-        zmq_msg_close (&proto);
     }
-    chan_bcast_published_msg (b, seq, body, blen);
-    if (self->tap && chan_bcast_public (b) && self->tap_subs > 0) {
-        if (zmq_send (self->tap, ch->name, strlen (ch->name),
-                      ZMQ_SNDMORE | ZMQ_DONTWAIT)
-            >= 0)
-            zmq_send (self->tap, m->data + env_at, m->len - env_at,
-                      ZMQ_DONTWAIT);
-    }
+    zmq_msg_close (&proto);
 }
 
 static void
@@ -642,7 +644,8 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
     const void *target = t.sys ? (const void *) t.sys : (const void *) t.ch;
     bool durable =
         t.sys ? true : (t.ch->queue && chan_queue_durable (t.ch->queue));
-    int64_t wall = hal_clock_wall_ms ();
+    double ts = hal_clock_wall_s ();
+    int64_t wall = (int64_t) (ts * 1000.0);
     if (r->key.ptr) {
         char id[CHAN_ID_LEN];
         if (chan_idem_get (self->idem, t.name, s->sys->id, r->key.ptr,
@@ -661,9 +664,9 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
     uint64_t seq = broker_next_id (self, wall, id);
     chan_buf_t *pairs = &self->scratch;
     chan_buf_reset (pairs);
-    chan_env_pairs (pairs, id, CHAN_ID_LEN, hal_clock_wall_s (), s->sys->id,
-                    strlen (s->sys->id), t.name, strlen (t.name), to.ptr,
-                    to.len, r->corr.ptr, r->corr.len, r->data.ptr, r->data.len);
+    chan_env_pairs (pairs, id, CHAN_ID_LEN, ts, s->sys->id, strlen (s->sys->id),
+                    t.name, strlen (t.name), to.ptr, to.len, r->corr.ptr,
+                    r->corr.len, r->data.ptr, r->data.len);
     if (pairs->oom) {
         broker_error (self, rq, 500, "out of memory");
         return;

@@ -30,8 +30,12 @@ chan_req_command_name (chan_cmd_t cmd)
 chan_cmd_t
 chan_req_command (const void *word, size_t len)
 {
+    if (len == 0 || len > 5)
+        return CHAN_CMD_UNKNOWN;
+    const char *w = (const char *) word;
     for (int c = 1; c < CHAN_CMD_COUNT; c++)
-        if (strlen (s_names[c]) == len && memcmp (s_names[c], word, len) == 0)
+        if (s_names[c][0] == w[0] && strlen (s_names[c]) == len
+            && memcmp (s_names[c], word, len) == 0)
             return (chan_cmd_t) c;
     return CHAN_CMD_UNKNOWN;
 }
@@ -44,36 +48,46 @@ typedef struct {
     uint32_t bit;
     kind_t kind;
     uint32_t max; /* strings: max bytes; arrays: max elements; uints: max */
+    uint8_t len;  /* strlen (name), filled in by the table's macro */
 } key_t_;
 
+#define KEY(n, bit, kind, max)            \
+    {                                     \
+        n, bit, kind, max, sizeof (n) - 1 \
+    }
+
 static const key_t_ s_keys[] = {
-    { "req", CHAN_F_REQ, K_UINT, 0 },
-    { "system", CHAN_F_SYSTEM, K_STR, AAAX_MAX_NAME },
-    { "version", CHAN_F_VERSION, K_UINT, 0 },
-    { "token", CHAN_F_TOKEN, K_STR, 256 },
-    { "channels", CHAN_F_CHANNELS, K_STRS, AAAX_MAX_HELLO_CHANNELS },
-    { "privileged", CHAN_F_PRIVILEGED, K_BOOL, 0 },
-    { "chan", CHAN_F_CHAN, K_STR, AAAX_MAX_NAME + 1 },
-    { "data", CHAN_F_DATA, K_ANY, 0 },
-    { "to", CHAN_F_TO, K_STR_OR_NIL, AAAX_MAX_NAME },
-    { "corr", CHAN_F_CORR, K_STR_OR_NIL, AAAX_MAX_KEY },
-    { "key", CHAN_F_KEY, K_STR_OR_NIL, AAAX_MAX_KEY },
-    { "since", CHAN_F_SINCE, K_STR_OR_NIL, 64 },
-    { "max", CHAN_F_MAX, K_UINT, 0 },
-    { "wait_ms", CHAN_F_WAIT_MS, K_UINT, 0 },
-    { "lease_ms", CHAN_F_LEASE_MS, K_UINT, 0 },
-    { "ids", CHAN_F_IDS, K_STRS, AAAX_MAX_IDS },
-    { "delay_ms", CHAN_F_DELAY_MS, K_UINT, 0 },
-    { "keep_leases", CHAN_F_KEEP_LEASES, K_BOOL, 0 },
-    { "op", CHAN_F_OP, K_STR, 32 },
+    KEY ("req", CHAN_F_REQ, K_UINT, 0),
+    KEY ("system", CHAN_F_SYSTEM, K_STR, AAAX_MAX_NAME),
+    KEY ("version", CHAN_F_VERSION, K_UINT, 0),
+    KEY ("token", CHAN_F_TOKEN, K_STR, 256),
+    KEY ("channels", CHAN_F_CHANNELS, K_STRS, AAAX_MAX_HELLO_CHANNELS),
+    KEY ("privileged", CHAN_F_PRIVILEGED, K_BOOL, 0),
+    KEY ("chan", CHAN_F_CHAN, K_STR, AAAX_MAX_NAME + 1),
+    KEY ("data", CHAN_F_DATA, K_ANY, 0),
+    KEY ("to", CHAN_F_TO, K_STR_OR_NIL, AAAX_MAX_NAME),
+    KEY ("corr", CHAN_F_CORR, K_STR_OR_NIL, AAAX_MAX_KEY),
+    KEY ("key", CHAN_F_KEY, K_STR_OR_NIL, AAAX_MAX_KEY),
+    KEY ("since", CHAN_F_SINCE, K_STR_OR_NIL, 64),
+    KEY ("max", CHAN_F_MAX, K_UINT, 0),
+    KEY ("wait_ms", CHAN_F_WAIT_MS, K_UINT, 0),
+    KEY ("lease_ms", CHAN_F_LEASE_MS, K_UINT, 0),
+    KEY ("ids", CHAN_F_IDS, K_STRS, AAAX_MAX_IDS),
+    KEY ("delay_ms", CHAN_F_DELAY_MS, K_UINT, 0),
+    KEY ("keep_leases", CHAN_F_KEEP_LEASES, K_BOOL, 0),
+    KEY ("op", CHAN_F_OP, K_STR, 32),
 };
 #define NKEYS (sizeof s_keys / sizeof s_keys[0])
 
 static const key_t_ *
 s_key (const char *ptr, uint32_t len)
 {
+    /*  Called for every field of every request: compare the length and the
+        first byte before the bytes. */
+    if (len == 0)
+        return NULL;
     for (size_t i = 0; i < NKEYS; i++)
-        if (strlen (s_keys[i].name) == len
+        if (s_keys[i].len == len && s_keys[i].name[0] == ptr[0]
             && memcmp (s_keys[i].name, ptr, len) == 0)
             return &s_keys[i];
     return NULL;
