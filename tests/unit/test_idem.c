@@ -210,24 +210,6 @@ count_records (hal_store_t *st)
 }
 
 static void
-rmrf (const char *dir)
-{
-    DIR *d = opendir (dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir (d))) {
-        if (!strcmp (e->d_name, ".") || !strcmp (e->d_name, ".."))
-            continue;
-        char path[1024];
-        snprintf (path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink (path);
-    }
-    closedir (d);
-    rmdir (dir);
-}
-
-static void
 test_durable (void)
 {
     char tmp[] = "/tmp/aaax-test-idem-XXXXXX";
@@ -377,7 +359,7 @@ test_durable (void)
     chan_idem_destroy (&ix3);
     chan_idem_destroy (&ix);
     hal_store_destroy (&st);
-    rmrf (dir);
+    tu_rmrf (dir);
     rmdir (tmp);
 }
 

@@ -208,24 +208,6 @@ s_restore_cb (void *arg, const void *key, size_t klen, const void *val,
 }
 
 static void
-rmrf (const char *dir)
-{
-    DIR *d = opendir (dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir (d))) {
-        if (!strcmp (e->d_name, ".") || !strcmp (e->d_name, ".."))
-            continue;
-        char path[1024];
-        snprintf (path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink (path);
-    }
-    closedir (d);
-    rmdir (dir);
-}
-
-static void
 test_restore (void)
 {
     char tmp[] = "/tmp/aaax-test-mbox-XXXXXX";
@@ -296,7 +278,7 @@ test_restore (void)
     CHECK_EQ_INT (mb2.count, 6);
     chan_mbox_fini (&mb2);
     hal_store_destroy (&st);
-    rmrf (dir);
+    tu_rmrf (dir);
     rmdir (tmp);
 }
 

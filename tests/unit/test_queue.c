@@ -133,24 +133,6 @@ drain_destroy (chan_queue_t **q_p)
 
 static char s_tmpdir[256];
 
-static void
-rmrf (const char *dir)
-{
-    DIR *d = opendir (dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir (d))) {
-        if (!strcmp (e->d_name, ".") || !strcmp (e->d_name, ".."))
-            continue;
-        char path[1024];
-        snprintf (path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink (path);
-    }
-    closedir (d);
-    rmdir (dir);
-}
-
 //  Tests -----------------------------------------------------------------
 
 static void
@@ -854,7 +836,7 @@ test_restore (void)
     for (int s = 1; s <= 6; s++)
         chan_buf_fini (&orig[s]);
     hal_store_destroy (&st);
-    rmrf (dir);
+    tu_rmrf (dir);
     rmdir (s_tmpdir);
 }
 

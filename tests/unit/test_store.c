@@ -20,24 +20,6 @@
 static char s_tmp[64];
 static char s_dir[128];
 
-static void
-rmrf (const char *dir)
-{
-    DIR *d = opendir (dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir (d))) {
-        if (!strcmp (e->d_name, ".") || !strcmp (e->d_name, ".."))
-            continue;
-        char path[1024];
-        snprintf (path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink (path);
-    }
-    closedir (d);
-    rmdir (dir);
-}
-
 /*  The value under key in db as a C string ("" when absent). */
 static bool
 value_is (hal_store_t *st, hal_db_t db, const char *key, const char *want)
@@ -396,7 +378,7 @@ main (void)
     test_sync ();
     test_writer ();
     test_open_errors ();
-    rmrf (s_dir);
-    rmrf (s_tmp);
+    tu_rmrf (s_dir);
+    tu_rmrf (s_tmp);
     TEST_DONE ();
 }

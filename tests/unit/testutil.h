@@ -3,8 +3,10 @@
 #ifndef TESTUTIL_H_INCLUDED
 #define TESTUTIL_H_INCLUDED
 
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static int tu_failures = 0;
 static int tu_checks = 0;
@@ -41,6 +43,25 @@ static int tu_checks = 0;
                      tu_b ? tu_b : "(null)");                              \
         }                                                                  \
     } while (0)
+
+/*  Removes a directory holding only files (a store, a data dir). */
+static inline void
+tu_rmrf (const char *dir)
+{
+    DIR *d = opendir (dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir (d))) {
+        if (!strcmp (e->d_name, ".") || !strcmp (e->d_name, ".."))
+            continue;
+        char path[1024];
+        snprintf (path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink (path);
+    }
+    closedir (d);
+    rmdir (dir);
+}
 
 #define TEST_DONE()                                                \
     do {                                                           \
