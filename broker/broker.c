@@ -335,6 +335,7 @@ broker_reply (broker_t *self, broker_rq_t *rq, int cmd, bool durable)
     if (durable) {
         uint64_t horizon = hal_store_horizon (self->store);
         if (horizon > hal_store_committed (self->store)) {
+            hal_store_note_waiter (self->store, (uintptr_t) rq->session);
             s_pending_push (self, horizon, cmd, rq->rid, rq->ridlen,
                             self->out.data, self->out.len);
             return;
@@ -687,6 +688,9 @@ s_next_deadline (broker_t *self)
     }
     if (self->next_housekeeping < next)
         next = self->next_housekeeping;
+    int64_t kick = hal_store_kick_at (self->store);
+    if (kick != INT64_MAX && (kick + 999) / 1000 < next)
+        next = (kick + 999) / 1000;
     return next;
 }
 
@@ -1010,6 +1014,7 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
         }
         zsys_info ("broker: tap on %s", cfg->tap);
     }
+    hal_store_set_delay (self->store, cfg->commit_delay_us);
     if (hal_store_start (self->store) != 0) {
         snprintf (err, errlen, "cannot start the store writer");
         goto err_free;
@@ -1250,6 +1255,7 @@ broker_run (broker_t *self, int sigfd, void *pipe)
         }
         if (stopping && self->state != BROKER_SHUTDOWN) {
             self->state = BROKER_SHUTDOWN;
+            hal_store_set_delay (self->store, 0); /* commit what is left now */
             stop_deadline = now + 3000;
             if (self->heartbeat)
                 zstr_send (self->heartbeat, "SHUTDOWN");

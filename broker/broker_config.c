@@ -17,6 +17,9 @@
 #include "hal_luadata.h"
 #include "policy_lua.h"
 
+#ifndef BROKER_DEFAULT_COMMIT_DELAY_US
+#define BROKER_DEFAULT_COMMIT_DELAY_US 1000
+#endif
 #ifndef BROKER_DEFAULT_SPIN_US
 #define BROKER_DEFAULT_SPIN_US 50
 #endif
@@ -77,7 +80,8 @@ enum {
     SET_IDEM = 1u << 13,
     SET_FORGET = 1u << 14,
     SET_SESSIONS = 1u << 15,
-    SET_SPIN = 1u << 16
+    SET_SPIN = 1u << 16,
+    SET_DELAY = 1u << 17
 };
 
 static void
@@ -492,6 +496,14 @@ s_read_table (lua_State *L, s_ctx_t *ctx, const char *dir,
             rc = s_get_uint (L, -1, ctx, k, 3600, 315360000, &u);
             scratch->forget_after_s = (uint32_t) u;
             *set |= SET_FORGET;
+        } else if (streq (k, "spin_us")) {
+            rc = s_get_uint (L, -1, ctx, k, 0, 10000, &u);
+            scratch->spin_us = (uint32_t) u;
+            *set |= SET_SPIN;
+        } else if (streq (k, "commit_delay_us")) {
+            rc = s_get_uint (L, -1, ctx, k, 0, 100000, &u);
+            scratch->commit_delay_us = (uint32_t) u;
+            *set |= SET_DELAY;
         } else if (streq (k, "max_sessions")) {
             rc = s_get_uint (L, -1, ctx, k, 1, 1000000, &u);
             scratch->max_sessions = (uint32_t) u;
@@ -563,6 +575,8 @@ s_merge (broker_config_t *dst, broker_config_t *src, uint32_t set)
         dst->max_sessions = src->max_sessions;
     if (set & SET_SPIN)
         dst->spin_us = src->spin_us;
+    if (set & SET_DELAY)
+        dst->commit_delay_us = src->commit_delay_us;
 }
 
 static int
@@ -627,6 +641,7 @@ broker_config_new (char *err, size_t errlen)
     self->forget_after_s = 30 * 86400;
     self->max_sessions = 100000;
     self->spin_us = BROKER_DEFAULT_SPIN_US;
+    self->commit_delay_us = BROKER_DEFAULT_COMMIT_DELAY_US;
     self->policy = policy_new ();
     if (!self->policy
         || s_load (self, NULL, s_defaults, strlen (s_defaults),

@@ -48,8 +48,9 @@ typedef struct {
     uint32_t idempotency_ttl_s;
     uint32_t forget_after_s; /* known systems forgotten when idle */
     uint32_t max_sessions;
-    uint32_t spin_us; /* busy-poll after a busy turn before sleeping */
-    char *source;     /* where the file part came from ("embedded defaults") */
+    uint32_t spin_us;         /* busy-poll after a busy turn before sleeping */
+    uint32_t commit_delay_us; /* see hal_store_set_delay */
+    char *source; /* where the file part came from ("embedded defaults") */
 } broker_config_t;
 
 /*  The embedded defaults as Lua text (what `aaaxd --print-config` shows). */

@@ -34,7 +34,9 @@ typedef struct {
     uint64_t no;
     chan_buf_t ops;
     uint64_t nops;
-    int status; /* set by the writer */
+    int status;       /* set by the writer */
+    uintptr_t waiter; /* first session whose reply waits on this batch */
+    bool waiters;     /* replies of two or more sessions wait on it */
 } s_batch_t;
 
 struct _hal_store_t {
@@ -46,6 +48,8 @@ struct _hal_store_t {
     uint64_t committed;  /* last completed batch number */
     zactor_t *writer;
     hal_store_stats_t stats;
+    int64_t delay_us;     /* commit delay, 0 = none */
+    int64_t last_done_us; /* when the last commit completed */
 };
 
 /*  Applies a batch in one write transaction. Runs in whichever thread owns
@@ -347,7 +351,43 @@ s_next_filling (hal_store_t *self, s_batch_t *done)
     chan_buf_reset (&done->ops);
     done->nops = 0;
     done->status = 0;
+    done->waiter = 0;
+    done->waiters = false;
     (void) self;
+}
+
+void
+hal_store_set_delay (hal_store_t *self, int64_t delay_us)
+{
+    self->delay_us = delay_us > 0 ? delay_us : 0;
+}
+
+void
+hal_store_note_waiter (hal_store_t *self, uintptr_t tag)
+{
+    s_batch_t *b = self->filling;
+    if (!b->waiter)
+        b->waiter = tag;
+    else if (b->waiter != tag)
+        b->waiters = true;
+}
+
+/*  True when the commit delay holds the accumulating batch back now. */
+static bool
+s_held (hal_store_t *self, int64_t now_us)
+{
+    s_batch_t *b = self->filling;
+    return self->delay_us && b->waiters && b->nops < 64
+           && now_us - self->last_done_us < self->delay_us;
+}
+
+int64_t
+hal_store_kick_at (hal_store_t *self)
+{
+    if (!self->writer || self->inflight || !hal_store_pending (self)
+        || !s_held (self, hal_clock_mono_us ()))
+        return INT64_MAX;
+    return self->last_done_us + self->delay_us;
 }
 
 static void
@@ -419,7 +459,8 @@ hal_store_pending (hal_store_t *self)
 bool
 hal_store_kick (hal_store_t *self)
 {
-    if (!self->writer || self->inflight || !hal_store_pending (self))
+    if (!self->writer || self->inflight || !hal_store_pending (self)
+        || s_held (self, hal_clock_mono_us ()))
         return false;
     s_batch_t *b = self->filling;
     s_batch_t *other =
@@ -456,6 +497,7 @@ hal_store_reap (hal_store_t *self, int timeout_ms, uint64_t *batch_no,
     *batch_no = b->no;
     *status = b->status;
     self->inflight = NULL;
+    self->last_done_us = hal_clock_mono_us ();
     chan_buf_reset (&b->ops);
     b->nops = 0;
     return 0;

@@ -103,6 +103,22 @@ bool hal_store_pending (hal_store_t *self);
 int hal_store_reap (hal_store_t *self, int timeout_ms, uint64_t *batch_no,
                     int *status);
 
+/*  Commit delay (as PostgreSQL's commit_delay with commit_siblings = 1):
+    while the accumulating batch is small (< 64 operations) and replies of
+    at least two different sessions wait on it, hal_store_kick holds it back
+    until delay_us have passed since the previous commit completed, so that
+    request/reply traffic among several systems shares one fsync instead of
+    paying one each. A lone writer is never delayed. 0 disables it. */
+void hal_store_set_delay (hal_store_t *self, int64_t delay_us);
+
+/*  Tells the store that a reply of the session tagged tag (any non-zero
+    value, e.g. its pointer) waits on the accumulating batch. */
+void hal_store_note_waiter (hal_store_t *self, uintptr_t tag);
+
+/*  When a batch held back by the commit delay may go (monotonic
+    microseconds), or INT64_MAX when nothing is held back. */
+int64_t hal_store_kick_at (hal_store_t *self);
+
 /*  Statistics, updated at each completion. */
 void hal_store_stats (hal_store_t *self, hal_store_stats_t *out);
 

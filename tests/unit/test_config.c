@@ -99,6 +99,8 @@ test_defaults (void)
     CHECK_EQ_INT (c->idempotency_ttl_s, 600);
     CHECK_EQ_INT (c->forget_after_s, 30 * 86400);
     CHECK_EQ_INT (c->max_sessions, 100000);
+    CHECK_EQ_INT (c->spin_us, 50);
+    CHECK_EQ_INT (c->commit_delay_us, 1000);
     CHECK_EQ_STR (c->source, "embedded defaults");
 
     CHECK_EQ_INT (c->nchannels, 2);
@@ -183,8 +185,11 @@ test_overlay (void)
                            "max_frame = 2048, store_map_mb = 16, sndhwm = "
                            "100, mailbox_max_len = 5, mailbox_window = 7, "
                            "idempotency_ttl_s = 600, forget_after_s = 3600, "
-                           "max_sessions = 3 }"),
+                           "max_sessions = 3, spin_us = 0, "
+                           "commit_delay_us = 250 }"),
                   0);
+    CHECK_EQ_INT (c->spin_us, 0);
+    CHECK_EQ_INT (c->commit_delay_us, 250);
     CHECK_EQ_STR (c->data_dir, "/var/lib/aaax");
     CHECK_EQ_STR (c->tap, "tcp://127.0.0.1:9");
     CHECK (c->insecure);
@@ -279,6 +284,8 @@ test_numeric_bounds (void)
         { "idempotency_ttl_s", 600, 604800 },
         { "forget_after_s", 3600, 315360000 },
         { "max_sessions", 1, 1000000 },
+        { "spin_us", 0, 10000 },
+        { "commit_delay_us", 0, 100000 },
     };
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
         char src[128];

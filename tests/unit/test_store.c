@@ -14,6 +14,7 @@
 #include <czmq.h>
 
 #include "aaax.h"
+#include "hal_clock.h"
 #include "hal_store.h"
 #include "testutil.h"
 
@@ -344,6 +345,74 @@ test_writer (void)
     hal_store_destroy (&st);
 }
 
+//  The commit delay holds a small batch back only while replies of two or
+//  more sessions wait on it and the previous commit completed recently.
+static void
+test_commit_delay (void)
+{
+    char err[256];
+    hal_store_t *st = hal_store_open (s_dir, 64u << 20, err, sizeof err);
+    CHECK (st != NULL);
+    if (!st)
+        return;
+    CHECK_EQ_INT (hal_store_start (st), 0);
+    hal_store_set_delay (st, 200000); // 200 ms: far longer than a commit
+    uint64_t no;
+    int status;
+
+    //  a first commit, so that "the previous commit" is recent
+    put_s (st, HAL_DB_QUEUE, "d0", "x");
+    hal_store_note_waiter (st, 1);
+    hal_store_note_waiter (st, 2);
+    CHECK (hal_store_kick (st)); // no commit completed yet: not held
+    CHECK_EQ_INT (hal_store_reap (st, 2000, &no, &status), 0);
+    int64_t done = hal_clock_mono_us ();
+
+    //  one session waiting: never held
+    put_s (st, HAL_DB_QUEUE, "d1", "x");
+    hal_store_note_waiter (st, 1);
+    hal_store_note_waiter (st, 1);
+    CHECK_EQ_INT (hal_store_kick_at (st), INT64_MAX);
+    CHECK (hal_store_kick (st));
+    CHECK_EQ_INT (hal_store_reap (st, 2000, &no, &status), 0);
+    done = hal_clock_mono_us ();
+
+    //  two sessions, a small batch, a recent commit: held until the delay
+    put_s (st, HAL_DB_QUEUE, "d2", "x");
+    hal_store_note_waiter (st, 1);
+    hal_store_note_waiter (st, 2);
+    CHECK (!hal_store_kick (st));
+    int64_t at = hal_store_kick_at (st);
+    CHECK (at != INT64_MAX);
+    CHECK (at <= done + 200000 && at > done + 150000);
+    while (hal_clock_mono_us () < at)
+        usleep (1000);
+    CHECK_EQ_INT (hal_store_kick_at (st), INT64_MAX);
+    CHECK (hal_store_kick (st));
+    CHECK_EQ_INT (hal_store_reap (st, 2000, &no, &status), 0);
+
+    //  two sessions but a large batch (64 operations): not held
+    for (int i = 0; i < 64; i++) {
+        char key[16];
+        snprintf (key, sizeof key, "big%d", i);
+        put_s (st, HAL_DB_QUEUE, key, "x");
+    }
+    hal_store_note_waiter (st, 1);
+    hal_store_note_waiter (st, 2);
+    CHECK (hal_store_kick (st));
+    CHECK_EQ_INT (hal_store_reap (st, 2000, &no, &status), 0);
+
+    //  delay 0: never held
+    hal_store_set_delay (st, 0);
+    put_s (st, HAL_DB_QUEUE, "d3", "x");
+    hal_store_note_waiter (st, 1);
+    hal_store_note_waiter (st, 2);
+    CHECK (hal_store_kick (st));
+    CHECK_EQ_INT (hal_store_reap (st, 2000, &no, &status), 0);
+    CHECK (value_is (st, HAL_DB_QUEUE, "d3", "x"));
+    hal_store_destroy (&st);
+}
+
 static void
 test_open_errors (void)
 {
@@ -377,6 +446,7 @@ main (void)
     snprintf (s_dir, sizeof s_dir, "%s/db", s_tmp);
     test_sync ();
     test_writer ();
+    test_commit_delay ();
     test_open_errors ();
     tu_rmrf (s_dir);
     tu_rmrf (s_tmp);
