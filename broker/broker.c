@@ -198,6 +198,29 @@ broker_mark_dead (broker_t *self, broker_session_t *s)
     self->dead_list = s;
 }
 
+/*  The list of sessions with queued output: only they are retried. */
+static void
+s_blocked_add (broker_t *self, broker_session_t *s)
+{
+    s->blk_prev = NULL;
+    s->blk_next = self->blocked;
+    if (self->blocked)
+        self->blocked->blk_prev = s;
+    self->blocked = s;
+}
+
+static void
+s_blocked_remove (broker_t *self, broker_session_t *s)
+{
+    if (s->blk_prev)
+        s->blk_prev->blk_next = s->blk_next;
+    else if (self->blocked == s)
+        self->blocked = s->blk_next;
+    if (s->blk_next)
+        s->blk_next->blk_prev = s->blk_prev;
+    s->blk_prev = s->blk_next = NULL;
+}
+
 static bool
 s_outq_push (broker_t *self, broker_session_t *s, int cmd, const void *body,
              size_t len)
@@ -213,7 +236,7 @@ s_outq_push (broker_t *self, broker_session_t *s, int cmd, const void *body,
         s->outq_tail->next = o;
     else {
         s->outq_head = o;
-        self->nblocked++;
+        s_blocked_add (self, s);
     }
     s->outq_tail = o;
     s->outq_len++;
@@ -224,7 +247,7 @@ static void
 s_outq_free (broker_t *self, broker_session_t *s)
 {
     if (s->outq_head)
-        self->nblocked--;
+        s_blocked_remove (self, s);
     while (s->outq_head) {
         broker_out_t *o = s->outq_head;
         s->outq_head = o->next;
@@ -250,7 +273,7 @@ s_outq_flush (broker_t *self, broker_session_t *s)
         s->outq_head = o->next;
         if (!s->outq_head) {
             s->outq_tail = NULL;
-            self->nblocked--;
+            s_blocked_remove (self, s);
         }
         s->outq_len--;
         s->msgs_out++;
@@ -462,6 +485,16 @@ s_lru_append (broker_t *self, broker_session_t *s)
 }
 
 void
+broker_grants_clear (broker_session_t *s)
+{
+    for (size_t i = 0; s->grants.mask && i <= s->grants.mask; i++)
+        if (s->grants.keys[i])
+            free (s->grants.vals[i]);
+    chan_map_fini (&s->grants);
+    s->nrights = 0;
+}
+
+void
 broker_touch (broker_t *self, broker_session_t *s, int64_t now)
 {
     s->last_active = now;
@@ -632,10 +665,7 @@ broker_undock (broker_t *self, broker_session_t *s, const char *reason,
     chan_mbox_undock (&sys->mbox, self->store, sys->id);
     if (!keep_leases)
         chan_holder_release (&sys->holder, now, wall, s_ready_cb, self);
-    for (size_t i = 0; s->grants.mask && i <= s->grants.mask; i++)
-        if (s->grants.keys[i])
-            free (s->grants.vals[i]);
-    chan_map_fini (&s->grants);
+    broker_grants_clear (s);
     s_outq_free (self, s);
     sys->session = NULL;
     sys->last_seen = wall;
@@ -709,6 +739,16 @@ s_housekeeping (broker_t *self, int64_t now, int64_t wall)
             zlistx_add_end (gone, sys->id);
     for (char *id = gone ? (char *) zlistx_first (gone) : NULL; id;
          id = (char *) zlistx_next (gone)) {
+        /*  Grants are keyed by the record's address: drop those on it, or a
+            system later allocated there would inherit them. */
+        broker_sys_t *sys = broker_sys_find (self, id);
+        for (broker_session_t *s = self->lru_head; s; s = s->lru_next) {
+            broker_grant_t *g = (broker_grant_t *) chan_map_del (
+                &s->grants, (uint64_t) (uintptr_t) sys);
+            if (g && (g->rights & R_WRITE))
+                s->nrights--;
+            free (g);
+        }
         hal_store_del (self->store, HAL_DB_SYSTEMS, id, strlen (id));
         zsys_info ("broker: forgetting idle system %s", id);
         zhashx_delete (self->systems, id);
@@ -1118,10 +1158,7 @@ s_free_sessions (broker_t *self)
             free (s->subs[i]);
         }
         free (s->subs);
-        for (size_t i = 0; s->grants.mask && i <= s->grants.mask; i++)
-            if (s->grants.keys[i])
-                free (s->grants.vals[i]);
-        chan_map_fini (&s->grants);
+        broker_grants_clear (s);
         s_outq_free (self, s);
         if (s->sys) {
             s->sys->session = NULL;
@@ -1188,7 +1225,7 @@ broker_run (broker_t *self, int sigfd, void *pipe)
         if (timeout > 1000)
             timeout = 1000;
         /*  Sessions with queued output are retried soon. */
-        if (self->nblocked && timeout > 2)
+        if (self->blocked && timeout > 2)
             timeout = 2;
         if (stopping && timeout > 50)
             timeout = 50;
@@ -1261,10 +1298,10 @@ broker_run (broker_t *self, int sigfd, void *pipe)
                 zstr_send (self->heartbeat, "SHUTDOWN");
         }
         s_timers (self, now);
-        if (self->nblocked)
-            for (broker_session_t *s = self->lru_head; s; s = s->lru_next)
-                if (s->outq_head)
-                    s_outq_flush (self, s);
+        for (broker_session_t *s = self->blocked, *after; s; s = after) {
+            after = s->blk_next; /* s leaves the list when it empties */
+            s_outq_flush (self, s);
+        }
         s_reap_dead (self);
         hal_store_kick (self->store);
         if (stopping) {
@@ -1283,9 +1320,10 @@ broker_run (broker_t *self, int sigfd, void *pipe)
         hal_store_kick (self->store);
         s_reap (self, 1000);
     }
-    for (broker_session_t *s = self->lru_head; s; s = s->lru_next)
-        if (s->outq_head)
-            s_outq_flush (self, s);
+    for (broker_session_t *s = self->blocked, *after; s; s = after) {
+        after = s->blk_next;
+        s_outq_flush (self, s);
+    }
     zactor_destroy (&self->heartbeat);
     s_meta_put_u64 (self, "last_ms", self->ids.last_ms);
     s_reap_dead (self);

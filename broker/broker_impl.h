@@ -69,6 +69,10 @@ typedef struct {
 /*  What a session may do to one target (a channel or a system's mailbox). */
 typedef struct {
     uint8_t rights;
+    bool mbox;         /* the target is a system's mailbox */
+    const char *label; /* the channel's name or the system's id, borrowed
+                          from the target (grants on a system are dropped
+                          before the system is forgotten) */
     uint32_t nrated;
     int rated[]; /* policy rules whose rate limits apply to writes */
 } broker_grant_t;
@@ -102,6 +106,7 @@ struct _broker_session_t {
     int64_t last_active; /* monotonic ms */
     broker_session_t *lru_prev, *lru_next;
     chan_map_t grants; /* target pointer -> broker_grant_t */
+    uint32_t nrights;  /* rights held in grants (the heartbeat's count) */
     chan_sub_t **subs;
     size_t nsubs, capsubs;
     broker_waiter_t *waiters;
@@ -110,6 +115,7 @@ struct _broker_session_t {
     size_t outq_len;
     uint64_t msgs_in, msgs_out;
     broker_session_t *dead_next; /* in the broker's undock-later list */
+    broker_session_t *blk_prev, *blk_next; /* in the broker's blocked list */
 };
 
 /*  A request being served. */
@@ -146,8 +152,8 @@ struct _broker_t {
     broker_session_t *lru_head, *lru_tail;
     broker_session_t *dead_list;
     size_t nsessions;
-    size_t nkernel;  /* of which kernel actors (not counted in max_sessions) */
-    size_t nblocked; /* sessions with queued control output */
+    size_t nkernel; /* of which kernel actors (not counted in max_sessions) */
+    broker_session_t *blocked; /* sessions with queued control output */
     chan_heap_t waiter_heap;
     chan_heap_t queue_heap; /* work-queues with deadlines, by the earliest */
     chan_idem_t *idem;
@@ -177,6 +183,9 @@ struct _broker_t {
 void broker_send_ctl (broker_t *self, const uint8_t *rid, size_t ridlen,
                       broker_session_t *session, int cmd, const void *body,
                       size_t len);
+
+/*  Frees every grant of s (its rights count goes to 0). */
+void broker_grants_clear (broker_session_t *s);
 
 /*  Marks a session whose peer is gone; undocked at the end of the turn. */
 void broker_mark_dead (broker_t *self, broker_session_t *s);

@@ -61,10 +61,12 @@ s_grant (broker_session_t *s, const void *target)
 }
 
 /*  Adds right (with the rate rules of its action) to s's grant on target;
-    rated lists are kept for writes only. false on no memory. */
+    rated lists are kept for writes only. name is the policy's target
+    ("orders", "@bob"); label and mbox describe the target for listing.
+    false on no memory. */
 static bool
 s_grant_add (broker_t *self, broker_session_t *s, const void *target,
-             uint8_t right, const char *name)
+             uint8_t right, const char *name, const char *label, bool mbox)
 {
     broker_grant_t *g = s_grant (s, target);
     if (!g || right == R_WRITE) {
@@ -87,6 +89,8 @@ s_grant_add (broker_t *self, broker_session_t *s, const void *target,
         if (!ng)
             return false;
         ng->rights = g ? g->rights : 0;
+        ng->mbox = mbox;
+        ng->label = label;
         if (right == R_WRITE) {
             ng->nrated = nrated;
             memcpy (ng->rated, rated, nrated * sizeof (int));
@@ -102,8 +106,19 @@ s_grant_add (broker_t *self, broker_session_t *s, const void *target,
         free (g);
         g = ng;
     }
+    if (!(g->rights & right))
+        s->nrights++;
     g->rights |= right;
     return true;
+}
+
+/*  A grant on a channel: its name is both the policy's target and the
+    label. */
+static bool
+s_grant_chan (broker_t *self, broker_session_t *s, broker_chan_t *ch,
+              uint8_t right)
+{
+    return s_grant_add (self, s, ch, right, ch->name, ch->name, false);
 }
 
 /*  Rights a channel kind can carry. */
@@ -153,12 +168,16 @@ s_mbox_writable (broker_t *self, broker_session_t *s, broker_sys_t *sys)
     policy_decide (self->policy, s->sys->id, "chan.write", target, &d);
     bool ok = d.rule < 0 || d.effect == POLICY_ALLOW;
     if (ok)
-        s_grant_add (self, s, sys, R_WRITE, target);
+        s_grant_add (self, s, sys, R_WRITE, target, sys->id, true);
     else {
+        /*  A refusal is cached too: no rights. */
         broker_grant_t *ng = (broker_grant_t *) calloc (1, sizeof *ng);
-        if (ng
-            && chan_map_put (&s->grants, (uint64_t) (uintptr_t) sys, ng) != 0)
-            free (ng);
+        if (ng) {
+            ng->mbox = true;
+            ng->label = sys->id;
+            if (chan_map_put (&s->grants, (uint64_t) (uintptr_t) sys, ng) != 0)
+                free (ng);
+        }
     }
     return ok;
 }
@@ -222,11 +241,11 @@ s_add_common_grants (broker_t *self, broker_session_t *s)
     for (size_t i = 0; i < 2; i++) {
         broker_chan_t *ch = broker_chan_find (self, common[i]);
         if (ch)
-            s_grant_add (self, s, ch, R_WRITE, common[i]);
+            s_grant_chan (self, s, ch, R_WRITE);
     }
     broker_chan_t *hb = broker_chan_find (self, "heartbeat");
     if (hb)
-        s_grant_add (self, s, hb, R_READ, "heartbeat");
+        s_grant_chan (self, s, hb, R_READ);
     if (s->privileged) {
         const char *w[] = { "kernel.loader", "kernel.lifecycle" };
         const char *r[] = { "kernel.capabilities", "kernel.modules",
@@ -234,63 +253,48 @@ s_add_common_grants (broker_t *self, broker_session_t *s)
         for (size_t i = 0; i < 2; i++) {
             broker_chan_t *ch = broker_chan_find (self, w[i]);
             if (ch)
-                s_grant_add (self, s, ch, R_WRITE, w[i]);
+                s_grant_chan (self, s, ch, R_WRITE);
         }
         for (size_t i = 0; i < 3; i++) {
             broker_chan_t *ch = broker_chan_find (self, r[i]);
             if (ch)
-                s_grant_add (self, s, ch, R_READ, r[i]);
+                s_grant_chan (self, s, ch, R_READ);
         }
     }
 }
 
-/*  Appends "RIGHT:NAME" strings of s's grants to pk; returns how many. */
+/*  The number of "RIGHT:NAME" grants s holds (its own mailbox included). */
 static uint32_t
-s_pack_grants (broker_t *self, broker_session_t *s, msgpack_packer *pk,
-               bool count_only)
+s_count_grants (const broker_session_t *s)
 {
-    uint32_t n = 0;
+    return s->kernel ? 1 : 1 + s->nrights;
+}
+
+/*  Packs s's grants as "RIGHT:NAME" strings (an array). */
+static void
+s_pack_grants (broker_session_t *s, msgpack_packer *pk)
+{
+    msgpack_pack_array (pk, s_count_grants (s));
     if (s->kernel) {
-        if (!count_only)
-            chan_pack_str (pk, "all:*", 5);
-        return 1;
+        chan_pack_str (pk, "all:*", 5);
+        return;
     }
-    if (!count_only) {
-        char own[NAME_BUF + 8];
-        int len = snprintf (own, sizeof own, "read:@%s", s->sys->id);
-        chan_pack_str (pk, own, (size_t) len);
-    }
-    n++;
-    for (broker_chan_t *ch = (broker_chan_t *) zhashx_first (self->channels);
-         ch; ch = (broker_chan_t *) zhashx_next (self->channels)) {
-        broker_grant_t *g = s_grant (s, ch);
-        if (!g)
+    char buf[NAME_BUF + 16];
+    int len = snprintf (buf, sizeof buf, "read:@%s", s->sys->id);
+    chan_pack_str (pk, buf, (size_t) len);
+    const char *names[] = { "read", "write", "claim" };
+    const chan_map_t *m = &s->grants;
+    for (size_t i = 0; m->mask && i <= m->mask; i++) {
+        if (!m->keys[i])
             continue;
-        const char *names[] = { "read", "write", "claim" };
-        for (int i = 0; i < 3; i++)
-            if (g->rights & (1 << i)) {
-                if (!count_only) {
-                    char buf[NAME_BUF + 8];
-                    int len =
-                        snprintf (buf, sizeof buf, "%s:%s", names[i], ch->name);
-                    chan_pack_str (pk, buf, (size_t) len);
-                }
-                n++;
-            }
-    }
-    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems); sys;
-         sys = (broker_sys_t *) zhashx_next (self->systems)) {
-        broker_grant_t *g = s_grant (s, sys);
-        if (g && (g->rights & R_WRITE) && sys != s->sys) {
-            if (!count_only) {
-                char buf[NAME_BUF + 8];
-                int len = snprintf (buf, sizeof buf, "write:@%s", sys->id);
+        const broker_grant_t *g = (const broker_grant_t *) m->vals[i];
+        for (int r = 0; r < 3; r++)
+            if (g->rights & (1 << r)) {
+                len = snprintf (buf, sizeof buf, "%s:%s%s", names[r],
+                                g->mbox ? "@" : "", g->label);
                 chan_pack_str (pk, buf, (size_t) len);
             }
-            n++;
-        }
     }
-    return n;
 }
 
 /*  Grants of the channels a HELLO lists, as far as the policy allows. */
@@ -325,7 +329,7 @@ s_hello_grants (broker_t *self, broker_session_t *s, const chan_req_t *r)
             policy_decide (self->policy, s->sys->id, s_action (right), name,
                            &d);
             if (d.effect == POLICY_ALLOW)
-                s_grant_add (self, s, ch, right, name);
+                s_grant_chan (self, s, ch, right);
         }
     }
 }
@@ -447,10 +451,7 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         }
     } else {
         /*  HELLO again on the same connection: grants are made anew. */
-        for (size_t i = 0; s->grants.mask && i <= s->grants.mask; i++)
-            if (s->grants.keys[i])
-                free (s->grants.vals[i]);
-        chan_map_fini (&s->grants);
+        broker_grants_clear (s);
         chan_map_init (&s->grants);
     }
     s->privileged = r->privileged;
@@ -474,8 +475,7 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
     chan_pack_str (&pk, "kernel", 6);
     chan_pack_cstr (&pk, self->kernel_id);
     chan_pack_str (&pk, "grants", 6);
-    msgpack_pack_array (&pk, s_pack_grants (self, s, &pk, true));
-    s_pack_grants (self, s, &pk, false);
+    s_pack_grants (s, &pk);
     chan_pack_str (&pk, "heartbeat_ms", 12);
     msgpack_pack_uint32 (&pk, self->cfg->heartbeat_ms);
     broker_reply (self, rq, OUT_OK, false);
@@ -988,7 +988,7 @@ broker_stat_heartbeat (broker_t *self, msgpack_packer *pk)
     uint64_t grants = 0;
     for (broker_session_t *s = self->lru_head; s; s = s->lru_next) {
         chan_pack_cstr (pk, s->sys->id);
-        grants += s_pack_grants (self, s, pk, true);
+        grants += s_count_grants (s);
     }
     chan_pack_str (pk, "capabilities_active", 19);
     msgpack_pack_uint64 (pk, grants);

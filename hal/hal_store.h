@@ -43,7 +43,8 @@ hal_store_t *hal_store_open (const char *dir, size_t map_size, char *err,
 
 /*  Stops the writer (its batch in flight, if any, is completed first), then
     closes the environment. Operations not yet handed to the writer are
-    dropped: call hal_store_drain first to keep them. Accepts NULL. */
+    dropped: hand them over and reap until hal_store_busy and
+    hal_store_pending are both false first to keep them. Accepts NULL. */
 void hal_store_destroy (hal_store_t **self_p);
 
 MDB_env *hal_store_env (hal_store_t *self);
