@@ -15,6 +15,7 @@
 #include "aaax.h"
 #include "broker_config.h"
 #include "hal_luadata.h"
+#include "policy_lines.h"
 #include "policy_lua.h"
 
 #ifndef BROKER_DEFAULT_COMMIT_DELAY_US
@@ -54,6 +55,15 @@ static const char s_defaults[] =
     "effect = \"allow\" },\n"
     "  },\n"
     "  apps = {},\n"
+    "  -- kernel actors\n"
+    "  audit_map_mb = 256,            -- the audit journal's LMDB map size\n"
+    "  audit_checkpoint_every = 1000, -- audit records between signed "
+    "checkpoints\n"
+    "  lifecycle_rate = \"10/s\",      -- pause/resume/stop/kill per caller\n"
+    "  stop_grace_ms = 5000,          -- lifecycle stop: TERM, then KILL "
+    "after this\n"
+    "  ask_timeout_s = 300,           -- a gate \"ask\" waits this long for "
+    "approval\n"
     "}\n";
 
 const char *
@@ -81,7 +91,12 @@ enum {
     SET_FORGET = 1u << 14,
     SET_SESSIONS = 1u << 15,
     SET_SPIN = 1u << 16,
-    SET_DELAY = 1u << 17
+    SET_DELAY = 1u << 17,
+    SET_AUDIT_MAP = 1u << 18,
+    SET_AUDIT_CKPT = 1u << 19,
+    SET_LC_RATE = 1u << 20,
+    SET_GRACE = 1u << 21,
+    SET_ASK = 1u << 22
 };
 
 static void
@@ -112,7 +127,10 @@ broker_config_destroy (broker_config_t **self_p)
     s_free_channels (self->channels, self->nchannels);
     policy_destroy (&self->policy);
     s_free_strv (self->apps, self->napps);
+    free (self->lifecycle_rate);
     free (self->source);
+    free (self->policy_source);
+    free (self->policy_text);
     free (self);
     *self_p = NULL;
 }
@@ -136,6 +154,9 @@ typedef struct {
     const char *source;
     char *err;
     size_t errlen;
+    const char *text; /* the chunk's text, for the lines of policy rules */
+    size_t len;
+    bool embedded; /* the chunk is the embedded defaults */
 } s_ctx_t;
 
 static int s_bad (s_ctx_t *ctx, const char *key, const char *fmt, ...)
@@ -404,6 +425,74 @@ s_get_channels (lua_State *L, int idx, s_ctx_t *ctx, broker_chan_cfg_t **out,
     return 0;
 }
 
+/*  A rate "N/s" | "N/m" | "N/h", as a policy rule's. */
+static int
+s_get_rate (lua_State *L, int idx, s_ctx_t *ctx, const char *key, char **text,
+            uint32_t *n, uint32_t *period_ms)
+{
+    if (lua_type (L, idx) != LUA_TSTRING)
+        return s_bad (ctx, key, "must be a string such as \"10/s\", not %s",
+                      luaL_typename (L, idx));
+    size_t len;
+    const char *s = lua_tolstring (L, idx, &len);
+    uint32_t n_;
+    int64_t period;
+    if (strlen (s) != len || len > 16 || policy_parse_rate (s, &n_, &period))
+        return s_bad (ctx, key,
+                      "must be \"N/s\", \"N/m\" or \"N/h\" with N from 1 to "
+                      "1000000");
+    *text = strdup (s);
+    if (!*text)
+        return AAAX_ENOMEM;
+    *n = n_;
+    *period_ms = (uint32_t) period;
+    return 0;
+}
+
+/*  Reads the value of a `policy` key at idx of the chunk file (whose text
+    is text, len bytes): a path to a policy file (relative to dir when dir
+    is not NULL), loaded into *policy with *file set to the path (caller
+    frees); or a list of rules, each named "file:line" where the list is a
+    literal, with *file left NULL. */
+static int
+s_get_policy (lua_State *L, int idx, const char *file, const char *text,
+              size_t len, const char *dir, policy_t **policy, char **path_p,
+              char *err, size_t errlen)
+{
+    *path_p = NULL;
+    if (lua_type (L, idx) == LUA_TSTRING) {
+        size_t plen;
+        const char *p = lua_tolstring (L, idx, &plen);
+        if (plen == 0 || strlen (p) != plen || plen > 4096) {
+            aaax_seterr (err, errlen,
+                         "%s: policy: a path must be a non-empty string "
+                         "without NUL bytes, at most 4096 bytes",
+                         file);
+            return AAAX_EINVAL;
+        }
+        char *path = NULL;
+        if ((p[0] == '/' || !dir ? asprintf (&path, "%s", p)
+                                 : asprintf (&path, "%s/%s", dir, p))
+            < 0)
+            return AAAX_ENOMEM;
+        int rc = policy_load_file (path, policy, err, errlen);
+        if (rc)
+            free (path);
+        else
+            *path_p = path;
+        return rc;
+    }
+    int *lines = NULL;
+    size_t nlines = 0;
+    if (lua_type (L, idx) == LUA_TTABLE && text
+        && policy_lines (text, len, POLICY_LINES_CONFIG, &lines, &nlines))
+        nlines = 0; /* not a literal list: rules named by number */
+    int rc =
+        policy_from_lua_at (L, idx, file, lines, nlines, policy, err, errlen);
+    free (lines);
+    return rc;
+}
+
 /*  Reads the table at the top of L into scratch; *set says what it held. */
 static int
 s_read_table (lua_State *L, s_ctx_t *ctx, const char *dir,
@@ -453,20 +542,21 @@ s_read_table (lua_State *L, s_ctx_t *ctx, const char *dir,
             *set |= SET_CHANNELS;
         } else if (streq (k, "policy")) {
             *set |= SET_POLICY;
-            if (lua_type (L, -1) == LUA_TSTRING) {
-                const char *p = lua_tostring (L, -1);
-                char path[4096];
-                if (p[0] == '/' || !dir)
-                    snprintf (path, sizeof path, "%s", p);
-                else
-                    snprintf (path, sizeof path, "%s/%s", dir, p);
-                rc = policy_load_file (path, &scratch->policy, ctx->err,
-                                       ctx->errlen);
-            } else {
-                char src[300];
-                snprintf (src, sizeof src, "%s: policy", ctx->source);
-                rc = policy_from_lua (L, -1, src, &scratch->policy, ctx->err,
-                                      ctx->errlen);
+            char *file = NULL;
+            rc = s_get_policy (L, -1, ctx->source, ctx->text, ctx->len, dir,
+                               &scratch->policy, &file, ctx->err, ctx->errlen);
+            if (rc == 0 && file) {
+                scratch->policy_from = BROKER_POLICY_FILE;
+                scratch->policy_source = file;
+            } else if (rc == 0) {
+                scratch->policy_from =
+                    dir ? BROKER_POLICY_INLINE : BROKER_POLICY_TEXT;
+                scratch->policy_source = strdup (ctx->source);
+                if (!scratch->policy_source)
+                    rc = AAAX_ENOMEM;
+                if (rc == 0 && !dir && !ctx->embedded
+                    && !(scratch->policy_text = strndup (ctx->text, ctx->len)))
+                    rc = AAAX_ENOMEM;
             }
         } else if (streq (k, "apps")) {
             rc = s_get_strv (L, -1, ctx, k, 10000, &scratch->apps,
@@ -504,6 +594,27 @@ s_read_table (lua_State *L, s_ctx_t *ctx, const char *dir,
             rc = s_get_uint (L, -1, ctx, k, 0, 100000, &u);
             scratch->commit_delay_us = (uint32_t) u;
             *set |= SET_DELAY;
+        } else if (streq (k, "audit_map_mb")) {
+            rc = s_get_uint (L, -1, ctx, k, 1, 65536, &u);
+            scratch->audit_map_mb = (uint32_t) u;
+            *set |= SET_AUDIT_MAP;
+        } else if (streq (k, "audit_checkpoint_every")) {
+            rc = s_get_uint (L, -1, ctx, k, 1, 1000000, &u);
+            scratch->audit_checkpoint_every = (uint32_t) u;
+            *set |= SET_AUDIT_CKPT;
+        } else if (streq (k, "lifecycle_rate")) {
+            rc = s_get_rate (L, -1, ctx, k, &scratch->lifecycle_rate,
+                             &scratch->lifecycle_rate_n,
+                             &scratch->lifecycle_rate_ms);
+            *set |= SET_LC_RATE;
+        } else if (streq (k, "stop_grace_ms")) {
+            rc = s_get_uint (L, -1, ctx, k, 0, 600000, &u);
+            scratch->stop_grace_ms = (uint32_t) u;
+            *set |= SET_GRACE;
+        } else if (streq (k, "ask_timeout_s")) {
+            rc = s_get_uint (L, -1, ctx, k, 1, 86400, &u);
+            scratch->ask_timeout_s = (uint32_t) u;
+            *set |= SET_ASK;
         } else if (streq (k, "max_sessions")) {
             rc = s_get_uint (L, -1, ctx, k, 1, 1000000, &u);
             scratch->max_sessions = (uint32_t) u;
@@ -553,6 +664,11 @@ s_merge (broker_config_t *dst, broker_config_t *src, uint32_t set)
     if (set & SET_POLICY) {
         policy_destroy (&dst->policy);
         MOVE (policy);
+        dst->policy_from = src->policy_from;
+        free (dst->policy_source);
+        MOVE (policy_source);
+        free (dst->policy_text);
+        MOVE (policy_text);
     }
     if (set & SET_APPS) {
         s_free_strv (dst->apps, dst->napps);
@@ -577,43 +693,76 @@ s_merge (broker_config_t *dst, broker_config_t *src, uint32_t set)
         dst->spin_us = src->spin_us;
     if (set & SET_DELAY)
         dst->commit_delay_us = src->commit_delay_us;
+    if (set & SET_AUDIT_MAP)
+        dst->audit_map_mb = src->audit_map_mb;
+    if (set & SET_AUDIT_CKPT)
+        dst->audit_checkpoint_every = src->audit_checkpoint_every;
+    if (set & SET_LC_RATE) {
+        free (dst->lifecycle_rate);
+        MOVE (lifecycle_rate);
+        dst->lifecycle_rate_n = src->lifecycle_rate_n;
+        dst->lifecycle_rate_ms = src->lifecycle_rate_ms;
+    }
+    if (set & SET_GRACE)
+        dst->stop_grace_ms = src->stop_grace_ms;
+    if (set & SET_ASK)
+        dst->ask_timeout_s = src->ask_timeout_s;
+}
+
+/*  The directory of path ("." when it has none) into dir. */
+static void
+s_dirname (const char *path, char *dir, size_t dirlen)
+{
+    snprintf (dir, dirlen, "%s", path);
+    char *slash = strrchr (dir, '/');
+    if (slash == dir)
+        dir[1] = 0; /* "/aaax.lua" lives in "/" */
+    else if (slash)
+        *slash = 0;
+    else
+        snprintf (dir, dirlen, ".");
 }
 
 static int
 s_load (broker_config_t *self, const char *path, const char *src, size_t srclen,
         const char *chunkname, char *err, size_t errlen)
 {
+    //  A file is read once, here: Lua runs that text and the scan for the
+    //  lines of policy rules reads the same.
+    char *text = NULL;
+    if (path) {
+        int rc = policy_read_text (path, &text, &srclen, err, errlen);
+        if (rc)
+            return rc;
+        src = text;
+    }
+    const char *source = path ? path : chunkname;
     lua_State *L = hal_luadata_new ();
     if (!L) {
         snprintf (err, errlen, "out of memory");
+        free (text);
         return AAAX_ENOMEM;
     }
-    int rc =
-        path ? hal_luadata_run_file (L, path, err, errlen)
-             : hal_luadata_run_string (L, src, srclen, chunkname, err, errlen);
+    int rc = hal_luadata_run_string (L, src, srclen, source, err, errlen);
     if (rc) {
         hal_luadata_destroy (&L);
+        free (text);
         return rc;
     }
     char dir[4096] = "";
-    const char *source = path ? path : chunkname;
-    if (path) {
-        snprintf (dir, sizeof dir, "%s", path);
-        char *slash = strrchr (dir, '/');
-        if (slash)
-            *slash = 0;
-        else
-            strcpy (dir, ".");
-    }
-    s_ctx_t ctx = { source, err, errlen };
+    if (path)
+        s_dirname (path, dir, sizeof dir);
+    s_ctx_t ctx = { source, err, errlen, src, srclen, src == s_defaults };
     broker_config_t *scratch = (broker_config_t *) calloc (1, sizeof *scratch);
     if (!scratch) {
         hal_luadata_destroy (&L);
+        free (text);
         return AAAX_ENOMEM;
     }
     uint32_t set = 0;
     rc = s_read_table (L, &ctx, path ? dir : NULL, scratch, &set);
     hal_luadata_destroy (&L);
+    free (text);
     if (rc == 0) {
         s_merge (self, scratch, set);
         free (self->source);
@@ -642,8 +791,15 @@ broker_config_new (char *err, size_t errlen)
     self->max_sessions = 100000;
     self->spin_us = BROKER_DEFAULT_SPIN_US;
     self->commit_delay_us = BROKER_DEFAULT_COMMIT_DELAY_US;
+    self->audit_map_mb = 256;
+    self->audit_checkpoint_every = 1000;
+    self->lifecycle_rate = strdup ("10/s");
+    self->lifecycle_rate_n = 10;
+    self->lifecycle_rate_ms = 1000;
+    self->stop_grace_ms = 5000;
+    self->ask_timeout_s = 300;
     self->policy = policy_new ();
-    if (!self->policy
+    if (!self->policy || !self->lifecycle_rate
         || s_load (self, NULL, s_defaults, strlen (s_defaults),
                    "embedded defaults", err, errlen)
                != 0) {
@@ -651,6 +807,123 @@ broker_config_new (char *err, size_t errlen)
         return NULL;
     }
     return self;
+}
+
+const char *
+broker_config_policy_source (const broker_config_t *self)
+{
+    return self && self->policy_source ? self->policy_source
+                                       : "embedded defaults";
+}
+
+/*  Runs a configuration chunk (text, len) named file and reads only its
+    `policy`, as a boot would: a path (relative to dir), a list, or none
+    (the embedded defaults). */
+static int
+s_reload_chunk (const char *text, size_t len, const char *file, const char *dir,
+                bool embedded, policy_t **out, char *source_out,
+                size_t source_len, char *err, size_t errlen)
+{
+    lua_State *L = hal_luadata_new ();
+    if (!L) {
+        aaax_seterr (err, errlen, "%s: out of memory", file);
+        return AAAX_ENOMEM;
+    }
+    int rc = hal_luadata_run_string (L, text, len, file, err, errlen);
+    if (rc) {
+        hal_luadata_destroy (&L);
+        return rc;
+    }
+    if (lua_type (L, -1) != LUA_TTABLE) {
+        aaax_seterr (err, errlen, "%s: must return a table, not %s", file,
+                     luaL_typename (L, -1));
+        hal_luadata_destroy (&L);
+        return AAAX_EINVAL;
+    }
+    //  Find the key by walking the table: raw, no allocation in the state
+    //  (lua_getfield could run a metamethod, or fail outside a pcall).
+    int t = lua_gettop (L);
+    int found = 0;
+    lua_pushnil (L);
+    while (lua_next (L, t)) {
+        if (lua_type (L, -2) == LUA_TSTRING) {
+            size_t klen;
+            const char *k = lua_tolstring (L, -2, &klen);
+            if (klen == 6 && memcmp (k, "policy", 6) == 0) {
+                found = 1;
+                break; /* the value stays on top */
+            }
+        }
+        lua_pop (L, 1);
+    }
+    policy_t *policy = NULL;
+    char *path = NULL;
+    if (found)
+        rc = s_get_policy (L, -1, file, text, len, dir, &policy, &path, err,
+                           errlen);
+    hal_luadata_destroy (&L);
+    if (rc)
+        return rc;
+    if (!found && !embedded)
+        //  The file no longer sets a policy: the defaults' applies.
+        return s_reload_chunk (s_defaults, strlen (s_defaults),
+                               "embedded defaults", NULL, true, out, source_out,
+                               source_len, err, errlen);
+    if (!found) {
+        aaax_seterr (err, errlen, "%s: no policy", file);
+        return AAAX_EINVAL;
+    }
+    if (source_out && source_len)
+        snprintf (source_out, source_len, "%s", path ? path : file);
+    free (path);
+    *out = policy;
+    return 0;
+}
+
+int
+broker_config_reload_policy (const broker_config_t *cfg, policy_t **out,
+                             char *source_out, size_t source_len, char *err,
+                             size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (!cfg || !out) {
+        aaax_seterr (err, errlen,
+                     "broker_config_reload_policy: invalid "
+                     "arguments");
+        return AAAX_EINVAL;
+    }
+    const char *file = broker_config_policy_source (cfg);
+    if (cfg->policy_from == BROKER_POLICY_FILE) {
+        policy_t *policy = NULL;
+        int rc = policy_load_file (file, &policy, err, errlen);
+        if (rc)
+            return rc;
+        if (source_out && source_len)
+            snprintf (source_out, source_len, "%s", file);
+        *out = policy;
+        return 0;
+    }
+    if (cfg->policy_from == BROKER_POLICY_INLINE) {
+        char *text = NULL;
+        size_t len = 0;
+        int rc = policy_read_text (file, &text, &len, err, errlen);
+        if (rc)
+            return rc;
+        char dir[4096];
+        s_dirname (file, dir, sizeof dir);
+        rc = s_reload_chunk (text, len, file, dir, false, out, source_out,
+                             source_len, err, errlen);
+        free (text);
+        return rc;
+    }
+    if (cfg->policy_text)
+        return s_reload_chunk (cfg->policy_text, strlen (cfg->policy_text),
+                               file, NULL, false, out, source_out, source_len,
+                               err, errlen);
+    return s_reload_chunk (s_defaults, strlen (s_defaults), "embedded defaults",
+                           NULL, true, out, source_out, source_len, err,
+                           errlen);
 }
 
 int

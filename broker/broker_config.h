@@ -26,6 +26,14 @@ typedef struct {
     uint32_t lease_ms;     /* work-queues: default lease */
 } broker_chan_cfg_t;
 
+/*  Where the rules of the running policy are written. */
+typedef enum {
+    BROKER_POLICY_TEXT = 0,   /* the `policy` of a text chunk: the embedded
+                                 defaults, or broker_config_load_string */
+    BROKER_POLICY_INLINE = 1, /* the `policy` table of a configuration file */
+    BROKER_POLICY_FILE = 2    /* a policy file (`policy = "path"`) */
+} broker_policy_from_t;
+
 typedef struct {
     char *data_dir;
     char **binds; /* command endpoints besides ipc://<data>/aaax.sock and
@@ -50,7 +58,24 @@ typedef struct {
     uint32_t max_sessions;
     uint32_t spin_us;         /* busy-poll after a busy turn before sleeping */
     uint32_t commit_delay_us; /* see hal_store_set_delay */
+    /*  Kernel actors (docs/CONFIG.md). */
+    uint32_t audit_map_mb;           /* the audit journal's LMDB map size */
+    uint32_t audit_checkpoint_every; /* records between signed checkpoints */
+    char *lifecycle_rate;       /* "N/s" | "N/m" | "N/h": mutating lifecycle
+                                   commands per caller (canonical text) */
+    uint32_t lifecycle_rate_n;  /* its N */
+    uint32_t lifecycle_rate_ms; /* its period in milliseconds */
+    uint32_t stop_grace_ms;     /* lifecycle stop: TERM, then KILL after */
+    uint32_t ask_timeout_s;     /* a gate "ask" waits this long for approval */
     char *source; /* where the file part came from ("embedded defaults") */
+    /*  Where the policy was defined, for broker_config_reload_policy (read
+        them through broker_config_policy_source). */
+    broker_policy_from_t policy_from;
+    char *policy_source; /* BROKER_POLICY_FILE: the policy file's path;
+                            BROKER_POLICY_INLINE: the configuration file's;
+                            BROKER_POLICY_TEXT: the chunk's name */
+    char *policy_text;   /* BROKER_POLICY_TEXT: a copy of the chunk, or NULL
+                            for the embedded defaults */
 } broker_config_t;
 
 /*  The embedded defaults as Lua text (what `aaaxd --print-config` shows). */
@@ -72,6 +97,28 @@ int broker_config_load_file (broker_config_t *self, const char *path, char *err,
 /*  As broker_config_load_file, from a string (tests). */
 int broker_config_load_string (broker_config_t *self, const char *src,
                                const char *chunkname, char *err, size_t errlen);
+
+/*  What the policy was loaded from, for kernel.policy's `source` and
+    messages: a path (the policy file, or the configuration file that holds
+    it inline), or "embedded defaults" (or a string chunk's name). */
+const char *broker_config_policy_source (const broker_config_t *self);
+
+/*  Reads the policy again from where the running configuration defined it:
+    the policy file when the configuration's `policy` was a path; the
+    configuration file when the policy was inline there (the file is run
+    again and only its `policy` key is read: changes to the other keys are
+    ignored, and take effect at the next start); the embedded defaults when
+    there was no configuration file (or it did not set `policy`). A file
+    that now says `policy = "path"` (or no longer sets `policy`) is followed
+    as a boot would. On success sets *out to the new policy (caller owns),
+    writes what was loaded into source_out (a path or "embedded defaults";
+    may be NULL) and returns 0. On error returns AAAX_EINVAL / AAAX_ENOENT /
+    AAAX_ELIMIT / AAAX_ENOMEM with "FILE:LINE: ..." (or "FILE: ...") in err,
+    and leaves *out and source_out untouched: the caller keeps its policy.
+    Rate windows are those of a new policy: empty. */
+int broker_config_reload_policy (const broker_config_t *cfg, policy_t **out,
+                                 char *source_out, size_t source_len, char *err,
+                                 size_t errlen);
 
 /*  Replaces the data directory / endpoints (command line). */
 int broker_config_set_data (broker_config_t *self, const char *dir);

@@ -451,6 +451,8 @@ static int
 s_parse_rate (const char *text, uint32_t *n_p, int64_t *period_p)
 {
     const char *p = text;
+    if (!p)
+        return AAAX_EINVAL;
     if (*p < '1' || *p > '9')
         return AAAX_EINVAL;
     uint32_t n = 0;
@@ -816,6 +818,45 @@ policy_rate_gc (policy_t *self, int64_t now_ms)
     }
 }
 
+int
+policy_parse_rate (const char *text, uint32_t *n, int64_t *period_ms)
+{
+    uint32_t n_ = 0;
+    int64_t period_ = 0;
+    int rc = s_parse_rate (text, &n_, &period_);
+    if (rc == 0) {
+        if (n)
+            *n = n_;
+        if (period_ms)
+            *period_ms = period_;
+    }
+    return rc;
+}
+
+//  Copies ----------------------------------------------------------------
+
+policy_t *
+policy_clone (const policy_t *src)
+{
+    if (!src)
+        return NULL;
+    policy_t *self = policy_new ();
+    if (!self)
+        return NULL;
+    //  Re-adding each rule as written compiles it the same way; the name
+    //  is always given, so the digest comes out identical.
+    for (size_t i = 0; i < src->size; i++) {
+        policy_rule_spec_t spec;
+        char err[64];
+        if (policy_rule_spec (src, (int) i, &spec)
+            || policy_add (self, &spec, err, sizeof (err))) {
+            policy_destroy (&self);
+            return NULL;
+        }
+    }
+    return self;
+}
+
 //  Digest and accessors --------------------------------------------------
 
 static void
@@ -880,6 +921,22 @@ policy_rule_effect (const policy_t *self, int rule)
 {
     assert (self && rule >= 0 && (size_t) rule < self->size);
     return self->rules[rule]->effect;
+}
+
+int
+policy_rule_spec (const policy_t *self, int rule, policy_rule_spec_t *out)
+{
+    if (!self || !out || rule < 0 || (size_t) rule >= self->size)
+        return AAAX_EINVAL;
+    const s_rule_t *r = self->rules[rule];
+    out->subject = r->subject.text;
+    out->action = r->action.text;
+    out->target = r->target.text;
+    out->effect = policy_effect_str (r->effect);
+    out->rate = r->rate_n ? r->rate_text : NULL;
+    out->name = r->name;
+    out->source = r->source;
+    return 0;
 }
 
 //  Self test -------------------------------------------------------------

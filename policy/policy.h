@@ -39,6 +39,11 @@ policy_t *policy_new (void);
 /*  Destroys the policy and its rate-limit state; accepts NULL. */
 void policy_destroy (policy_t **self_p);
 
+/*  Returns a deep copy of src: the same rules (names, sources, hence the
+    same digest) with fresh, empty rate-limit state, for another thread to
+    own. NULL on no memory (or when src is NULL). */
+policy_t *policy_clone (const policy_t *src);
+
 /*  Compiles and appends one rule. Returns 0, or AAAX_EINVAL with a message
     naming the source and the field in err (always NUL-terminated). */
 int policy_add (policy_t *self, const policy_rule_spec_t *spec, char *err,
@@ -78,6 +83,18 @@ void policy_rate_gc (policy_t *self, int64_t now_ms);
 const char *policy_rule_name (const policy_t *self, int rule);
 const char *policy_rule_source (const policy_t *self, int rule);
 policy_effect_t policy_rule_effect (const policy_t *self, int rule);
+
+/*  Fills out with rule number rule (0-based) as it was added: subject,
+    action, target and name as written, effect "allow" | "ask" | "deny",
+    rate canonical ("10/s") or NULL, source or NULL. Strings are borrowed
+    from self until it is destroyed. Returns 0, or AAAX_EINVAL when rule is
+    out of range. For listing rules (`aaax policy show`). */
+int policy_rule_spec (const policy_t *self, int rule, policy_rule_spec_t *out);
+
+/*  Parses a rate "N/s" | "N/m" | "N/h" (N from 1 to 1000000, decimal, no
+    sign, spaces or leading zeros) into N and the period in milliseconds.
+    Returns 0 or AAAX_EINVAL. */
+int policy_parse_rate (const char *text, uint32_t *n, int64_t *period_ms);
 
 /*  "allow" | "ask" | "deny". */
 const char *policy_effect_str (policy_effect_t effect);

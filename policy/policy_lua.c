@@ -2,9 +2,14 @@
     access (lua_next, lua_rawgeti) and no allocation in the Lua state, so
     that no metamethod runs and no Lua error can be raised outside a pcall. */
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -12,6 +17,7 @@
 #include "aaax.h"
 #include "hal_luadata.h"
 #include "policy.h"
+#include "policy_lines.h"
 #include "policy_lua.h"
 
 /*  Copies up to 64 bytes of a Lua string into out (at least 72 bytes) for
@@ -177,9 +183,10 @@ s_check_sequence (lua_State *L, int t, const char *source, size_t *n_p,
     return 0;
 }
 
-int
-policy_from_lua (lua_State *L, int idx, const char *source, policy_t **out,
-                 char *err, size_t errlen)
+/*  Reads the list at idx; see policy_from_lua_at. */
+static int
+s_from_lua (lua_State *L, int idx, const char *source, const int *lines,
+            size_t nlines, policy_t **out, char *err, size_t errlen)
 {
     if (err && errlen)
         err[0] = '\0';
@@ -204,21 +211,33 @@ policy_from_lua (lua_State *L, int idx, const char *source, policy_t **out,
     int rc = s_check_sequence (L, t, source, &n, err, errlen);
     if (rc)
         return rc;
+    //  Lines count only when the scan saw exactly the rules Lua made.
+    if (!lines || nlines != n)
+        lines = NULL;
+    size_t where_len = strlen (source) + 24;
+    char *where = (char *) malloc (where_len);
     policy_t *policy = policy_new ();
-    if (!policy) {
+    if (!policy || !where) {
+        policy_destroy (&policy);
+        free (where);
         aaax_seterr (err, errlen, "%s: out of memory", source);
         return AAAX_ENOMEM;
     }
     for (size_t i = 1; i <= n; i++) {
+        //  Where rule i is written: "file:line", or the file alone.
+        if (lines)
+            snprintf (where, where_len, "%s:%d", source, lines[i - 1]);
+        else
+            snprintf (where, where_len, "%s", source);
         int type = lua_rawgeti (L, t, (lua_Integer) i);
         if (type != LUA_TTABLE) {
             aaax_seterr (err, errlen, "%s: rule %zu: must be a table (got %s)",
-                         source, i, lua_typename (L, type));
+                         where, i, lua_typename (L, type));
             rc = AAAX_EINVAL;
             break;
         }
         const char *values[S_NFIELDS];
-        rc = s_read_rule (L, top + 1, source, i, values, err, errlen);
+        rc = s_read_rule (L, top + 1, where, i, values, err, errlen);
         if (rc)
             break;
         policy_rule_spec_t spec = { values[S_SUBJECT],
@@ -227,19 +246,133 @@ policy_from_lua (lua_State *L, int idx, const char *source, policy_t **out,
                                     values[S_EFFECT],
                                     values[S_RATE],
                                     values[S_NAME],
-                                    source };
+                                    where };
         rc = policy_add (policy, &spec, err, errlen);
         if (rc)
             break;
         lua_settop (L, top);
     }
     lua_settop (L, top);
+    free (where);
     if (rc) {
         policy_destroy (&policy);
         return rc;
     }
     *out = policy;
     return 0;
+}
+
+int
+policy_from_lua (lua_State *L, int idx, const char *source, policy_t **out,
+                 char *err, size_t errlen)
+{
+    return s_from_lua (L, idx, source, NULL, 0, out, err, errlen);
+}
+
+int
+policy_from_lua_at (lua_State *L, int idx, const char *file, const int *lines,
+                    size_t nlines, policy_t **out, char *err, size_t errlen)
+{
+    return s_from_lua (L, idx, file, lines, nlines, out, err, errlen);
+}
+
+int
+policy_read_text (const char *path, char **text_p, size_t *len_p, char *err,
+                  size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (!path || !text_p || !len_p) {
+        aaax_seterr (err, errlen, "policy_read_text: invalid arguments");
+        return AAAX_EINVAL;
+    }
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        aaax_seterr (err, errlen, "%s: cannot open: %s", path,
+                     strerror (errno));
+        return AAAX_ENOENT;
+    }
+    struct stat st;
+    if (fstat (fd, &st) == 0 && S_ISDIR (st.st_mode)) {
+        aaax_seterr (err, errlen, "%s: cannot open: %s", path,
+                     strerror (EISDIR));
+        close (fd);
+        return AAAX_ENOENT;
+    }
+    //  Read at most one byte more than the cap, to tell "too large".
+    size_t cap = 4096, len = 0;
+    size_t most = (size_t) HAL_LUADATA_MEM_MAX + 1;
+    char *text = (char *) malloc (cap + 1);
+    if (!text)
+        goto err_nomem;
+    while (len < most) {
+        if (len == cap) {
+            size_t bigger_cap = cap * 2 < most ? cap * 2 : most;
+            char *bigger = (char *) realloc (text, bigger_cap + 1);
+            if (!bigger)
+                goto err_nomem;
+            text = bigger;
+            cap = bigger_cap;
+        }
+        ssize_t got = read (fd, text + len, cap - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            aaax_seterr (err, errlen, "%s: cannot read: %s", path,
+                         strerror (errno));
+            free (text);
+            close (fd);
+            return AAAX_ENOENT;
+        }
+        if (got == 0)
+            break;
+        len += (size_t) got;
+    }
+    close (fd);
+    if (len > HAL_LUADATA_MEM_MAX) {
+        aaax_seterr (err, errlen, "%s: file too large (more than %u bytes)",
+                     path, (unsigned) HAL_LUADATA_MEM_MAX);
+        free (text);
+        return AAAX_ELIMIT;
+    }
+    text[len] = '\0';
+    *text_p = text;
+    *len_p = len;
+    return 0;
+
+err_nomem:
+    aaax_seterr (err, errlen, "%s: out of memory", path);
+    free (text);
+    close (fd);
+    return AAAX_ENOMEM;
+}
+
+int
+policy_load_text (const char *text, size_t len, const char *file,
+                  policy_t **out, char *err, size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    if (!text || !file || !out) {
+        aaax_seterr (err, errlen, "policy_load_text: invalid arguments");
+        return AAAX_EINVAL;
+    }
+    lua_State *L = hal_luadata_new ();
+    if (!L) {
+        aaax_seterr (err, errlen, "%s: out of memory", file);
+        return AAAX_ENOMEM;
+    }
+    int rc = hal_luadata_run_string (L, text, len, file, err, errlen);
+    if (rc == 0) {
+        int *lines = NULL;
+        size_t nlines = 0;
+        if (policy_lines (text, len, POLICY_LINES_FILE, &lines, &nlines))
+            nlines = 0; /* not a literal list: rules named by number */
+        rc = policy_from_lua_at (L, -1, file, lines, nlines, out, err, errlen);
+        free (lines);
+    }
+    hal_luadata_destroy (&L);
+    return rc;
 }
 
 int
@@ -251,14 +384,13 @@ policy_load_file (const char *path, policy_t **out, char *err, size_t errlen)
         aaax_seterr (err, errlen, "policy_load_file: invalid arguments");
         return AAAX_EINVAL;
     }
-    lua_State *L = hal_luadata_new ();
-    if (!L) {
-        aaax_seterr (err, errlen, "%s: out of memory", path);
-        return AAAX_ENOMEM;
-    }
-    int rc = hal_luadata_run_file (L, path, err, errlen);
-    if (rc == 0)
-        rc = policy_from_lua (L, -1, path, out, err, errlen);
-    hal_luadata_destroy (&L);
+    //  One read serves both Lua and the line scan, so they see one text.
+    char *text = NULL;
+    size_t len = 0;
+    int rc = policy_read_text (path, &text, &len, err, errlen);
+    if (rc)
+        return rc;
+    rc = policy_load_text (text, len, path, out, err, errlen);
+    free (text);
     return rc;
 }

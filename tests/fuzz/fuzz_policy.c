@@ -4,7 +4,8 @@
     are queries. Decisions, rated lists, rate limits and globs are checked
     against simple reference implementations; any difference aborts.
     An input starting with "LUA\n" is instead run as a Lua data chunk and
-    read with policy_from_lua. */
+    read with policy_from_lua; one starting with "FILE\n" is loaded as a
+    policy file (policy_load_text: rules named by their lines) and cloned. */
 
 #include <stdint.h>
 #include <stdio.h>
@@ -93,6 +94,40 @@ s_fuzz_lua (const uint8_t *data, size_t size)
     hal_luadata_destroy (&L);
 }
 
+static void
+s_fuzz_file (const uint8_t *data, size_t size)
+{
+    policy_t *policy = NULL;
+    char err[256];
+    int rc = policy_load_text ((const char *) data, size, "fuzz.lua", &policy,
+                               err, sizeof (err));
+    if (strlen (err) >= sizeof (err))
+        abort ();
+    if (rc) {
+        if (policy)
+            abort (); /* *out must stay untouched on error */
+        return;
+    }
+    policy_t *copy = policy_clone (policy);
+    if (copy) {
+        if (policy_size (copy) != policy_size (policy)
+            || strcmp (policy_digest (copy), policy_digest (policy)) != 0)
+            abort ();
+        for (size_t i = 0; i < policy_size (policy); i++) {
+            policy_decision_t a, b;
+            policy_rule_spec_t spec;
+            if (policy_rule_spec (copy, (int) i, &spec))
+                abort ();
+            policy_decide (policy, spec.subject, spec.action, spec.target, &a);
+            policy_decide (copy, spec.subject, spec.action, spec.target, &b);
+            if (a.effect != b.effect || a.rule != b.rule)
+                abort ();
+        }
+        policy_destroy (&copy);
+    }
+    policy_destroy (&policy);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -100,6 +135,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         return 0;
     if (size >= 4 && memcmp (data, "LUA\n", 4) == 0) {
         s_fuzz_lua (data + 4, size - 4);
+        return 0;
+    }
+    if (size >= 5 && memcmp (data, "FILE\n", 5) == 0) {
+        s_fuzz_file (data + 5, size - 5);
         return 0;
     }
     char *copy = (char *) malloc (size + 1);

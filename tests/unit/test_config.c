@@ -101,7 +101,22 @@ test_defaults (void)
     CHECK_EQ_INT (c->max_sessions, 100000);
     CHECK_EQ_INT (c->spin_us, 50);
     CHECK_EQ_INT (c->commit_delay_us, 1000);
+    CHECK_EQ_INT (c->audit_map_mb, 256);
+    CHECK_EQ_INT (c->audit_checkpoint_every, 1000);
+    CHECK_EQ_STR (c->lifecycle_rate, "10/s");
+    CHECK_EQ_INT (c->lifecycle_rate_n, 10);
+    CHECK_EQ_INT (c->lifecycle_rate_ms, 1000);
+    CHECK_EQ_INT (c->stop_grace_ms, 5000);
+    CHECK_EQ_INT (c->ask_timeout_s, 300);
+    CHECK (strstr (text, "audit_map_mb = 256") != NULL);
+    CHECK (strstr (text, "audit_checkpoint_every = 1000") != NULL);
+    CHECK (strstr (text, "lifecycle_rate = \"10/s\"") != NULL);
+    CHECK (strstr (text, "stop_grace_ms = 5000") != NULL);
+    CHECK (strstr (text, "ask_timeout_s = 300") != NULL);
     CHECK_EQ_STR (c->source, "embedded defaults");
+    CHECK_EQ_STR (broker_config_policy_source (c), "embedded defaults");
+    CHECK_EQ_INT (c->policy_from, BROKER_POLICY_TEXT);
+    CHECK (c->policy_text == NULL);
 
     CHECK_EQ_INT (c->nchannels, 2);
     const broker_chan_cfg_t *jobs = chan (c, "jobs");
@@ -190,6 +205,21 @@ test_overlay (void)
                   0);
     CHECK_EQ_INT (c->spin_us, 0);
     CHECK_EQ_INT (c->commit_delay_us, 250);
+    CHECK_EQ_INT (load (c, "return { audit_map_mb = 64, "
+                           "audit_checkpoint_every = 10, lifecycle_rate = "
+                           "'30/m', stop_grace_ms = 0, ask_timeout_s = 60 }"),
+                  0);
+    CHECK_EQ_INT (c->audit_map_mb, 64);
+    CHECK_EQ_INT (c->audit_checkpoint_every, 10);
+    CHECK_EQ_STR (c->lifecycle_rate, "30/m");
+    CHECK_EQ_INT (c->lifecycle_rate_n, 30);
+    CHECK_EQ_INT (c->lifecycle_rate_ms, 60000);
+    CHECK_EQ_INT (c->stop_grace_ms, 0);
+    CHECK_EQ_INT (c->ask_timeout_s, 60);
+    CHECK_EQ_INT (load (c, "return { lifecycle_rate = '1000000/h' }"), 0);
+    CHECK_EQ_INT (c->lifecycle_rate_n, 1000000);
+    CHECK_EQ_INT (c->lifecycle_rate_ms, 3600000);
+    CHECK_EQ_INT (c->audit_map_mb, 64); /* earlier overlay kept */
     CHECK_EQ_STR (c->data_dir, "/var/lib/aaax");
     CHECK_EQ_STR (c->tap, "tcp://127.0.0.1:9");
     CHECK (c->insecure);
@@ -266,6 +296,32 @@ test_bad_files (void)
                "must be a number, not string");
     CHECK_BAD ("return { heartbeat_ms = 500.5 }", "must be a whole number");
     CHECK_BAD ("return { heartbeat_ms = true }", "must be a number");
+    //  lifecycle_rate has a rule's rate syntax
+    CHECK_BAD ("return { lifecycle_rate = 10 }",
+               "lifecycle_rate: must be a string such as \"10/s\", not "
+               "number");
+    const char *bad_rates[] = { "",     "0/s",  "10/d",      "10",
+                                "1/ s", "01/s", "2000000/s", "10/s\\0" };
+    for (size_t i = 0; i < sizeof bad_rates / sizeof bad_rates[0]; i++) {
+        char src[128];
+        snprintf (src, sizeof src, "return { lifecycle_rate = '%s' }",
+                  bad_rates[i]);
+        CHECK_BAD (src, "lifecycle_rate: must be \"N/s\", \"N/m\" or "
+                        "\"N/h\"");
+    }
+    CHECK_GOOD ("return { lifecycle_rate = '1/h' }");
+    //  policy errors name the file and the line of the rule
+    CHECK_BAD ("return {\n  heartbeat_ms = 500,\n  policy = {\n"
+               "    { subject = '*', action = '*', target = '*', effect = "
+               "'allow' },\n"
+               "    { subject = '*', action = '*', target = '*', effect = "
+               "'alow' },\n  },\n}",
+               "test.lua:5: rule 2: effect must be \"allow\", \"ask\" or "
+               "\"deny\" (got \"alow\")");
+    CHECK_BAD ("local p = {}\np[1] = { subject = '*' }\nreturn { policy = p "
+               "}",
+               "test.lua: rule 1: missing field \"action\"");
+    CHECK_BAD ("return { policy = '' }", "test.lua: policy: a path must be");
 }
 
 static void
@@ -286,6 +342,10 @@ test_numeric_bounds (void)
         { "max_sessions", 1, 1000000 },
         { "spin_us", 0, 10000 },
         { "commit_delay_us", 0, 100000 },
+        { "audit_map_mb", 1, 65536 },
+        { "audit_checkpoint_every", 1, 1000000 },
+        { "stop_grace_ms", 0, 600000 },
+        { "ask_timeout_s", 1, 86400 },
     };
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
         char src[128];
@@ -698,6 +758,202 @@ test_valid_name (void)
     CHECK (!broker_config_valid_name (n, AAAX_MAX_NAME + 1));
 }
 
+static void
+write_file (const char *path, const char *text)
+{
+    FILE *f = fopen (path, "w");
+    CHECK (f != NULL);
+    if (f) {
+        fputs (text, f);
+        fclose (f);
+    }
+}
+
+static void
+test_reload (void)
+{
+    char src[1024], err[1024];
+    policy_t *p = NULL;
+
+    //  Embedded defaults: the demo policy again, same digest.
+    broker_config_t *c = fresh ();
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        0);
+    CHECK_EQ_STR (src, "embedded defaults");
+    CHECK (p && p != c->policy);
+    CHECK_EQ_INT (policy_size (p), 4);
+    CHECK_EQ_STR (policy_digest (p), policy_digest (c->policy));
+    policy_destroy (&p);
+    //  A file that does not set the policy keeps the defaults' (and a
+    //  reload still reads the defaults).
+    CHECK_EQ_INT (load (c, "return { heartbeat_ms = 500 }"), 0);
+    CHECK_EQ_STR (broker_config_policy_source (c), "embedded defaults");
+    CHECK_EQ_INT (broker_config_reload_policy (c, &p, NULL, 0, err, sizeof err),
+                  0);
+    CHECK_EQ_INT (policy_size (p), 4);
+    policy_destroy (&p);
+    //  A string chunk is kept and read again.
+    CHECK_EQ_INT (load (c, "return { policy = {\n { subject = 's', action = "
+                           "'a', target = 't', effect = 'ask' } } }"),
+                  0);
+    CHECK_EQ_INT (c->policy_from, BROKER_POLICY_TEXT);
+    CHECK_EQ_STR (broker_config_policy_source (c), "test.lua");
+    CHECK_EQ_STR (policy_rule_source (c->policy, 0), "test.lua:2");
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        0);
+    CHECK_EQ_STR (src, "test.lua");
+    CHECK_EQ_INT (policy_size (p), 1);
+    CHECK_EQ_STR (policy_rule_source (p, 0), "test.lua:2");
+    policy_destroy (&p);
+    CHECK_EQ_INT (
+        broker_config_reload_policy (NULL, &p, NULL, 0, err, sizeof err),
+        AAAX_EINVAL);
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, NULL, NULL, 0, err, sizeof err),
+        AAAX_EINVAL);
+    broker_config_destroy (&c);
+
+    char dir[] = "/tmp/aaax-test-reload-XXXXXX";
+    CHECK (mkdtemp (dir) != NULL);
+    char path[256], ppath[256], want[1024];
+    snprintf (path, sizeof path, "%s/aaaxd.lua", dir);
+    snprintf (ppath, sizeof ppath, "%s/rules.lua", dir);
+
+    //  Inline in the configuration file.
+    write_file (path, "return {\n  heartbeat_ms = 250,\n  policy = {\n"
+                      "    { subject = 'a', action = 'x', target = '*', "
+                      "effect = 'allow' },\n  },\n}\n");
+    c = fresh ();
+    CHECK_EQ_INT (broker_config_load_file (c, path, s_err, sizeof s_err), 0);
+    CHECK_EQ_INT (c->policy_from, BROKER_POLICY_INLINE);
+    CHECK_EQ_STR (broker_config_policy_source (c), path);
+    snprintf (want, sizeof want, "%s:4", path);
+    CHECK_EQ_STR (policy_rule_source (c->policy, 0), want);
+    //  changed rules, a changed (even invalid) other key: only the policy
+    write_file (path, "return {\n  heartbeat_ms = 1,\n  bogus = true,\n"
+                      "  policy = {\n"
+                      "    { subject = 'a', action = 'x', target = '*', "
+                      "effect = 'deny' },\n"
+                      "    { subject = 'b', action = 'x', target = '*', "
+                      "effect = 'allow' },\n  },\n}\n");
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        0);
+    CHECK_EQ_STR (src, path);
+    CHECK_EQ_INT (policy_size (p), 2);
+    snprintf (want, sizeof want, "%s:6", path);
+    CHECK_EQ_STR (policy_rule_source (p, 1), want);
+    CHECK_EQ_INT (c->heartbeat_ms, 250);
+    policy_destroy (&p);
+    //  a bad rule: file:line, *out and source untouched
+    write_file (path, "return {\n  policy = {\n"
+                      "    { subject = 'a', action = 'x', target = '*', "
+                      "effect = 'allow' },\n"
+                      "    { subject = 'b', action = 'x', target = '*', "
+                      "effect = 'alow' },\n  },\n}\n");
+    policy_t *sentinel = (policy_t *) 1;
+    p = sentinel;
+    snprintf (src, sizeof src, "unchanged");
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        AAAX_EINVAL);
+    CHECK (p == sentinel);
+    CHECK_EQ_STR (src, "unchanged");
+    snprintf (want, sizeof want,
+              "%s:4: rule 2: effect must be \"allow\", \"ask\" or \"deny\" "
+              "(got \"alow\")",
+              path);
+    CHECK_EQ_STR (err, want);
+    //  a syntax error carries Lua's line
+    write_file (path, "return {\n  policy = {\n    { subject = = 'a' },\n"
+                      "  },\n}\n");
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        AAAX_EINVAL);
+    CHECK (p == sentinel);
+    snprintf (want, sizeof want, "%s:3:", path);
+    CHECK (strncmp (err, want, strlen (want)) == 0);
+    write_file (path, "return 5\n");
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        AAAX_EINVAL);
+    CHECK (strstr (err, "must return a table") != NULL);
+    //  the file now points at a policy file: followed, as a boot would
+    write_file (ppath,
+                "return {\n\n  { subject = 'ops', action = '*', target = "
+                "'*', effect = 'allow' },\n}\n");
+    write_file (path, "return { policy = 'rules.lua' }\n");
+    p = NULL;
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        0);
+    snprintf (want, sizeof want, "%s/rules.lua", dir);
+    CHECK_EQ_STR (src, want);
+    snprintf (want, sizeof want, "%s/rules.lua:3", dir);
+    CHECK_EQ_STR (policy_rule_source (p, 0), want);
+    policy_destroy (&p);
+    //  the file no longer sets a policy: the embedded defaults
+    write_file (path, "return { heartbeat_ms = 100 }\n");
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        0);
+    CHECK_EQ_STR (src, "embedded defaults");
+    CHECK_EQ_INT (policy_size (p), 4);
+    policy_destroy (&p);
+    //  the file is gone
+    unlink (path);
+    p = sentinel;
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        AAAX_ENOENT);
+    CHECK (p == sentinel);
+    CHECK (strstr (err, path) != NULL);
+    broker_config_destroy (&c);
+
+    //  A policy file.
+    write_file (ppath, "return {\n  { subject = 'ops', action = '*', target = "
+                       "'*', effect = 'allow' },\n}\n");
+    write_file (path, "return { policy = 'rules.lua', heartbeat_ms = 300 }\n");
+    c = fresh ();
+    CHECK_EQ_INT (broker_config_load_file (c, path, s_err, sizeof s_err), 0);
+    CHECK_EQ_INT (c->policy_from, BROKER_POLICY_FILE);
+    snprintf (want, sizeof want, "%s/rules.lua", dir);
+    CHECK_EQ_STR (broker_config_policy_source (c), want);
+    //  the configuration file changes nothing now: only rules.lua is read
+    write_file (path, "garbage that is not Lua\n");
+    write_file (ppath, "-- v2\nreturn {\n"
+                       "  { subject = 'ops', action = '*', target = '*', "
+                       "effect = 'allow' },\n"
+                       "  { subject = '*', action = 'fs.delete', target = '*', "
+                       "effect = 'deny' },\n}\n");
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        0);
+    CHECK_EQ_STR (src, want);
+    CHECK_EQ_INT (policy_size (p), 2);
+    CHECK (strcmp (policy_digest (p), policy_digest (c->policy)) != 0);
+    policy_destroy (&p);
+    write_file (ppath, "return {\n  { subject = 'ops', action = '*', target = "
+                       "'*', effect = 'allow', rate = '5/d' },\n}\n");
+    p = sentinel;
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        AAAX_EINVAL);
+    CHECK (p == sentinel);
+    snprintf (want, sizeof want, "%s/rules.lua:2: rule 1: rate must be", dir);
+    CHECK (strncmp (err, want, strlen (want)) == 0);
+    unlink (ppath);
+    CHECK_EQ_INT (
+        broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
+        AAAX_ENOENT);
+    CHECK (p == sentinel);
+    broker_config_destroy (&c);
+    unlink (path);
+    rmdir (dir);
+}
+
 int
 main (void)
 {
@@ -710,5 +966,6 @@ main (void)
     test_loopback ();
     test_files ();
     test_valid_name ();
+    test_reload ();
     TEST_DONE ();
 }

@@ -15,6 +15,7 @@
 #include "aaax.h"
 #include "hal_luadata.h"
 #include "policy.h"
+#include "policy_lines.h"
 #include "policy_lua.h"
 #include "testutil.h"
 
@@ -1183,7 +1184,8 @@ test_policy_load_file (const char *dir)
     fclose (file);
     CHECK_EQ_INT (policy_load_file (path, &policy, err, sizeof (err)),
                   AAAX_EINVAL);
-    snprintf (want, sizeof (want), "%s: rule 1: unknown field \"efect\"", path);
+    snprintf (want, sizeof (want), "%s:2: rule 1: unknown field \"efect\"",
+              path);
     CHECK_EQ_STR (err, want);
     CHECK (policy == NULL);
 
@@ -1196,6 +1198,509 @@ test_policy_load_file (const char *dir)
     CHECK_EQ_INT (policy_load_file (path, &policy, err, sizeof (err)),
                   AAAX_ENOENT);
     CHECK (policy == NULL);
+}
+
+//  Copies and listing ------------------------------------------------------
+
+static void
+test_clone (void)
+{
+    policy_t *policy = policy_new ();
+    policy_rule_spec_t specs[] = {
+        { "*", "chan.write", "orders", "allow", "2/s", NULL, "p.lua:3" },
+        { "agent-*", "net.fetch", "https://*", "ask", NULL, "fetch", NULL },
+        { "*", "fs.delete", "*", "deny", NULL, NULL, "p.lua:9" },
+        { "w-*", "chan.*", "q*", "allow", "0100/m", NULL, NULL },
+    };
+    char err[256];
+    for (size_t i = 0; i < 3; i++)
+        CHECK_EQ_INT (policy_add (policy, &specs[i], err, sizeof (err)), 0);
+    //  A leading zero is refused; a plain rate is kept.
+    CHECK_EQ_INT (policy_add (policy, &specs[3], err, sizeof (err)),
+                  AAAX_EINVAL);
+    specs[3].rate = "100/m";
+    CHECK_EQ_INT (policy_add (policy, &specs[3], err, sizeof (err)), 0);
+
+    //  Rules as written, borrowed.
+    policy_rule_spec_t got;
+    CHECK_EQ_INT (policy_rule_spec (policy, 0, &got), 0);
+    CHECK_EQ_STR (got.subject, "*");
+    CHECK_EQ_STR (got.action, "chan.write");
+    CHECK_EQ_STR (got.target, "orders");
+    CHECK_EQ_STR (got.effect, "allow");
+    CHECK_EQ_STR (got.rate, "2/s");
+    CHECK_EQ_STR (got.name, "rule#1");
+    CHECK_EQ_STR (got.source, "p.lua:3");
+    CHECK_EQ_INT (policy_rule_spec (policy, 1, &got), 0);
+    CHECK_EQ_STR (got.effect, "ask");
+    CHECK (got.rate == NULL);
+    CHECK_EQ_STR (got.name, "fetch");
+    CHECK (got.source == NULL);
+    CHECK_EQ_INT (policy_rule_spec (policy, 3, &got), 0);
+    CHECK_EQ_STR (got.rate, "100/m");
+    CHECK_EQ_INT (policy_rule_spec (policy, 4, &got), AAAX_EINVAL);
+    CHECK_EQ_INT (policy_rule_spec (policy, -1, &got), AAAX_EINVAL);
+    CHECK_EQ_INT (policy_rule_spec (NULL, 0, &got), AAAX_EINVAL);
+    CHECK_EQ_INT (policy_rule_spec (policy, 0, NULL), AAAX_EINVAL);
+
+    //  Use up the original's window for bob.
+    int rated[4];
+    CHECK_EQ_INT (
+        policy_rated (policy, "bob", "chan.write", "orders", rated, 4), 1);
+    CHECK_EQ_INT (policy_rate_take (policy, rated, 1, "bob", 0), 0);
+    CHECK_EQ_INT (policy_rate_take (policy, rated, 1, "bob", 1), 0);
+    CHECK_EQ_INT (policy_rate_take (policy, rated, 1, "bob", 2), AAAX_ELIMIT);
+
+    policy_t *copy = policy_clone (policy);
+    CHECK (copy != NULL);
+    CHECK (policy_clone (NULL) == NULL);
+    CHECK_EQ_INT (policy_size (copy), policy_size (policy));
+    char digest[65];
+    snprintf (digest, sizeof (digest), "%s", policy_digest (policy));
+    CHECK_EQ_STR (policy_digest (copy), digest);
+    for (int i = 0; i < 4; i++) {
+        policy_rule_spec_t a, b;
+        CHECK_EQ_INT (policy_rule_spec (policy, i, &a), 0);
+        CHECK_EQ_INT (policy_rule_spec (copy, i, &b), 0);
+        CHECK_EQ_STR (a.subject, b.subject);
+        CHECK_EQ_STR (a.action, b.action);
+        CHECK_EQ_STR (a.target, b.target);
+        CHECK_EQ_STR (a.effect, b.effect);
+        CHECK_EQ_STR (a.name, b.name);
+        CHECK ((a.rate == NULL) == (b.rate == NULL));
+        if (a.rate && b.rate)
+            CHECK_EQ_STR (a.rate, b.rate);
+        CHECK ((a.source == NULL) == (b.source == NULL));
+        if (a.source && b.source)
+            CHECK_EQ_STR (a.source, b.source);
+        CHECK (a.subject != b.subject); /* deep: its own strings */
+    }
+    //  Fresh rate state in the copy, the original's untouched.
+    CHECK_EQ_INT (policy_rate_take (copy, rated, 1, "bob", 2), 0);
+    CHECK_EQ_INT (policy_rate_take (copy, rated, 1, "bob", 3), 0);
+    CHECK_EQ_INT (policy_rate_take (copy, rated, 1, "bob", 4), AAAX_ELIMIT);
+    CHECK_EQ_INT (policy_rate_take (policy, rated, 1, "bob", 5), AAAX_ELIMIT);
+    //  Same decisions; the copy outlives the original.
+    policy_decision_t d1, d2;
+    policy_decide (policy, "agent-1", "net.fetch", "https://x", &d1);
+    policy_destroy (&policy);
+    policy_decide (copy, "agent-1", "net.fetch", "https://x", &d2);
+    CHECK_EQ_INT (d1.effect, d2.effect);
+    CHECK_EQ_INT (d1.rule, d2.rule);
+    CHECK_EQ_STR (policy_rule_name (copy, 1), "fetch");
+    CHECK_EQ_STR (policy_rule_source (copy, 2), "p.lua:9");
+    policy_destroy (&copy);
+
+    //  An empty policy clones to an empty one with the same digest.
+    policy = policy_new ();
+    copy = policy_clone (policy);
+    CHECK (copy && policy_size (copy) == 0);
+    CHECK_EQ_STR (policy_digest (copy), policy_digest (policy));
+    policy_destroy (&copy);
+    policy_destroy (&policy);
+
+    //  Rates parse as a rule's.
+    uint32_t n = 0;
+    int64_t period = 0;
+    CHECK_EQ_INT (policy_parse_rate ("10/s", &n, &period), 0);
+    CHECK_EQ_INT (n, 10);
+    CHECK_EQ_INT (period, 1000);
+    CHECK_EQ_INT (policy_parse_rate ("1000000/h", &n, &period), 0);
+    CHECK_EQ_INT (period, 3600000);
+    CHECK_EQ_INT (policy_parse_rate ("3/m", NULL, NULL), 0);
+    const char *bad[] = { "",      "0/s",  "01/s",      "10",   "10/", "10/d",
+                          "10/ss", " 1/s", "1000001/s", "-1/s", "1/S" };
+    for (size_t i = 0; i < sizeof (bad) / sizeof (bad[0]); i++)
+        CHECK_EQ_INT (policy_parse_rate (bad[i], &n, &period), AAAX_EINVAL);
+    CHECK_EQ_INT (policy_parse_rate (NULL, &n, &period), AAAX_EINVAL);
+}
+
+//  Lines of rules -----------------------------------------------------------
+
+/*  Scans src; returns the rc and writes "l1,l2,..." into out. */
+static int
+lines_of (const char *src, policy_lines_mode_t mode, char *out, size_t outlen)
+{
+    int *lines = (int *) 1; /* must stay untouched on error */
+    size_t n = 99;
+    out[0] = '\0';
+    int rc = policy_lines (src, strlen (src), mode, &lines, &n);
+    if (rc) {
+        CHECK (lines == (int *) 1 && n == 99);
+        return rc;
+    }
+    CHECK ((n == 0) == (lines == NULL));
+    size_t used = 0;
+    for (size_t i = 0; i < n && used < outlen; i++)
+        used += (size_t) snprintf (out + used, outlen - used, "%s%d",
+                                   i ? "," : "", lines[i]);
+    free (lines);
+    return 0;
+}
+
+static void
+test_lines (void)
+{
+    char got[256];
+    static const struct {
+        int mode; /* 0 file, 1 config */
+        const char *src;
+        int rc;
+        const char *lines;
+    } cases[] = {
+        { 0, "return {}", 0, "" },
+        { 0, "return {\n}\n", 0, "" },
+        { 0, "return { {a=1}, {b=2} }", 0, "1,1" },
+        { 0, "return {\n {a=1},\n\n {b=2},\n}\n", 0, "2,4" },
+        { 0, "return {\n {a=1};\n {b=2};\n};", 0, "2,3" },
+        //  comments and strings holding brackets, quotes and separators
+        { 0,
+          "-- a { comment }, with ' and \"\n"
+          "--[==[ long\n } ]] ]=] \n]==]\n"
+          "return { -- {\n"
+          "  { s = '}', t = \"{,\" },\n"
+          "  { s = [[\n}\n]], t = 'a\\'b' },  --[[ , ]] { u = [=[]]]=] },\n"
+          "  { s = \"x\\\n y\" },\n"
+          "  {\n s = 1 },\n"
+          "}\n",
+          0, "6,7,9,10,12" },
+        //  nested tables, functions and calls inside a rule
+        { 0,
+          "local function f(x) return x end\n"
+          "return {\n"
+          "  f({ a = { 1, 2, { 3 } } }),\n"
+          "  { a = (function() if true then return '}' end end)() },\n"
+          "  { a = ({ 'x' })[1], b = 1 == 1 and 2 >= 1, c = 1 ~= 2 },\n"
+          "}",
+          0, "3,4,5" },
+        //  numbers: exponents with signs, hex floats, concatenation
+        { 0,
+          "return {\n{ a = 1e+5, b = 0x1p-2, c = .5, d = 3 .. 4 },\n"
+          "{ e = 'a'..'b', f = ... },\n}",
+          0, "2,3" },
+        //  line breaks: \r\n, \n\r and \r each count once
+        { 0, "return {\r\n{a=1},\r\n{b=2},\n\r{c=3},\r{d=4}}", 0, "2,3,4,5" },
+        //  \z skips line breaks inside a string, which still count
+        { 0, "return {\n{ a = 'x\\z\n\n  y' },\n{ b = 1 }\n}", 0, "2,5" },
+        //  the chunk's own return, not one inside a block
+        { 0,
+          "local function g() return { 1 } end\n"
+          "if false then return { 2 } end\n"
+          "do local x = { 3 } end\n"
+          "while false do end\n"
+          "for i = 1, 2 do end\n"
+          "repeat local y = 1 until true\n"
+          "return {\n  { z = 1 },\n}",
+          0, "8" },
+        //  not a literal list
+        { 0, "local r = {} return r", AAAX_ENOENT, "" },
+        { 0, "return { [1] = {} }", AAAX_ENOENT, "" },
+        { 0, "return { x = {} }", AAAX_ENOENT, "" },
+        { 0, "return { {} } .. 'x'", AAAX_ENOENT, "" },
+        { 0, "return {", AAAX_ENOENT, "" },
+        { 0, "return { {a=1}, ", AAAX_ENOENT, "" },
+        { 0, "return { {a=1)) }", AAAX_ENOENT, "" },
+        { 0, "return { [[x }", AAAX_ENOENT, "" },
+        { 0, "return { --[[ x }", AAAX_ENOENT, "" },
+        { 0, "x = 1", AAAX_ENOENT, "" },
+        { 0, "", AAAX_ENOENT, "" },
+        { 0, "function f() return {1} end", AAAX_ENOENT, "" },
+        //  configuration files: the policy key of the returned table
+        { 1,
+          "return {\n"
+          "  heartbeat_ms = 1000,\n"
+          "  channels = { { name = 'policy' }, policy = 1 },\n"
+          "  policy = {\n"
+          "    { subject = '*' },\n"
+          "    { subject = 'x' },\n"
+          "  },\n"
+          "  apps = {},\n"
+          "}\n",
+          0, "5,6" },
+        { 1, "return { ['policy'] = {\n{},\n{}} }", 0, "2,3" },
+        { 1, "return { policy = {} }", 0, "" },
+        { 1, "return { policy = {{}}, policy = {\n{}} }", 0, "2" },
+        { 1, "return { policy = 'rules.lua' }", AAAX_ENOENT, "" },
+        { 1, "return { policy = {{}} or x }", AAAX_ENOENT, "" },
+        { 1, "return { policy = {{}}, policy = p }", AAAX_ENOENT, "" },
+        { 1, "return { heartbeat_ms = 5 }", AAAX_ENOENT, "" },
+        { 1, "local p = {} return { policy = p }", AAAX_ENOENT, "" },
+        { 1, "return { policy = { [1] = {} }, policy = {{}} }", AAAX_ENOENT,
+          "" },
+        { 1, "return { policy == {{}} }", AAAX_ENOENT, "" },
+    };
+    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
+        int rc =
+            lines_of (cases[i].src,
+                      cases[i].mode ? POLICY_LINES_CONFIG : POLICY_LINES_FILE,
+                      got, sizeof (got));
+        if (rc != cases[i].rc || strcmp (got, cases[i].lines) != 0) {
+            fprintf (stderr, "  lines case %zu: rc %d \"%s\"\n", i, rc, got);
+            CHECK_EQ_INT (rc, cases[i].rc);
+            CHECK_EQ_STR (got, cases[i].lines);
+        }
+    }
+    //  Not NUL-terminated, and bytes of every value.
+    int *lines = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT (
+        policy_lines ("return {{},{}}XXXX", 14, POLICY_LINES_FILE, &lines, &n),
+        0);
+    CHECK_EQ_INT (n, 2);
+    free (lines);
+    char noise[512];
+    for (int round = 0; round < 2000; round++) {
+        size_t len = rng () % sizeof (noise);
+        static const char alphabet[] = "return{}[]=-\"'\\\n\r, ;policyxz.0e+";
+        for (size_t j = 0; j < len; j++)
+            noise[j] = round % 2 ? (char) rng ()
+                                 : alphabet[rng () % (sizeof (alphabet) - 1)];
+        lines = NULL;
+        if (policy_lines (noise, len, (policy_lines_mode_t) (round % 2 == 0),
+                          &lines, &n)
+            == 0)
+            free (lines);
+    }
+    CHECK_EQ_INT (policy_lines (NULL, 0, POLICY_LINES_FILE, &lines, &n),
+                  AAAX_ENOENT);
+}
+
+/*  Loads a policy file's text; returns the rc. */
+static int
+load_text (const char *text, policy_t **out, char *err, size_t errlen)
+{
+    return policy_load_text (text, strlen (text), "/etc/aaax/policy.lua", out,
+                             err, errlen);
+}
+
+static void
+test_rule_lines (const char *dir)
+{
+    char err[512];
+    policy_t *policy = NULL;
+    const char *good = "-- the policy\n"
+                       "return {\n"
+                       "  { subject = '*', action = 'chan.read', target = 'a', "
+                       "effect = 'allow' },\n"
+                       "\n"
+                       "  { subject = '*', action = 'chan.write',\n"
+                       "    target = 'a', effect = 'deny', name = 'no' },\n"
+                       "}\n";
+    CHECK_EQ_INT (load_text (good, &policy, err, sizeof (err)), 0);
+    CHECK_EQ_INT (policy_size (policy), 2);
+    CHECK_EQ_STR (policy_rule_source (policy, 0), "/etc/aaax/policy.lua:3");
+    CHECK_EQ_STR (policy_rule_source (policy, 1), "/etc/aaax/policy.lua:5");
+    CHECK_EQ_STR (policy_rule_name (policy, 1), "no");
+    policy_destroy (&policy);
+
+    static const struct {
+        const char *src, *message;
+    } bad[] = {
+        { "return {\n"
+          "  { subject = '*', action = '*', target = '*', effect = 'allow' },\n"
+          "  -- a comment\n"
+          "  { subject = '*', action = '*', target = '*', effect = 'alow' },\n"
+          "}\n",
+          "/etc/aaax/policy.lua:4: rule 2: effect must be \"allow\", \"ask\" "
+          "or \"deny\" (got \"alow\")" },
+        { "return {\n\n\n  { subject = '*', action = '*', target = '*' },\n}",
+          "/etc/aaax/policy.lua:4: rule 1: missing field \"effect\"" },
+        { "return {\n{ subject = '*', action = '*', target = '*', effect = "
+          "'allow', rate = '5/d' }}",
+          "/etc/aaax/policy.lua:2: rule 1: rate must be \"N/s\", \"N/m\" or "
+          "\"N/h\" with N from 1 to 1000000 (got \"5/d\")" },
+        { "return {\n {subject='*', action='*', target='*', effect='allow'},\n"
+          " 42,\n}",
+          "/etc/aaax/policy.lua:3: rule 2: must be a table (got number)" },
+        { "return {\n {subject='*', action='*', target='*', efect='deny'} }",
+          "/etc/aaax/policy.lua:2: rule 1: unknown field \"efect\"" },
+        //  built by code: no line, the rule's number
+        { "local r = {}\nr[1] = {subject='*', action='*', target='*', "
+          "effect='maybe'}\nreturn r",
+          "/etc/aaax/policy.lua: rule 1: effect must be \"allow\", \"ask\" or "
+          "\"deny\" (got \"maybe\")" },
+        //  an element that expands to several rules: the count differs
+        { "local r = {subject='*', action='*', target='*', effect='allow'}\n"
+          "return {\n r,\n {},\n table.unpack({ r, r })\n}",
+          "/etc/aaax/policy.lua: rule 2: missing field \"subject\"" },
+        //  Lua's own errors carry its line
+        { "return {\n {subject='*',, }\n}",
+          "/etc/aaax/policy.lua:2: unexpected symbol near ','" },
+        { "\n\nerror('no policy today')",
+          "/etc/aaax/policy.lua:3: no policy today" },
+    };
+    for (size_t i = 0; i < sizeof (bad) / sizeof (bad[0]); i++) {
+        policy = NULL;
+        int rc = load_text (bad[i].src, &policy, err, sizeof (err));
+        CHECK_EQ_INT (rc, AAAX_EINVAL);
+        CHECK (policy == NULL);
+        CHECK_EQ_STR (err, bad[i].message);
+    }
+
+    //  Rules built by code keep the file as their source.
+    CHECK_EQ_INT (load_text ("local r = {}\nr[1] = {subject='*', action='*', "
+                             "target='*', effect='allow'}\nreturn r",
+                             &policy, err, sizeof (err)),
+                  0);
+    CHECK_EQ_STR (policy_rule_source (policy, 0), "/etc/aaax/policy.lua");
+    policy_destroy (&policy);
+
+    //  From a file, through one read.
+    char path[512], want[700];
+    snprintf (path, sizeof (path), "%s/lines.lua", dir);
+    FILE *file = fopen (path, "w");
+    fputs ("return {\r\n"
+           "  { subject = 'a', action = 'x', target = '*', effect = 'allow' "
+           "},\r\n"
+           "  { subject = 'b', action = 'x', target = '*', effect = 'nope' "
+           "},\r\n"
+           "}\r\n",
+           file);
+    fclose (file);
+    CHECK_EQ_INT (policy_load_file (path, &policy, err, sizeof (err)),
+                  AAAX_EINVAL);
+    snprintf (want, sizeof (want),
+              "%s:3: rule 2: effect must be \"allow\", \"ask\" or \"deny\" "
+              "(got \"nope\")",
+              path);
+    CHECK_EQ_STR (err, want);
+    char *text = NULL;
+    size_t len = 0;
+    CHECK_EQ_INT (policy_read_text (path, &text, &len, err, sizeof (err)), 0);
+    CHECK (text && len == strlen (text) && strncmp (text, "return {", 8) == 0);
+    free (text);
+    CHECK_EQ_INT (policy_read_text (dir, &text, &len, err, sizeof (err)),
+                  AAAX_ENOENT);
+    unlink (path);
+    CHECK_EQ_INT (policy_read_text (path, &text, &len, err, sizeof (err)),
+                  AAAX_ENOENT);
+    snprintf (want, sizeof (want), "%s: cannot open: %s", path,
+              strerror (ENOENT));
+    CHECK_EQ_STR (err, want);
+}
+
+//  The examples of docs/POLICY.md --------------------------------------------
+
+/*  Checks one example: text is a policy file whose comments hold lines
+    "-- decides: SUBJECT ACTION TARGET -> EFFECT" and
+    "-- limits: SUBJECT ACTION TARGET -> N/u" (N events pass within the
+    period, one more does not, and after the period one does again).
+    Returns the number of checks made, or -1 when the file does not load. */
+static int
+check_example (const char *text, size_t len, int number)
+{
+    char err[512], name[64];
+    snprintf (name, sizeof (name), "POLICY.md example %d", number);
+    policy_t *policy = NULL;
+    if (policy_load_text (text, len, name, &policy, err, sizeof (err))) {
+        fprintf (stderr, "  %s\n", err);
+        return -1;
+    }
+    int checks = 0;
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *eol = memchr (p, '\n', (size_t) (end - p));
+        if (!eol)
+            eol = end;
+        char line[512];
+        size_t n = (size_t) (eol - p) < sizeof (line) - 1 ? (size_t) (eol - p)
+                                                          : sizeof (line) - 1;
+        memcpy (line, p, n);
+        line[n] = '\0';
+        p = eol + 1;
+        char kind[16], subject[128], action[128], target[128], arrow[8],
+            want[32];
+        const char *c = strstr (line, "-- ");
+        if (!c
+            || sscanf (c, "-- %15[a-z]: %127s %127s %127s %7s %31s", kind,
+                       subject, action, target, arrow, want)
+                   != 6
+            || strcmp (arrow, "->") != 0)
+            continue;
+        if (strcmp (kind, "decides") == 0) {
+            policy_decision_t d;
+            policy_decide (policy, subject, action, target, &d);
+            if (strcmp (policy_effect_str (d.effect), want) != 0) {
+                fprintf (stderr, "  %s: %s %s %s -> %s, not %s\n", name,
+                         subject, action, target, policy_effect_str (d.effect),
+                         want);
+                CHECK (0);
+            }
+            checks++;
+        } else if (strcmp (kind, "limits") == 0) {
+            uint32_t limit = 0;
+            int64_t period = 0;
+            CHECK_EQ_INT (policy_parse_rate (want, &limit, &period), 0);
+            policy_t *fresh = policy_clone (policy);
+            int rated[16];
+            size_t nrated =
+                policy_rated (fresh, subject, action, target, rated, 16);
+            CHECK (nrated >= 1 && nrated <= 16);
+            int ok = 1;
+            for (uint32_t i = 0; i < limit; i++)
+                ok &= policy_rate_take (fresh, rated, nrated, subject,
+                                        1000 + i % 2)
+                      == 0;
+            ok &= policy_rate_take (fresh, rated, nrated, subject, 1001)
+                  == AAAX_ELIMIT;
+            ok &=
+                policy_rate_take (fresh, rated, nrated, subject, 1001 + period)
+                == 0;
+            if (!ok) {
+                fprintf (stderr, "  %s: %s %s %s does not limit to %s\n", name,
+                         subject, action, target, want);
+                CHECK (0);
+            }
+            policy_destroy (&fresh);
+            checks++;
+        }
+    }
+    policy_destroy (&policy);
+    return checks;
+}
+
+static void
+test_doc_examples (void)
+{
+    //  docs/POLICY.md, found from this file's path (CMake passes absolute
+    //  paths): <root>/tests/unit/test_policy.c.
+    char path[1024];
+    snprintf (path, sizeof (path), "%s", __FILE__);
+    char *cut = strstr (path, "tests/unit/test_policy.c");
+    CHECK (cut != NULL);
+    if (!cut)
+        return;
+    snprintf (cut, sizeof (path) - (size_t) (cut - path), "docs/POLICY.md");
+    char *doc = NULL;
+    size_t len = 0;
+    char err[512];
+    if (policy_read_text (path, &doc, &len, err, sizeof (err))) {
+        fprintf (stderr, "  %s\n", err);
+        CHECK (0);
+        return;
+    }
+    //  Every ```lua block with a "-- decides:" or "-- limits:" line.
+    int examples = 0, checks = 0;
+    const char *p = doc;
+    while ((p = strstr (p, "```lua\n"))) {
+        p += 7;
+        const char *close = strstr (p, "\n```");
+        if (!close)
+            break;
+        size_t blen = (size_t) (close - p) + 1;
+        char *block = strndup (p, blen);
+        if (strstr (block, "-- decides:") || strstr (block, "-- limits:")) {
+            examples++;
+            int n = check_example (block, blen, examples);
+            CHECK (n > 0);
+            checks += n > 0 ? n : 0;
+        }
+        free (block);
+        p = close + 4;
+    }
+    CHECK (examples >= 6);
+    CHECK (checks >= 30);
+    free (doc);
 }
 
 int
@@ -1221,6 +1726,10 @@ main (void)
     test_luadata_files (dir);
     test_policy_from_lua ();
     test_policy_load_file (dir);
+    test_clone ();
+    test_lines ();
+    test_rule_lines (dir);
+    test_doc_examples ();
     rmdir (dir);
     TEST_DONE ();
 }
