@@ -128,6 +128,11 @@ s_sys_free (void **item)
     if (!sys)
         return;
     chan_mbox_fini (&sys->mbox);
+    while (sys->caps) {
+        broker_cap_t *c = sys->caps;
+        sys->caps = c->next;
+        free (c);
+    }
     free (sys->id);
     free (sys);
     *item = NULL;
@@ -643,6 +648,14 @@ broker_undock (broker_t *self, broker_session_t *s, const char *reason,
     int64_t now = hal_clock_mono_ms (), wall = hal_clock_wall_ms ();
     broker_sys_t *sys = s->sys;
     zsys_info ("broker: %s undocked (%s)", sys->id, reason);
+    /*  Every capability of the system ends with its session; the
+        capability actor hears it on kernel.systems. */
+    broker_caps_drop (self, sys);
+    broker_event (self, "undock", s, reason);
+    if (!s->kernel)
+        broker_audit (self, "undock", sys->id, NULL, "ok", reason);
+    free (s->hello_chans);
+    s->hello_chans = NULL;
     /*  Long-poll CLAIMs end with what there is: nothing, as the session is
         leaving. */
     while (s->waiters) {
@@ -718,6 +731,12 @@ s_next_deadline (broker_t *self)
     }
     if (self->next_housekeeping < next)
         next = self->next_housekeeping;
+    if (self->cap_next_expiry != INT64_MAX) {
+        int64_t d = hal_clock_mono_ms ()
+                    + (self->cap_next_expiry - hal_clock_wall_ms ());
+        if (d < next)
+            next = d;
+    }
     int64_t kick = hal_store_kick_at (self->store);
     if (kick != INT64_MAX && (kick + 999) / 1000 < next)
         next = (kick + 999) / 1000;
@@ -791,6 +810,7 @@ s_timers (broker_t *self, int64_t now)
         }
         broker_undock (self, s, "silent for 3 heartbeat periods", false);
     }
+    broker_caps_expire (self, wall);
     if (now >= self->next_housekeeping)
         s_housekeeping (self, now, wall);
 }
@@ -887,8 +907,11 @@ s_serve_one (broker_t *self, int64_t now)
                              zmq_msg_size (&parts[2]), why, sizeof why)
             != 0)
             broker_error (self, &rq, 400, why);
-        else
+        else {
+            if (rq.req.cmd == CHAN_CMD_HELLO)
+                rq.peer = zmq_msg_gets (&parts[1], "Peer-Address");
             broker_dispatch (self, &rq, now);
+        }
     }
     for (int i = 0; i < nparts; i++)
         zmq_msg_close (&parts[i]);
@@ -991,7 +1014,26 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
     zhashx_set_key_duplicator (self->sessions, s_rid_dup);
     zhashx_set_key_destructor (self->sessions, s_rid_free);
 
+    self->caps = zhashx_new ();
+    self->shared_policy = act_policy_new ();
+    if (!self->caps || !self->shared_policy) {
+        snprintf (err, errlen, "out of memory");
+        goto err_free;
+    }
+    zhashx_set_destructor (self->caps, NULL);
+    self->cap_next_expiry = INT64_MAX;
+    self->keys = hal_keys_open (self->data_dir, err, errlen);
+    if (!self->keys)
+        goto err_free;
+    self->audit =
+        hal_audit_open (self->data_dir, (size_t) cfg->audit_map_mb << 20,
+                        self->keys, cfg->audit_checkpoint_every, err, errlen);
+    if (!self->audit)
+        goto err_free;
+
     self->policy = cfg->policy;
+    snprintf (self->policy_source, sizeof self->policy_source, "%s",
+              broker_config_policy_source (cfg));
     if (broker_boot_channels (self, err, errlen) != 0
         || broker_boot_restore (self, err, errlen) != 0)
         goto err_free;
@@ -1081,6 +1123,8 @@ broker_destroy (broker_t **self_p)
         return;
     broker_t *self = *self_p;
     zactor_destroy (&self->heartbeat);
+    for (int i = 0; i < 3; i++)
+        zactor_destroy (&self->actors[i]);
     if (self->sessions) {
         /*  Leases and in-flight marks of live sessions stay as they are in
             the store: the next boot finds everything unacknowledged. */
@@ -1091,6 +1135,11 @@ broker_destroy (broker_t **self_p)
     if (self->tap)
         zmq_close (self->tap);
     hal_store_destroy (&self->store);
+    /*  The final signed checkpoint goes in when the journal closes. */
+    hal_audit_close (&self->audit);
+    hal_keys_destroy (&self->keys);
+    act_policy_destroy (&self->shared_policy);
+    zhashx_destroy (&self->caps);
     /*  The queue heap points into the channels: empty it first. */
     chan_heap_fini (&self->queue_heap);
     zhashx_destroy (&self->channels);
@@ -1158,6 +1207,7 @@ s_free_sessions (broker_t *self)
             free (s->subs[i]);
         }
         free (s->subs);
+        free (s->hello_chans);
         broker_grants_clear (s);
         s_outq_free (self, s);
         if (s->sys) {
@@ -1177,6 +1227,44 @@ s_free_sessions (broker_t *self)
 int
 broker_run (broker_t *self, int sigfd, void *pipe)
 {
+    broker_policy_announce (self, "boot");
+    {
+        /*  The module registry's state at boot: no app host in this build
+            (apps arrive with it), so no modules. */
+        uint8_t snap[64];
+        size_t n = 0;
+        snap[n++] = 0x82;
+        memcpy (snap + n,
+                "\xa5"
+                "event"
+                "\xa8"
+                "snapshot",
+                15);
+        n += 15;
+        memcpy (snap + n,
+                "\xa7"
+                "modules"
+                "\x90",
+                9);
+        n += 9;
+        broker_publish (self, "kernel.modules", snap, n);
+    }
+    self->actx = (act_ctx_t){ self->kernel_token,
+                              self->kernel_id,
+                              self->data_dir,
+                              self->keys,
+                              self->audit,
+                              self->shared_policy,
+                              self->cfg->heartbeat_ms,
+                              self->cfg->lifecycle_rate,
+                              self->cfg->stop_grace_ms,
+                              self->cfg->ask_timeout_s };
+    zactor_fn *fns[3] = { act_capability, act_gate, act_lifecycle };
+    for (int i = 0; i < 3; i++) {
+        self->actors[i] = zactor_new (fns[i], &self->actx);
+        if (!self->actors[i])
+            zsys_error ("broker: cannot start a kernel actor");
+    }
     act_heartbeat_args_t hb = { self->kernel_token, self->cfg->heartbeat_ms };
     self->heartbeat = zactor_new (act_heartbeat, &hb);
     if (!self->heartbeat)
@@ -1267,11 +1355,11 @@ broker_run (broker_t *self, int sigfd, void *pipe)
         if (i_sig >= 0 && (items[i_sig].revents & ZMQ_POLLIN)) {
             struct signalfd_siginfo si;
             if (read (sigfd, &si, sizeof si) == (ssize_t) sizeof si) {
-                if (si.ssi_signo == SIGHUP)
-                    zsys_info ("broker: SIGHUP: nothing to reload in this "
-                               "build (policy reload comes with the kernel "
-                               "actors)");
-                else if (!stopping) {
+                if (si.ssi_signo == SIGHUP) {
+                    char why[600];
+                    zsys_info ("broker: SIGHUP: reloading the policy");
+                    broker_policy_reload (self, "SIGHUP", why, sizeof why);
+                } else if (!stopping) {
                     zsys_info ("broker: signal %u: shutting down",
                                si.ssi_signo);
                     stopping = true;
@@ -1325,6 +1413,8 @@ broker_run (broker_t *self, int sigfd, void *pipe)
         s_outq_flush (self, s);
     }
     zactor_destroy (&self->heartbeat);
+    for (int i = 0; i < 3; i++)
+        zactor_destroy (&self->actors[i]);
     s_meta_put_u64 (self, "last_ms", self->ids.last_ms);
     s_reap_dead (self);
     s_count_deliveries (self);

@@ -74,15 +74,16 @@ broker_boot_channels (broker_t *self, char *err, size_t errlen)
         message so a late subscriber can ask for it with SUB since "". */
     int rc = s_add_bcast (self, "heartbeat", 1, true, true, err, errlen);
     const char *registries[] = { "kernel.capabilities", "kernel.modules",
-                                 "kernel.policy" };
-    for (size_t i = 0; rc == 0 && i < 3; i++)
+                                 "kernel.policy", "kernel.systems" };
+    for (size_t i = 0; rc == 0 && i < 4; i++)
         rc = s_add_bcast (self, registries[i], 100, false, true, err, errlen);
     /*  Kernel request queues are not durable: a request lost with a crash
         gets no reply, and the requester asks again. */
     const char *queues[] = { "kernel.capability_requests", "kernel.gate",
-                             "kernel.loader", "kernel.lifecycle" };
+                             "kernel.loader", "kernel.lifecycle",
+                             "kernel.approvals" };
     chan_queue_cfg_t kq = { false, 5, 100000, 0, 30000 };
-    for (size_t i = 0; rc == 0 && i < 4; i++)
+    for (size_t i = 0; rc == 0 && i < 5; i++)
         rc = s_add_queue (self, queues[i], &kq, true, err, errlen);
     for (size_t i = 0; rc == 0 && i < self->cfg->nchannels; i++) {
         const broker_chan_cfg_t *c = &self->cfg->channels[i];

@@ -21,8 +21,11 @@
 #include "chan_mpk.h"
 #include "chan_queue.h"
 #include "chan_req.h"
+#include "hal_audit.h"
+#include "hal_keys.h"
 #include "hal_store.h"
 #include "policy.h"
+#include "act_kernel.h"
 
 #define BROKER_RID_MAX 255
 #define BROKER_SEQ_BLOCK (1u << 20) /* ids reserved in the store at once */
@@ -42,6 +45,7 @@ enum { R_READ = 1, R_WRITE = 2, R_CLAIM = 4 };
 
 typedef struct _broker_session_t broker_session_t;
 typedef struct _broker_waiter_t broker_waiter_t;
+typedef struct _broker_cap_t broker_cap_t;
 
 /*  A known system: everything that outlives its sessions. */
 typedef struct {
@@ -51,6 +55,7 @@ typedef struct {
     broker_session_t *session;     /* docked session, or NULL */
     bool paused;                   /* survives re-docking */
     int64_t first_seen, last_seen; /* wall ms */
+    broker_cap_t *caps;            /* live capabilities on channels */
 } broker_sys_t;
 
 /*  A channel of the table. */
@@ -66,9 +71,23 @@ typedef struct {
                              the queue's next lease or delay deadline */
 } broker_chan_t;
 
+/*  A live capability on a channel, installed by the capability actor
+    (CTL grant): the switchboard's copy for the per-message check, without
+    the signature. It belongs to the system, not the session; undocking
+    drops it. */
+struct _broker_cap_t {
+    broker_cap_t *next; /* in the system's list */
+    char id[65];
+    broker_chan_t *chan;
+    uint8_t rights;
+    int64_t expires_ms; /* wall clock */
+};
+
 /*  What a session may do to one target (a channel or a system's mailbox). */
 typedef struct {
-    uint8_t rights;
+    uint8_t rights;    /* base | caprights: what the per-message check uses */
+    uint8_t base;      /* from the policy: common and HELLO grants */
+    uint8_t caprights; /* from live capabilities */
     bool mbox;         /* the target is a system's mailbox */
     const char *label; /* the channel's name or the system's id, borrowed
                           from the target (grants on a system are dropped
@@ -101,6 +120,10 @@ struct _broker_session_t {
     broker_sys_t *sys;
     char session_id[33];
     bool privileged, kernel;
+    const char *kind;     /* "kernel" "local" "remote" (static string) */
+    char peer[48];        /* the peer's address, for a remote session */
+    uint8_t *hello_chans; /* HELLO's channels (packed array), for regrants */
+    uint32_t hello_len, hello_n;
     bool dead;           /* the peer is gone: undock at the end of the turn */
     int64_t docked_at;   /* wall ms */
     int64_t last_active; /* monotonic ms */
@@ -123,6 +146,8 @@ typedef struct {
     const uint8_t *rid;
     size_t ridlen;
     broker_session_t *session; /* NULL when the connection is not docked */
+    const char *peer;          /* HELLO only: the Peer-Address property, NULL
+                                  for inproc */
     chan_req_t req;
 } broker_rq_t;
 
@@ -139,6 +164,13 @@ struct _broker_t {
     void *tap;
     hal_store_t *store;
     policy_t *policy;
+    uint64_t policy_version;
+    char policy_source[4200];
+    hal_keys_t *keys;
+    hal_audit_t *audit;
+    act_policy_t *shared_policy; /* the gate's copy comes from here */
+    zhashx_t *caps;              /* cap id -> broker_sys_t (holder) */
+    int64_t cap_next_expiry;     /* wall ms of the earliest, or INT64_MAX */
     broker_state_t state;
     bool store_failed;
     int64_t boot_mono;
@@ -171,6 +203,8 @@ struct _broker_t {
 
     chan_qmsg_t **claim_buf; /* AAAX_MAX_CLAIM slots for CLAIM replies */
     zactor_t *heartbeat;
+    zactor_t *actors[3]; /* capability, gate, lifecycle */
+    act_ctx_t actx;      /* what they share; outlives them */
     int64_t next_housekeeping;
     uint64_t requests, errors, published, dropped_subs;
 };
@@ -234,6 +268,29 @@ void broker_claim_reply (broker_t *self, broker_rq_t *rq, broker_chan_t *ch,
                          broker_session_t *s, uint32_t max, uint32_t lease_ms,
                          int64_t now, bool wait);
 void broker_stat_heartbeat (broker_t *self, msgpack_packer *pk);
+
+/*  Capabilities in the switchboard's table (installed by CTL grant). */
+void broker_caps_apply_all (broker_t *self, broker_session_t *s);
+void broker_caps_drop (broker_t *self, broker_sys_t *sys);
+/*  Drops caps past their expiry (wall ms); keeps cap_next_expiry. */
+void broker_caps_expire (broker_t *self, int64_t wall);
+
+/*  Publishes data (packed) on a kernel broadcast channel, from "kernel". */
+void broker_publish (broker_t *self, const char *chan, const void *data,
+                     size_t len);
+/*  A kernel.systems event about session s ("dock", "undock", ...). */
+void broker_event (broker_t *self, const char *event, broker_session_t *s,
+                   const char *reason);
+/*  Queues an audit record (never waits). */
+void broker_audit (broker_t *self, const char *kind, const char *subject,
+                   const char *action, const char *verdict, const char *reason);
+/*  Reloads the policy as configured; on error the old one stays and err
+    says why (file:line). by names who asked (for the audit log). */
+int broker_policy_reload (broker_t *self, const char *by, char *err,
+                          size_t errlen);
+/*  Publishes the active policy's version and digest on kernel.policy, hands
+    it to the actors and audits it. */
+void broker_policy_announce (broker_t *self, const char *by);
 
 /*  ---- broker_boot.c: restoring state ---- */
 int broker_boot_restore (broker_t *self, char *err, size_t errlen);

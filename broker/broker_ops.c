@@ -60,16 +60,27 @@ s_grant (broker_session_t *s, const void *target)
                                             (uint64_t) (uintptr_t) target);
 }
 
-/*  Adds right (with the rate rules of its action) to s's grant on target;
-    rated lists are kept for writes only. name is the policy's target
-    ("orders", "@bob"); label and mbox describe the target for listing.
-    false on no memory. */
+/*  Sets g->rights from base and caprights, keeping s->nrights. */
+static void
+s_grant_settle (broker_session_t *s, broker_grant_t *g)
+{
+    uint8_t now = (uint8_t) (g->base | g->caprights);
+    s->nrights += (uint32_t) __builtin_popcount (now);
+    s->nrights -= (uint32_t) __builtin_popcount (g->rights);
+    g->rights = now;
+}
+
+/*  Adds right (with the rate rules of its action) to s's grant on target,
+    as a policy grant (base) or a capability's (cap); rated lists are kept
+    for writes only. name is the policy's target ("orders", "@bob"); label
+    and mbox describe the target for listing. false on no memory. */
 static bool
 s_grant_add (broker_t *self, broker_session_t *s, const void *target,
-             uint8_t right, const char *name, const char *label, bool mbox)
+             uint8_t right, const char *name, const char *label, bool mbox,
+             bool cap)
 {
     broker_grant_t *g = s_grant (s, target);
-    if (!g || right == R_WRITE) {
+    if (!g || (right == R_WRITE && !(g->rights & R_WRITE))) {
         uint32_t nrated = 0;
         int rated[64];
         if (right == R_WRITE) {
@@ -89,6 +100,8 @@ s_grant_add (broker_t *self, broker_session_t *s, const void *target,
         if (!ng)
             return false;
         ng->rights = g ? g->rights : 0;
+        ng->base = g ? g->base : 0;
+        ng->caprights = g ? g->caprights : 0;
         ng->mbox = mbox;
         ng->label = label;
         if (right == R_WRITE) {
@@ -106,9 +119,11 @@ s_grant_add (broker_t *self, broker_session_t *s, const void *target,
         free (g);
         g = ng;
     }
-    if (!(g->rights & right))
-        s->nrights++;
-    g->rights |= right;
+    if (cap)
+        g->caprights |= right;
+    else
+        g->base |= right;
+    s_grant_settle (s, g);
     return true;
 }
 
@@ -118,7 +133,7 @@ static bool
 s_grant_chan (broker_t *self, broker_session_t *s, broker_chan_t *ch,
               uint8_t right)
 {
-    return s_grant_add (self, s, ch, right, ch->name, ch->name, false);
+    return s_grant_add (self, s, ch, right, ch->name, ch->name, false, false);
 }
 
 /*  Rights a channel kind can carry. */
@@ -168,7 +183,7 @@ s_mbox_writable (broker_t *self, broker_session_t *s, broker_sys_t *sys)
     policy_decide (self->policy, s->sys->id, "chan.write", target, &d);
     bool ok = d.rule < 0 || d.effect == POLICY_ALLOW;
     if (ok)
-        s_grant_add (self, s, sys, R_WRITE, target, sys->id, true);
+        s_grant_add (self, s, sys, R_WRITE, target, sys->id, true, false);
     else {
         /*  A refusal is cached too: no rights. */
         broker_grant_t *ng = (broker_grant_t *) calloc (1, sizeof *ng);
@@ -232,6 +247,323 @@ s_forbidden (broker_t *self, broker_rq_t *rq, const char *what,
     broker_error (self, rq, 403, reason);
 }
 
+/*  ---- capabilities, events, audit ------------------------------------ */
+
+static void s_add_common_grants (broker_t *self, broker_session_t *s);
+static void s_hello_grants (broker_t *self, broker_session_t *s,
+                            chan_span_t channels);
+static void s_publish (broker_t *self, broker_chan_t *ch, uint64_t seq,
+                       const void *pairs, size_t len);
+static bool s_has (broker_session_t *s, const void *target, uint8_t right);
+
+/*  The rights bits of a CTL grant's "rights"; 0 when one is unknown. */
+static uint8_t
+s_rights_of (chan_span_t rights)
+{
+    uint8_t bits = 0;
+    size_t pos = 0;
+    chan_span_t sp;
+    while (chan_req_next_str (rights, &pos, &sp)) {
+        if (sp.len == 4 && memcmp (sp.ptr, "read", 4) == 0)
+            bits |= R_READ;
+        else if (sp.len == 5 && memcmp (sp.ptr, "write", 5) == 0)
+            bits |= R_WRITE;
+        else if (sp.len == 5 && memcmp (sp.ptr, "claim", 5) == 0)
+            bits |= R_CLAIM;
+        else
+            return 0;
+    }
+    return bits;
+}
+
+/*  Sets the capability part of s's grant on ch from s->sys's live caps. */
+static void
+s_caps_apply (broker_t *self, broker_session_t *s, broker_chan_t *ch,
+              int64_t wall)
+{
+    if (s->kernel)
+        return;
+    uint8_t cr = 0;
+    for (broker_cap_t *c = s->sys->caps; c; c = c->next)
+        if (c->chan == ch && c->expires_ms > wall)
+            cr |= c->rights;
+    for (uint8_t right = R_READ; right <= R_CLAIM; right <<= 1)
+        if (cr & right)
+            s_grant_add (self, s, ch, right, ch->name, ch->name, false, true);
+    broker_grant_t *g = s_grant (s, ch);
+    if (g) {
+        g->caprights = cr;
+        s_grant_settle (s, g);
+    }
+}
+
+void
+broker_caps_apply_all (broker_t *self, broker_session_t *s)
+{
+    int64_t wall = hal_clock_wall_ms ();
+    for (broker_cap_t *c = s->sys->caps; c; c = c->next)
+        s_caps_apply (self, s, c->chan, wall);
+}
+
+/*  Ends the subscriptions of s to channels it may no longer read (after a
+    revocation, an expiry or a policy reload), each with a DROPPED notice:
+    a right that ends ends its deliveries too. */
+static void
+s_drop_unreadable (broker_t *self, broker_session_t *s)
+{
+    if (s->kernel)
+        return;
+    for (size_t i = s->nsubs; i-- > 0;) {
+        chan_sub_t *sub = s->subs[i];
+        broker_chan_t *ch = NULL;
+        for (broker_chan_t *c = (broker_chan_t *) zhashx_first (self->channels);
+             c; c = (broker_chan_t *) zhashx_next (self->channels))
+            if (c->bcast && c->bcast == sub->chan) {
+                ch = c;
+                break;
+            }
+        if (!ch || s_has (s, ch, R_READ))
+            continue;
+        chan_bcast_unsubscribe (sub);
+        s->subs[i] = s->subs[--s->nsubs];
+        free (sub);
+        chan_buf_t note;
+        chan_buf_init (&note);
+        msgpack_packer np;
+        chan_buf_packer (&note, &np);
+        msgpack_pack_map (&np, 2);
+        chan_pack_str (&np, "sub", 3);
+        chan_pack_cstr (&np, ch->name);
+        chan_pack_str (&np, "reason", 6);
+        chan_pack_cstr (&np, "the read right on this channel ended (revoked, "
+                             "expired, or withdrawn by a policy reload)");
+        if (!note.oom)
+            broker_send_ctl (self, s->rid, s->ridlen, s, OUT_DROPPED, note.data,
+                             note.len);
+        chan_buf_fini (&note);
+    }
+}
+
+/*  Unlinks and frees cap id of sys; re-applies the session's grant. */
+static bool
+s_cap_remove (broker_t *self, broker_sys_t *sys, const char *id)
+{
+    for (broker_cap_t **pp = &sys->caps; *pp; pp = &(*pp)->next)
+        if (streq ((*pp)->id, id)) {
+            broker_cap_t *c = *pp;
+            *pp = c->next;
+            zhashx_delete (self->caps, id);
+            if (sys->session) {
+                s_caps_apply (self, sys->session, c->chan,
+                              hal_clock_wall_ms ());
+                s_drop_unreadable (self, sys->session);
+            }
+            free (c);
+            return true;
+        }
+    return false;
+}
+
+void
+broker_caps_drop (broker_t *self, broker_sys_t *sys)
+{
+    while (sys->caps) {
+        broker_cap_t *c = sys->caps;
+        sys->caps = c->next;
+        zhashx_delete (self->caps, c->id);
+        free (c);
+    }
+}
+
+void
+broker_caps_expire (broker_t *self, int64_t wall)
+{
+    if (wall < self->cap_next_expiry)
+        return;
+    int64_t next = INT64_MAX;
+    zlistx_t *gone = zlistx_new ();
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems);
+         sys && gone; sys = (broker_sys_t *) zhashx_next (self->systems))
+        for (broker_cap_t *c = sys->caps; c; c = c->next) {
+            if (c->expires_ms <= wall) {
+                zlistx_add_end (gone, sys);
+                zlistx_add_end (gone, c->id);
+            } else if (c->expires_ms < next)
+                next = c->expires_ms;
+        }
+    /*  Pairs (system, id); ids are freed by the removal, so copy. */
+    for (void *p = gone ? zlistx_first (gone) : NULL; p;
+         p = zlistx_next (gone)) {
+        broker_sys_t *sys = (broker_sys_t *) p;
+        char id[65];
+        snprintf (id, sizeof id, "%s", (const char *) zlistx_next (gone));
+        s_cap_remove (self, sys, id);
+    }
+    zlistx_destroy (&gone);
+    self->cap_next_expiry = next;
+}
+
+void
+broker_publish (broker_t *self, const char *chan, const void *data, size_t len)
+{
+    broker_chan_t *ch = broker_chan_find (self, chan);
+    if (!ch || !ch->bcast)
+        return;
+    double ts = hal_clock_wall_s ();
+    char id[CHAN_ID_LEN];
+    uint64_t seq = broker_next_id (self, (int64_t) (ts * 1000.0), id);
+    chan_buf_t pairs;
+    chan_buf_init (&pairs);
+    chan_env_pairs (&pairs, id, CHAN_ID_LEN, ts, "kernel", 6, ch->name,
+                    strlen (ch->name), NULL, 0, NULL, 0, data, len);
+    if (!pairs.oom) {
+        s_publish (self, ch, seq, pairs.data, pairs.len);
+        ch->writes++;
+    }
+    chan_buf_fini (&pairs);
+}
+
+void
+broker_event (broker_t *self, const char *event, broker_session_t *s,
+              const char *reason)
+{
+    chan_buf_t b;
+    chan_buf_init (&b);
+    msgpack_packer pk;
+    chan_buf_packer (&b, &pk);
+    msgpack_pack_map (&pk, reason ? 6 : 5);
+    chan_pack_cstr (&pk, "event");
+    chan_pack_cstr (&pk, event);
+    chan_pack_cstr (&pk, "system");
+    chan_pack_cstr (&pk, s->sys->id);
+    chan_pack_cstr (&pk, "session");
+    chan_pack_cstr (&pk, s->session_id);
+    chan_pack_cstr (&pk, "kind");
+    chan_pack_cstr (&pk, s->kind ? s->kind : "local");
+    chan_pack_cstr (&pk, "privileged");
+    if (s->privileged)
+        msgpack_pack_true (&pk);
+    else
+        msgpack_pack_false (&pk);
+    if (reason) {
+        chan_pack_cstr (&pk, "reason");
+        chan_pack_cstr (&pk, reason);
+    }
+    if (!b.oom)
+        broker_publish (self, "kernel.systems", b.data, b.len);
+    chan_buf_fini (&b);
+}
+
+void
+broker_audit (broker_t *self, const char *kind, const char *subject,
+              const char *action, const char *verdict, const char *reason)
+{
+    if (!self->audit)
+        return;
+    hal_audit_rec_t rec = { .kind = kind,
+                            .subject = subject,
+                            .action = action,
+                            .verdict = verdict,
+                            .reason = reason };
+    if (hal_audit_append (self->audit, &rec, NULL, 0) == 0)
+        zsys_error ("broker: could not queue an audit record (%s %s)", kind,
+                    subject);
+}
+
+/*  The kind of a new session from its Peer-Address: none for inproc,
+    "localhost:..." for ipc, an IP address for tcp. */
+static void
+s_session_kind (broker_session_t *s, const char *peer)
+{
+    if (s->kernel)
+        s->kind = "kernel";
+    else if (!peer || strncmp (peer, "localhost:", 10) == 0)
+        s->kind = "local";
+    else {
+        s->kind = "remote";
+        snprintf (s->peer, sizeof s->peer, "%s", peer);
+    }
+}
+
+/*  Grants s anew from the current policy (after a reload). */
+static void
+s_regrant (broker_t *self, broker_session_t *s)
+{
+    if (s->kernel)
+        return;
+    broker_grants_clear (s);
+    chan_map_init (&s->grants);
+    s_add_common_grants (self, s);
+    if (s->hello_chans) {
+        chan_span_t sp = { (const char *) s->hello_chans, s->hello_len };
+        s_hello_grants (self, s, sp);
+    }
+    broker_caps_apply_all (self, s);
+    s_drop_unreadable (self, s);
+}
+
+int
+broker_policy_reload (broker_t *self, const char *by, char *err, size_t errlen)
+{
+    policy_t *fresh = NULL;
+    char source[sizeof self->policy_source];
+    if (broker_config_reload_policy (self->cfg, &fresh, source, sizeof source,
+                                     err, errlen)
+        != 0) {
+        zsys_error ("broker: policy reload refused, the old policy stays: %s",
+                    err);
+        broker_audit (self, "policy", by, "policy.reload", "refused", err);
+        return AAAX_EINVAL;
+    }
+    policy_destroy (&self->policy);
+    self->policy = fresh;
+    self->cfg->policy = fresh;
+    snprintf (self->policy_source, sizeof self->policy_source, "%s", source);
+    for (broker_session_t *s = self->lru_head; s; s = s->lru_next)
+        s_regrant (self, s);
+    broker_policy_announce (self, by);
+    return 0;
+}
+
+void
+broker_policy_announce (broker_t *self, const char *by)
+{
+    self->policy_version++;
+    if (self->shared_policy
+        && act_policy_set (self->shared_policy, self->policy) == 0)
+        zsys_error ("broker: out of memory sharing the policy with the gate");
+    const char *digest = policy_digest (self->policy);
+    zsys_info ("broker: policy version %llu: %zu rules, digest %.16s... "
+               "(%s)",
+               (unsigned long long) self->policy_version,
+               policy_size (self->policy), digest, self->policy_source);
+    chan_buf_t b;
+    chan_buf_init (&b);
+    msgpack_packer pk;
+    chan_buf_packer (&b, &pk);
+    msgpack_pack_map (&pk, 6);
+    chan_pack_cstr (&pk, "version");
+    msgpack_pack_uint64 (&pk, self->policy_version);
+    chan_pack_cstr (&pk, "digest");
+    chan_pack_cstr (&pk, digest);
+    chan_pack_cstr (&pk, "rules");
+    msgpack_pack_uint64 (&pk, policy_size (self->policy));
+    chan_pack_cstr (&pk, "source");
+    chan_pack_cstr (&pk, self->policy_source);
+    chan_pack_cstr (&pk, "by");
+    chan_pack_cstr (&pk, by);
+    chan_pack_cstr (&pk, "ts");
+    msgpack_pack_double (&pk, hal_clock_wall_s ());
+    if (!b.oom)
+        broker_publish (self, "kernel.policy", b.data, b.len);
+    chan_buf_fini (&b);
+    char reason[200];
+    snprintf (reason, sizeof reason, "version %llu, %zu rules, digest %s",
+              (unsigned long long) self->policy_version,
+              policy_size (self->policy), digest);
+    broker_audit (self, "policy", by, "policy.load", "ok", reason);
+}
+
 /*  ---- HELLO ---------------------------------------------------------- */
 
 static void
@@ -247,15 +579,16 @@ s_add_common_grants (broker_t *self, broker_session_t *s)
     if (hb)
         s_grant_chan (self, s, hb, R_READ);
     if (s->privileged) {
-        const char *w[] = { "kernel.loader", "kernel.lifecycle" };
+        const char *w[] = { "kernel.loader", "kernel.lifecycle",
+                            "kernel.approvals" };
         const char *r[] = { "kernel.capabilities", "kernel.modules",
-                            "kernel.policy" };
-        for (size_t i = 0; i < 2; i++) {
+                            "kernel.policy", "kernel.systems" };
+        for (size_t i = 0; i < 3; i++) {
             broker_chan_t *ch = broker_chan_find (self, w[i]);
             if (ch)
                 s_grant_chan (self, s, ch, R_WRITE);
         }
-        for (size_t i = 0; i < 3; i++) {
+        for (size_t i = 0; i < 4; i++) {
             broker_chan_t *ch = broker_chan_find (self, r[i]);
             if (ch)
                 s_grant_chan (self, s, ch, R_READ);
@@ -297,13 +630,14 @@ s_pack_grants (broker_session_t *s, msgpack_packer *pk)
     }
 }
 
-/*  Grants of the channels a HELLO lists, as far as the policy allows. */
+/*  Grants of the channels a HELLO lists (a packed array of strings), as
+    far as the policy allows. */
 static void
-s_hello_grants (broker_t *self, broker_session_t *s, const chan_req_t *r)
+s_hello_grants (broker_t *self, broker_session_t *s, chan_span_t channels)
 {
     size_t pos = 0;
     chan_span_t span;
-    while (chan_req_next_str (r->channels, &pos, &span)) {
+    while (chan_req_next_str (channels, &pos, &span)) {
         char name[NAME_BUF + 1];
         if (!s_span_cstr (span, name, sizeof name))
             continue;
@@ -407,6 +741,7 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         return;
     }
     int64_t wall = hal_clock_wall_ms ();
+    bool fresh = !s;
     if (!s) {
         sys = broker_sys_get (self, sysid, wall);
         s = (broker_session_t *) calloc (1, sizeof *s);
@@ -465,8 +800,27 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
                        val, sizeof val);
     }
     s_add_common_grants (self, s);
-    if (r->channels.ptr)
-        s_hello_grants (self, s, r);
+    free (s->hello_chans);
+    s->hello_chans = NULL;
+    s->hello_len = 0;
+    if (r->channels.ptr) {
+        s_hello_grants (self, s, r->channels);
+        /*  Kept to grant again after a policy reload. */
+        s->hello_chans =
+            (uint8_t *) malloc (r->channels.len ? r->channels.len : 1);
+        if (s->hello_chans) {
+            memcpy (s->hello_chans, r->channels.ptr, r->channels.len);
+            s->hello_len = r->channels.len;
+        }
+    }
+    broker_caps_apply_all (self, s);
+    if (fresh) {
+        s_session_kind (s, rq->peer);
+        broker_event (self, "dock", s, NULL);
+        if (!kernel)
+            broker_audit (self, "dock", sysid, NULL, "ok",
+                          r->privileged ? "privileged" : NULL);
+    }
 
     msgpack_packer pk;
     broker_begin (self, rq, 5, &pk);
@@ -1118,6 +1472,151 @@ s_stat (broker_t *self, broker_rq_t *rq)
     broker_reply (self, rq, OUT_OK, false);
 }
 
+/*  CTL list: every docked system. */
+static void
+s_ctl_list (broker_t *self, broker_rq_t *rq)
+{
+    msgpack_packer pk;
+    broker_begin (self, rq, 2, &pk);
+    chan_pack_str (&pk, "systems", 7);
+    msgpack_pack_array (&pk, (uint32_t) self->nsessions);
+    for (broker_session_t *s = self->lru_head; s; s = s->lru_next) {
+        bool remote = s->kind && streq (s->kind, "remote");
+        msgpack_pack_map (&pk, remote ? 11 : 10);
+        chan_pack_cstr (&pk, "id");
+        chan_pack_cstr (&pk, s->sys->id);
+        chan_pack_cstr (&pk, "kind");
+        chan_pack_cstr (&pk, s->kind ? s->kind : "local");
+        chan_pack_cstr (&pk, "state");
+        chan_pack_cstr (&pk, s->sys->paused ? "paused" : "docked");
+        chan_pack_cstr (&pk, "since");
+        msgpack_pack_double (&pk, (double) s->docked_at / 1000.0);
+        chan_pack_cstr (&pk, "privileged");
+        if (s->privileged)
+            msgpack_pack_true (&pk);
+        else
+            msgpack_pack_false (&pk);
+        chan_pack_cstr (&pk, "session");
+        chan_pack_cstr (&pk, s->session_id);
+        chan_pack_cstr (&pk, "msgs_in");
+        msgpack_pack_uint64 (&pk, s->msgs_in);
+        chan_pack_cstr (&pk, "msgs_out");
+        msgpack_pack_uint64 (&pk, s->msgs_out);
+        chan_pack_cstr (&pk, "leases");
+        msgpack_pack_uint64 (&pk, s->sys->holder.count);
+        chan_pack_cstr (&pk, "capabilities");
+        uint32_t ncaps = 0;
+        for (broker_cap_t *c = s->sys->caps; c; c = c->next)
+            ncaps++;
+        msgpack_pack_uint32 (&pk, ncaps);
+        if (remote) {
+            chan_pack_cstr (&pk, "peer");
+            chan_pack_cstr (&pk, s->peer);
+        }
+    }
+    broker_reply (self, rq, OUT_OK, false);
+}
+
+/*  CTL grant (kernel actors only): installs a capability's rights. */
+static void
+s_ctl_grant (broker_t *self, broker_rq_t *rq)
+{
+    chan_req_t *r = &rq->req;
+    char sysid[NAME_BUF], cap[65], chan[NAME_BUF];
+    if (!s_span_cstr (r->system, sysid, sizeof sysid)
+        || !s_span_cstr (r->cap, cap, sizeof cap) || !cap[0]
+        || !s_span_cstr (r->chan, chan, sizeof chan) || !r->rights.ptr
+        || !(r->fields & CHAN_F_EXPIRES)) {
+        broker_error (self, rq, 400,
+                      "CTL grant needs system, cap, chan, rights and "
+                      "expires");
+        return;
+    }
+    broker_sys_t *sys = broker_sys_find (self, sysid);
+    broker_chan_t *ch = broker_chan_find (self, chan);
+    if (!sys || !ch) {
+        broker_error (self, rq, 404,
+                      !sys ? "no such system" : "no such channel");
+        return;
+    }
+    uint8_t rights = s_rights_of (r->rights);
+    if (!rights || (rights & ~s_kind_rights (ch))
+        || (streq (chan, "heartbeat") && (rights & R_WRITE)) || ch->kernel) {
+        char reason[400];
+        snprintf (reason, sizeof reason,
+                  "rights not available on \"%s\": a %s channel carries "
+                  "%s%s",
+                  chan, ch->bcast ? "broadcast" : "work-queue",
+                  ch->bcast ? "read and write" : "write and claim",
+                  ch->kernel ? "; kernel channels are not granted by "
+                               "capability"
+                             : "");
+        broker_error (self, rq, 400, reason);
+        return;
+    }
+    if (zhashx_lookup (self->caps, cap)) {
+        broker_error (self, rq, 409, "a capability with this id exists");
+        return;
+    }
+    broker_cap_t *c = (broker_cap_t *) calloc (1, sizeof *c);
+    if (!c || zhashx_insert (self->caps, cap, sys) != 0) {
+        free (c);
+        broker_error (self, rq, 500, "out of memory");
+        return;
+    }
+    snprintf (c->id, sizeof c->id, "%s", cap);
+    c->chan = ch;
+    c->rights = rights;
+    c->expires_ms = r->expires > (uint64_t) INT64_MAX / 1000
+                        ? INT64_MAX
+                        : (int64_t) r->expires * 1000;
+    c->next = sys->caps;
+    sys->caps = c;
+    if (c->expires_ms < self->cap_next_expiry)
+        self->cap_next_expiry = c->expires_ms;
+    if (sys->session)
+        s_caps_apply (self, sys->session, ch, hal_clock_wall_ms ());
+    s_ok_empty (self, rq);
+}
+
+static void
+s_ctl_revoke (broker_t *self, broker_rq_t *rq)
+{
+    char cap[65];
+    if (!s_span_cstr (rq->req.cap, cap, sizeof cap)) {
+        broker_error (self, rq, 400, "CTL revoke needs cap");
+        return;
+    }
+    broker_sys_t *sys = (broker_sys_t *) zhashx_lookup (self->caps, cap);
+    if (!sys || !s_cap_remove (self, sys, cap)) {
+        broker_error (self, rq, 404, "no such capability");
+        return;
+    }
+    s_ok_empty (self, rq);
+}
+
+static void
+s_ctl_reload (broker_t *self, broker_rq_t *rq)
+{
+    char err[600];
+    if (broker_policy_reload (self, rq->session->sys->id, err, sizeof err)
+        != 0) {
+        broker_error (self, rq, 400, err);
+        return;
+    }
+    msgpack_packer pk;
+    broker_begin (self, rq, 5, &pk);
+    chan_pack_str (&pk, "version", 7);
+    msgpack_pack_uint64 (&pk, self->policy_version);
+    chan_pack_str (&pk, "digest", 6);
+    chan_pack_cstr (&pk, policy_digest (self->policy));
+    chan_pack_str (&pk, "rules", 5);
+    msgpack_pack_uint64 (&pk, policy_size (self->policy));
+    chan_pack_str (&pk, "source", 6);
+    chan_pack_cstr (&pk, self->policy_source);
+    broker_reply (self, rq, OUT_OK, false);
+}
+
 static void
 s_ctl (broker_t *self, broker_rq_t *rq, int64_t now)
 {
@@ -1128,17 +1627,42 @@ s_ctl (broker_t *self, broker_rq_t *rq, int64_t now)
     }
     char op[40], sysid[NAME_BUF];
     s_span_cstr (rq->req.op, op, sizeof op);
-    broker_sys_t *sys = s_span_cstr (rq->req.system, sysid, sizeof sysid)
-                            ? broker_sys_find (self, sysid)
-                            : NULL;
+    if (streq (op, "list")) {
+        s_ctl_list (self, rq);
+        return;
+    }
+    if (streq (op, "reload")) {
+        s_ctl_reload (self, rq);
+        return;
+    }
+    if (streq (op, "grant") || streq (op, "revoke")) {
+        if (!s->kernel) {
+            broker_error (self, rq, 403,
+                          "CTL grant and revoke are for the capability "
+                          "actor; ask kernel.capability_requests");
+            return;
+        }
+        if (streq (op, "grant"))
+            s_ctl_grant (self, rq);
+        else
+            s_ctl_revoke (self, rq);
+        return;
+    }
     bool pause = streq (op, "pause"), resume = streq (op, "resume"),
          kill = streq (op, "kill");
     if (!pause && !resume && !kill) {
         broker_error (self, rq, 400,
-                      "CTL op must be \"pause\", \"resume\" "
-                      "or \"kill\"");
+                      "CTL op must be \"pause\", \"resume\", \"kill\", "
+                      "\"list\" or \"reload\"");
         return;
     }
+    if (!s_span_cstr (rq->req.system, sysid, sizeof sysid)) {
+        broker_error (self, rq, 400,
+                      "CTL pause, resume and kill need "
+                      "\"system\"");
+        return;
+    }
+    broker_sys_t *sys = broker_sys_find (self, sysid);
     if (strncmp (sysid, "kernel.", 7) == 0 || (sys && sys == s->sys)) {
         broker_error (self, rq, 403,
                       "CTL does not act on kernel actors or on "
@@ -1149,10 +1673,14 @@ s_ctl (broker_t *self, broker_rq_t *rq, int64_t now)
         broker_error (self, rq, 404, "no such system");
         return;
     }
-    if (pause)
+    if (pause) {
         sys->paused = true;
-    else if (resume) {
+        if (sys->session)
+            broker_event (self, "pause", sys->session, NULL);
+    } else if (resume) {
         sys->paused = false;
+        if (sys->session)
+            broker_event (self, "resume", sys->session, NULL);
         broker_mbox_pump (self, sys);
         for (broker_chan_t *ch =
                  (broker_chan_t *) zhashx_first (self->channels);
@@ -1161,11 +1689,15 @@ s_ctl (broker_t *self, broker_rq_t *rq, int64_t now)
                 broker_serve_waiters (self, ch, now);
     } else if (sys->session)
         broker_undock (self, sys->session, "killed", false);
-    zsys_info ("broker: %s %s by %s", sysid,
-               pause    ? "paused"
-               : resume ? "resumed"
-                        : "killed",
-               s->sys->id);
+    const char *done = pause ? "paused" : resume ? "resumed" : "killed";
+    zsys_info ("broker: %s %s by %s", sysid, done, s->sys->id);
+    if (!s->kernel) {
+        char reason[200];
+        snprintf (reason, sizeof reason, "by %s (CTL)", s->sys->id);
+        char action[64];
+        snprintf (action, sizeof action, "lifecycle.%s", op);
+        broker_audit (self, "lifecycle", sysid, action, "ok", reason);
+    }
     msgpack_packer pk;
     broker_begin (self, rq, 3, &pk);
     chan_pack_str (&pk, "system", 6);

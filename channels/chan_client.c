@@ -354,6 +354,24 @@ chan_client_call (chan_client_t *self, const char *cmd, chan_body_t *body,
 }
 
 int
+chan_client_wait (chan_client_t *self, uint64_t req, chan_reply_t *reply)
+{
+    /*  It may have arrived already, while waiting for another. */
+    for (chan_reply_t *k = (chan_reply_t *) zlistx_first (self->kept); k;
+         k = (chan_reply_t *) zlistx_next (self->kept)) {
+        uint64_t got;
+        if (strcmp (k->cmd, "MSG") != 0 && strcmp (k->cmd, "DROPPED") != 0
+            && chan_obj_get_uint (&k->body, "req", &got) && got == req) {
+            *reply = *k;
+            memset (k, 0, sizeof *k);
+            zlistx_delete (self->kept, zlistx_cursor (self->kept));
+            return 0;
+        }
+    }
+    return s_wait_req (self, req, reply);
+}
+
+int
 chan_client_recv (chan_client_t *self, chan_reply_t *reply, int timeout_ms)
 {
     chan_reply_t *kept = (chan_reply_t *) zlistx_first (self->kept);

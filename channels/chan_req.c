@@ -76,6 +76,9 @@ static const key_t_ s_keys[] = {
     KEY ("delay_ms", CHAN_F_DELAY_MS, K_UINT, 0),
     KEY ("keep_leases", CHAN_F_KEEP_LEASES, K_BOOL, 0),
     KEY ("op", CHAN_F_OP, K_STR, 32),
+    KEY ("cap", CHAN_F_CAP, K_STR, 64),
+    KEY ("rights", CHAN_F_RIGHTS, K_STRS, 16),
+    KEY ("expires", CHAN_F_EXPIRES, K_UINT, 0),
 };
 #define NKEYS (sizeof s_keys / sizeof s_keys[0])
 
@@ -137,7 +140,7 @@ s_required (chan_cmd_t cmd)
     case CHAN_CMD_ACK:
     case CHAN_CMD_NACK: return CHAN_F_CHAN | CHAN_F_IDS;
     case CHAN_CMD_SEND: return CHAN_F_TO | CHAN_F_DATA;
-    case CHAN_CMD_CTL: return CHAN_F_OP | CHAN_F_SYSTEM;
+    case CHAN_CMD_CTL: return CHAN_F_OP;
     default: return 0;
     }
 }
@@ -154,6 +157,7 @@ s_span_for (chan_req_t *req, uint32_t bit)
     case CHAN_F_KEY: return &req->key;
     case CHAN_F_SINCE: return &req->since;
     case CHAN_F_OP: return &req->op;
+    case CHAN_F_CAP: return &req->cap;
     default: return NULL;
     }
 }
@@ -167,6 +171,7 @@ s_uint_for (chan_req_t *req, uint32_t bit)
     case CHAN_F_WAIT_MS: return &req->wait_ms;
     case CHAN_F_LEASE_MS: return &req->lease_ms;
     case CHAN_F_DELAY_MS: return &req->delay_ms;
+    case CHAN_F_EXPIRES: return &req->expires;
     default: return NULL;
     }
 }
@@ -351,6 +356,9 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
             if (key->bit == CHAN_F_CHANNELS) {
                 req->channels = span;
                 req->nchannels = v.v.n;
+            } else if (key->bit == CHAN_F_RIGHTS) {
+                req->rights = span;
+                req->nrights = v.v.n;
             } else {
                 req->ids = span;
                 req->nids = v.v.n;
@@ -388,6 +396,15 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
                           chan_req_command_name (req->cmd), s_keys[i].name);
                 return s_fail (why, whylen, "%s", msg);
             }
+    }
+    if (req->cmd == CHAN_CMD_CTL && !(req->fields & CHAN_F_SYSTEM)) {
+        /*  The ops that act on a system need it (a 400 before any 403). */
+        static const char *const with_system[] = { "pause", "resume", "kill" };
+        for (size_t i = 0; i < 3; i++)
+            if (req->op.len == strlen (with_system[i])
+                && memcmp (req->op.ptr, with_system[i], req->op.len) == 0)
+                return s_fail (why, whylen, "CTL %s needs \"system\"",
+                               with_system[i]);
     }
     return s_check_bounds (req, why, whylen);
 }

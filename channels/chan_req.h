@@ -23,7 +23,7 @@ typedef enum {
     CHAN_CMD_PING,
     CHAN_CMD_BYE,
     CHAN_CMD_STAT, /* extension: kernel status, privileged */
-    CHAN_CMD_CTL,  /* extension: pause / resume / kill a system, privileged */
+    CHAN_CMD_CTL,  /* extension: systems, grants, policy reload, privileged */
     CHAN_CMD_COUNT
 } chan_cmd_t;
 
@@ -53,7 +53,10 @@ enum {
     CHAN_F_IDS = 1u << 15,
     CHAN_F_DELAY_MS = 1u << 16,
     CHAN_F_KEEP_LEASES = 1u << 17,
-    CHAN_F_OP = 1u << 18
+    CHAN_F_OP = 1u << 18,
+    CHAN_F_CAP = 1u << 19,
+    CHAN_F_RIGHTS = 1u << 20,
+    CHAN_F_EXPIRES = 1u << 21
 };
 
 /*  Bounds checked at decode (an ERROR 400 outside them). */
@@ -66,13 +69,15 @@ typedef struct {
     bool has_req;
     uint64_t req;
     uint32_t fields;
-    chan_span_t system, token, chan, to, corr, key, since, op;
+    chan_span_t system, token, chan, to, corr, key, since, op, cap;
     chan_span_t data;     /* the raw msgpack value */
     chan_span_t channels; /* raw array of strings, nchannels long */
     uint32_t nchannels;
     chan_span_t ids; /* raw array of strings, nids long */
     uint32_t nids;
-    uint64_t version, max, wait_ms, lease_ms, delay_ms;
+    chan_span_t rights; /* raw array of strings, nrights long (CTL grant) */
+    uint32_t nrights;
+    uint64_t version, max, wait_ms, lease_ms, delay_ms, expires;
     uint64_t since_seq; /* `since` parsed: 0 for "" (everything retained) */
     bool privileged, keep_leases;
 } chan_req_t;

@@ -464,10 +464,50 @@ class Client:
         r.pop("req", None)
         return r
 
-    def ctl(self, op, system):
-        """``CTL``: ``op`` is ``"pause"``, ``"resume"`` or ``"kill"``;
-        acts on ``system`` (privileged sessions only). Returns
-        ``{"system", "state"}``."""
-        r = self.call("CTL", op=op, system=system)
+    def ctl(self, op, system=None, **body):
+        """``CTL``: ``op`` is ``"pause"``, ``"resume"`` or ``"kill"`` (acting
+        on ``system``), ``"list"`` (the docked systems) or ``"reload"`` (the
+        policy); privileged sessions only. Returns the reply without
+        ``req``."""
+        if system is not None:
+            body["system"] = system
+        r = self.call("CTL", op=op, **body)
         r.pop("req", None)
         return r
+
+    # ---- kernel requests (contract section 7) ----------------------------
+
+    def kernel_request(self, chan, data, timeout=10.0):
+        """Writes ``data`` to the kernel work-queue ``chan`` (e.g.
+        ``"kernel.gate"``) and returns the ``data`` of the kernel's answer:
+        the message in this system's mailbox whose ``corr`` is the
+        request's id (acknowledged here). Other pushes that arrive
+        meanwhile stay for ``recv()``. Raises AaaxTimeout when no answer
+        comes within ``timeout`` seconds."""
+        rid = self.write(chan, data)
+        return self.await_corr(rid, timeout)
+
+    def await_corr(self, corr, timeout=10.0):
+        """Waits for the mailbox message whose ``corr`` is ``corr`` (a
+        follow-up to a kernel request, e.g. an approval), acknowledges it and
+        returns its ``data``. Other pushes stay for ``recv()``."""
+        deadline = time.monotonic() + timeout
+        mailbox = "@" + self.system
+        while True:
+            for i, p in enumerate(self._pushes):
+                m = p.get("msg") if isinstance(p, dict) else None
+                if (p.get("sub") == mailbox and isinstance(m, dict)
+                        and m.get("corr") == corr):
+                    del self._pushes[i]
+                    self.ack(mailbox, [m["id"]])
+                    return m.get("data")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AaaxTimeout("no answer from the kernel for " + str(corr))
+            self._pump(min(left, 0.5))
+
+    def gate(self, action, target, args=None, timeout=10.0):
+        """Asks the action gate: returns ``{decision, reason, rule,
+        audit_id}``."""
+        return self.kernel_request("kernel.gate", {"action": action, "target": target,
+                                           "args": args or {}}, timeout)

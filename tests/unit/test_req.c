@@ -365,7 +365,7 @@ test_required (void)
         { "ACK", { "chan", "ids", NULL } },
         { "NACK", { "chan", "ids", NULL } },
         { "SEND", { "to", "data", NULL } },
-        { "CTL", { "op", "system", NULL } },
+        { "CTL", { "op", NULL } },
         { "PING", { NULL } },
         { "BYE", { NULL } },
         { "STAT", { NULL } },
@@ -884,6 +884,50 @@ pack_strs (body_t *bd, const char *key, size_t n, size_t each)
     }
 }
 
+/*  CTL grant's fields: cap, chan, rights (an array), expires. */
+static void
+test_ctl_grant (void)
+{
+    body_t bd;
+    body_begin (&bd, 7);
+    kv_u (&bd, "req", 3);
+    kv_s (&bd, "op", "grant");
+    kv_s (&bd, "system", "bob");
+    kv_s (&bd, "cap", "C1");
+    kv_s (&bd, "chan", "orders");
+    kv_strs (&bd, "rights", "read", "write", NULL);
+    kv_u (&bd, "expires", 1700000000);
+    CHECK_OK ("CTL", &bd);
+    CHECK (s_req.fields & CHAN_F_CAP);
+    CHECK_EQ_INT (s_req.cap.len, 2);
+    CHECK (memcmp (s_req.cap.ptr, "C1", 2) == 0);
+    CHECK_EQ_INT (s_req.nrights, 2);
+    CHECK_EQ_INT (s_req.expires, 1700000000);
+    size_t pos = 0;
+    chan_span_t sp;
+    CHECK (chan_req_next_str (s_req.rights, &pos, &sp));
+    CHECK (sp.len == 4 && memcmp (sp.ptr, "read", 4) == 0);
+    CHECK (chan_req_next_str (s_req.rights, &pos, &sp));
+    CHECK (sp.len == 5 && memcmp (sp.ptr, "write", 5) == 0);
+    CHECK (!chan_req_next_str (s_req.rights, &pos, &sp));
+    body_end (&bd);
+
+    //  rights must be strings, expires an unsigned integer
+    body_begin (&bd, 3);
+    kv_u (&bd, "req", 3);
+    kv_s (&bd, "op", "grant");
+    kv_s (&bd, "rights", "read");
+    CHECK_FAIL ("CTL", &bd, "\"rights\" must be an array of strings");
+    body_end (&bd);
+    body_begin (&bd, 3);
+    kv_u (&bd, "req", 3);
+    kv_s (&bd, "op", "grant");
+    kv_i (&bd, "expires", -1);
+    CHECK_FAIL ("CTL", &bd,
+                "\"expires\" must be an unsigned integer, not negative int");
+    body_end (&bd);
+}
+
 static void
 test_arrays (void)
 {
@@ -1121,6 +1165,7 @@ main (void)
     test_unknown_keys ();
     test_bounds ();
     test_arrays ();
+    test_ctl_grant ();
     test_peek ();
     test_data_span ();
     TEST_DONE ();
