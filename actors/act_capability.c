@@ -764,9 +764,11 @@ s_docked (void *arg)
                     nr++;
                 }
             char w[200];
-            if (s_install (self, c->id, c->subject, c->resource + 5, rights, nr,
-                           c->expires, w, sizeof w)
-                != 0) {
+            /*  The switchboard installed it at boot already (409), unless
+                the system or the channel has gone since. */
+            int irc = s_install (self, c->id, c->subject, c->resource + 5,
+                                 rights, nr, c->expires, w, sizeof w);
+            if (irc != 0 && irc != AAAX_EEXIST) {
                 zsys_warning ("capability: %s not reinstalled: %s", c->id, w);
                 keep = false;
             }

@@ -222,7 +222,9 @@ act_batch_ack (act_batch_t *b, const char *id)
 {
     if (b->nids == sizeof b->ids / sizeof b->ids[0])
         act_batch_finish (b);
-    b->ids[b->nids++] = id;
+    snprintf (b->idbuf[b->nids], sizeof b->idbuf[0], "%s", id);
+    b->ids[b->nids] = b->idbuf[b->nids];
+    b->nids++;
 }
 
 void

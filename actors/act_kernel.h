@@ -83,6 +83,7 @@ typedef struct {
     uint64_t sends[256];
     size_t nsends;
     const char *ids[256];
+    char idbuf[256][40]; /* copies: requests are borrowed only per call */
     size_t nids;
 } act_batch_t;
 
@@ -93,7 +94,7 @@ void act_batch_init (act_batch_t *b, act_conn_t *conn, const char *chan);
 void act_batch_send (act_batch_t *b, const char *to, const char *corr,
                      const void *data, size_t len);
 
-/*  Marks a request for the batch's ACK (id borrowed until finish). */
+/*  Marks a request for the batch's ACK (id copied). */
 void act_batch_ack (act_batch_t *b, const char *id);
 
 /*  Waits for every SEND's answer (logging refusals), then ACKs. */

@@ -1037,6 +1037,7 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
     if (broker_boot_channels (self, err, errlen) != 0
         || broker_boot_restore (self, err, errlen) != 0)
         goto err_free;
+    broker_boot_caps (self);
     for (broker_chan_t *ch = (broker_chan_t *) zhashx_first (self->channels);
          ch; ch = (broker_chan_t *) zhashx_next (self->channels))
         if (ch->queue)

@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "broker_impl.h"
+#include "hal_cap.h"
 #include "hal_clock.h"
 
 static int
@@ -284,4 +285,76 @@ broker_boot_restore (broker_t *self, char *err, size_t errlen)
     hal_store_put (self->store, HAL_DB_META, "seq_reserved", 12,
                    &self->seq_reserved, 8);
     return 0;
+}
+
+/*  ---- capabilities ---------------------------------------------------- */
+
+/*  Live channel capabilities from the journal, installed before anything
+    docks (the capability actor then finds them in place), so a system that
+    docks at once after a restart holds its rights. Expired, unverifiable
+    or orphaned ones are left for the capability actor to end. */
+static int
+s_boot_cap (void *arg, const void *key, size_t klen, const void *val,
+            size_t vlen)
+{
+    broker_t *self = (broker_t *) arg;
+    (void) key;
+    (void) klen;
+    if (!chan_mpk_valid (val, vlen, AAAX_MAX_DEPTH))
+        return 0;
+    msgpack_unpacked u;
+    msgpack_unpacked_init (&u);
+    hal_cap_t cap;
+    char why[128], id[65], subject[AAAX_MAX_NAME + 1], chan[AAAX_MAX_NAME + 1];
+    int64_t wall = hal_clock_wall_ms ();
+    if (msgpack_unpack_next (&u, (const char *) val, vlen, NULL)
+            == MSGPACK_UNPACK_SUCCESS
+        && hal_cap_from_obj (&u.data, &cap, why, sizeof why) == 0
+        && hal_cap_verify (&cap, hal_keys_public (self->keys)) == 0
+        && (int64_t) cap.expires * 1000 > wall && cap.idlen < sizeof id
+        && cap.subjectlen < sizeof subject && cap.resourcelen > 5
+        && cap.resourcelen - 5 < sizeof chan
+        && memcmp (cap.resource, "chan:", 5) == 0) {
+        memcpy (id, cap.id, cap.idlen);
+        id[cap.idlen] = 0;
+        memcpy (subject, cap.subject, cap.subjectlen);
+        subject[cap.subjectlen] = 0;
+        memcpy (chan, cap.resource + 5, cap.resourcelen - 5);
+        chan[cap.resourcelen - 5] = 0;
+        broker_sys_t *sys = broker_sys_find (self, subject);
+        broker_chan_t *ch = broker_chan_find (self, chan);
+        uint8_t rights = 0;
+        for (size_t i = 0; i < cap.nrights; i++) {
+            if (cap.rightslen[i] == 4 && !memcmp (cap.rights[i], "read", 4))
+                rights |= R_READ;
+            else if (cap.rightslen[i] == 5
+                     && !memcmp (cap.rights[i], "write", 5))
+                rights |= R_WRITE;
+            else if (cap.rightslen[i] == 5
+                     && !memcmp (cap.rights[i], "claim", 5))
+                rights |= R_CLAIM;
+        }
+        broker_cap_t *c = NULL;
+        if (sys && ch && rights && !zhashx_lookup (self->caps, id))
+            c = (broker_cap_t *) calloc (1, sizeof *c);
+        if (c && zhashx_insert (self->caps, id, sys) == 0) {
+            snprintf (c->id, sizeof c->id, "%s", id);
+            c->chan = ch;
+            c->rights = rights;
+            c->expires_ms = (int64_t) cap.expires * 1000;
+            c->next = sys->caps;
+            sys->caps = c;
+            if (c->expires_ms < self->cap_next_expiry)
+                self->cap_next_expiry = c->expires_ms;
+        } else
+            free (c);
+    }
+    msgpack_unpacked_destroy (&u);
+    return 0;
+}
+
+void
+broker_boot_caps (broker_t *self)
+{
+    hal_audit_scan_db (self->audit, HAL_AUDIT_DB_CAPS, s_boot_cap, self);
 }

@@ -295,5 +295,7 @@ void broker_policy_announce (broker_t *self, const char *by);
 /*  ---- broker_boot.c: restoring state ---- */
 int broker_boot_restore (broker_t *self, char *err, size_t errlen);
 int broker_boot_channels (broker_t *self, char *err, size_t errlen);
+/*  Installs the journal's live channel capabilities (after restore). */
+void broker_boot_caps (broker_t *self);
 
 #endif
