@@ -34,16 +34,20 @@
 #include <msgpack.h>
 
 #include "aaax.h"
+#include "act_gate_core.h"
 #include "chan_client.h"
 #include "chan_env.h"
 #include "chan_mpk.h"
+#include "hal_audit.h"
 #include "hal_clock.h"
+#include "hal_keys.h"
+#include "policy.h"
 
 #define S_CHAN_B "bench.b"
 #define S_CHAN_Q "bench.q"
 #define S_MAX_SUBS 4
 #define S_MAX_WORKERS 8
-#define S_MAX_RESULTS 8
+#define S_MAX_RESULTS 12
 #define S_PING_US 500000   /* receivers PING this often (heartbeat 1 s) */
 #define S_SETUP_MS 15000   /* docking and subscribing, per workload */
 #define S_QUEUE_REC_HDR 16 /* chan_queue.c: header before the envelope */
@@ -79,15 +83,26 @@ typedef struct {
     uint32_t samples; /* mailbox round trips measured */
     uint32_t warmup;  /* mailbox round trips before measuring */
     uint32_t producers, consumers;
-    uint32_t bwindow;   /* outstanding WRITEs, broadcast publisher */
-    uint32_t qwindow;   /* outstanding WRITEs, each work-queue producer */
-    uint32_t rtt_block; /* round trips per turn, aaax and raw alternating;
-                           0: all aaax, then all raw */
-    int limit_s;        /* hard limit on each measured phase */
-    unsigned only;      /* S_W_* bits of the workloads to run */
+    uint32_t bwindow;       /* outstanding WRITEs, broadcast publisher */
+    uint32_t qwindow;       /* outstanding WRITEs, each work-queue producer */
+    uint32_t rtt_block;     /* round trips per turn, aaax and raw alternating;
+                               0: all aaax, then all raw */
+    int limit_s;            /* hard limit on each measured phase */
+    unsigned only;          /* S_W_* bits of the workloads to run */
+    uint64_t decisions;     /* in-process gate decisions per policy */
+    uint64_t audit_records; /* gate decisions appended to the journal */
+    uint32_t gate_samples;  /* gate round trips measured */
 } s_opts_t;
 
-enum { S_W_BCAST = 1, S_W_QUEUE = 2, S_W_RTT = 4, S_W_ALL = 7 };
+enum {
+    S_W_BCAST = 1,
+    S_W_QUEUE = 2,
+    S_W_RTT = 4,
+    S_W_GATE = 8,      /* in-process: decisions, decisions + audit */
+    S_W_GATE_RTT = 16, /* the gate over tcp */
+    S_W_ALL = 31,
+    S_W_KERNEL = S_W_BCAST | S_W_QUEUE | S_W_RTT | S_W_GATE_RTT
+};
 
 typedef struct {
     char name[32];  /* machine-readable name */
@@ -1774,7 +1789,7 @@ typedef struct {
     char (*ids)[27];
     char (*corrs)[27];
     uint8_t *pay;
-    uint32_t total, next;
+    uint32_t total, next, warmup;
     uint64_t send_ok, ack_ok, ack_bad, errs;
     bool fail;
 } s_rtta_t;
@@ -1802,13 +1817,14 @@ s_rtta_ok (s_rtta_t *a)
     }
 }
 
-/*  Starts bench.pong and docks bench.ping. 0 or -1 (call s_rtta_finish
-    in both cases). */
+/*  Starts bench.pong and docks bench.ping, for warmup + samples round
+    trips. 0 or -1 (call s_rtta_finish in both cases). */
 static int
-s_rtta_setup (s_bench_t *b, s_rtta_t *a)
+s_rtta_setup (s_bench_t *b, s_rtta_t *a, uint32_t warmup, uint32_t samples)
 {
     a->b = b;
-    a->total = b->o.warmup + b->o.samples;
+    a->warmup = warmup;
+    a->total = warmup + samples;
     s_shared_init (&a->sh, b, a->total);
     a->pong.sh = &a->sh;
     atomic_init (&a->pong.stop, 0);
@@ -1881,7 +1897,7 @@ s_rtta_block (s_rtta_t *a, uint32_t count, double *us, size_t *nus)
                     memcpy (a->corrs[seq], e.corr, 26);
                 if (seq == i) {
                     back = true;
-                    if (i >= b->o.warmup)
+                    if (i >= a->warmup)
                         us[(*nus)++] = (double) (tr - ts) / 1000.0;
                 } else
                     a->errs++;
@@ -2108,7 +2124,8 @@ s_workload_rtt (s_bench_t *b)
     s_lat_t la, lr;
     s_stat_t st0, st1;
     bool have_st = s_stat (b, &st0) == 0;
-    bool fail_a = !ua || !a || s_rtta_setup (b, a) != 0;
+    bool fail_a =
+        !ua || !a || s_rtta_setup (b, a, b->o.warmup, b->o.samples) != 0;
     bool fail_r = !ur || !r || s_rttr_setup (b, r) != 0;
     /*  Alternating blocks: whatever else the machine does at a moment
         weighs on both sides alike, so the ratio stays meaningful. */
@@ -2178,6 +2195,855 @@ s_workload_rtt (s_bench_t *b)
     free (ur);
 }
 
+/*  ---- workloads 4 and 5: the action gate ---------------------------------
+
+    One generator makes every policy of the bench: the kernel's config and
+    the in-process policies. Rule by rule: the bench's own channel rules
+    (bench.* systems), then a few rules whose action is a glob (the engine
+    scans them for every decision), then four literal-action rules per tool
+    "tool.K": allow its work dir, deny its secrets, ask for external
+    targets, and either a rated allow (even K) or an ops allow (odd K). */
+
+#define S_GATE_RULES 1000  /* the measured policy, and the kernel's */
+#define S_GATE_SMALL 10    /* the comparison */
+#define S_GATE_STREAM 4096 /* (subject, action, target) triples, cycled */
+#define S_GATE_BATCH 64    /* the gate actor's CLAIM max: one audit commit */
+#define S_GATE_SYSTEM "agent-bench" /* the tcp requester, matches agent-* */
+#define S_NCHAN_RULES 5
+#define S_GATE_BASE ((uint64_t) 1 << 42) /* reqs of gate WRITEs */
+#define S_GACK_BASE ((uint64_t) 1 << 43) /* ... of the answers' ACKs */
+#define S_GPING_BASE ((uint64_t) 1 << 44)
+
+typedef struct {
+    char subject[32], action[32], target[48], name[32];
+    const char *effect, *rate;
+} s_grule_t;
+
+/*  subject, action, target, effect, rate */
+static const char *const s_gate_wild[][5] = {
+    { "*", "tool.*", "/etc/*", "deny", NULL },
+    { "agent-*", "net.*", "https://*", "ask", NULL },
+    { "agent-*", "read.*", "/pub/*", "allow", NULL },
+    { "agent-guest*", "*", "*", "deny", NULL },
+    { "agent-*", "fs.*", "/home/*", "allow", "100000/s" },
+    { "*", "fs.*", "*/.ssh/*", "deny", NULL },
+    { "agent-*", "shell.*", "*", "ask", NULL },
+    { "agent-ops-*", "*.status", "*", "allow", NULL },
+};
+
+static size_t
+s_gate_nwild (size_t n)
+{
+    return n >= 100 ? 8 : 2;
+}
+
+/*  Tools with at least their allow rule in a policy of n rules. */
+static size_t
+s_gate_ntools (size_t n)
+{
+    size_t fixed = S_NCHAN_RULES + s_gate_nwild (n);
+    return n > fixed ? (n - fixed + 3) / 4 : 0;
+}
+
+/*  Rule i (0-based) of the policy of n rules. */
+static void
+s_gate_rule (size_t n, size_t i, s_grule_t *r)
+{
+    static const char *const chan[S_NCHAN_RULES][2] = {
+        { "chan.read", S_CHAN_B },    { "chan.write", S_CHAN_B },
+        { "chan.write", S_CHAN_Q },   { "chan.claim", S_CHAN_Q },
+        { "chan.write", "@bench.*" },
+    };
+    size_t nwild = s_gate_nwild (n);
+    memset (r, 0, sizeof *r);
+    r->effect = "allow";
+    if (i < S_NCHAN_RULES) {
+        snprintf (r->subject, sizeof r->subject, "bench.*");
+        snprintf (r->action, sizeof r->action, "%s", chan[i][0]);
+        snprintf (r->target, sizeof r->target, "%s", chan[i][1]);
+        snprintf (r->name, sizeof r->name, "bench-%zu", i + 1);
+        return;
+    }
+    if (i < S_NCHAN_RULES + nwild) {
+        const char *const *w = s_gate_wild[i - S_NCHAN_RULES];
+        snprintf (r->subject, sizeof r->subject, "%s", w[0]);
+        snprintf (r->action, sizeof r->action, "%s", w[1]);
+        snprintf (r->target, sizeof r->target, "%s", w[2]);
+        r->effect = w[3];
+        r->rate = w[4];
+        snprintf (r->name, sizeof r->name, "wild-%zu", i - S_NCHAN_RULES + 1);
+        return;
+    }
+    size_t j = i - S_NCHAN_RULES - nwild, k = j / 4;
+    snprintf (r->subject, sizeof r->subject, "agent-*");
+    snprintf (r->action, sizeof r->action, "tool.%zu", k);
+    switch (j % 4) {
+    case 0:
+        snprintf (r->target, sizeof r->target, "/work/%zu/*", k);
+        snprintf (r->name, sizeof r->name, "t%zu-work", k);
+        break;
+    case 1:
+        snprintf (r->target, sizeof r->target, "/work/%zu/secret/*", k);
+        snprintf (r->name, sizeof r->name, "t%zu-secret", k);
+        r->effect = "deny";
+        break;
+    case 2:
+        snprintf (r->target, sizeof r->target, "/ext/*");
+        snprintf (r->name, sizeof r->name, "t%zu-ext", k);
+        r->effect = "ask";
+        break;
+    default:
+        if (k % 2 == 0) {
+            snprintf (r->subject, sizeof r->subject, "agent-1*");
+            snprintf (r->target, sizeof r->target, "/tmp/*");
+            snprintf (r->name, sizeof r->name, "t%zu-tmp", k);
+            r->rate = "50/s";
+        } else {
+            snprintf (r->subject, sizeof r->subject, "agent-ops-*");
+            snprintf (r->target, sizeof r->target, "*");
+            snprintf (r->name, sizeof r->name, "t%zu-ops", k);
+        }
+        break;
+    }
+}
+
+/*  The policy of n generated rules; NULL with a message on stderr. */
+static policy_t *
+s_gate_policy (size_t n)
+{
+    policy_t *p = policy_new ();
+    char err[256];
+    for (size_t i = 0; p && i < n; i++) {
+        s_grule_t r;
+        s_gate_rule (n, i, &r);
+        policy_rule_spec_t spec = { r.subject, r.action, r.target, r.effect,
+                                    r.rate,    r.name,   NULL };
+        if (policy_add (p, &spec, err, sizeof err) != 0) {
+            fprintf (stderr, "bench: gate policy: %s\n", err);
+            policy_destroy (&p);
+        }
+    }
+    return p;
+}
+
+typedef struct {
+    char subject[32], action[32], target[48];
+} s_triple_t;
+
+static uint64_t
+s_rand (uint64_t *state)
+{
+    uint64_t x = *state; /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/*  S_GATE_STREAM triples for the policy of n rules, in a fixed mix: about
+    40% allowed work files, 10% denied secrets, 8% asks, 5% rated and 3% ops
+    allows, 12% decided by the glob-action rules, 2% guests, 20% matching
+    no rule (an unknown tool, or a known one on a target no rule names). */
+static void
+s_gate_stream (size_t n, s_triple_t *t, uint64_t seed)
+{
+    size_t nt = s_gate_ntools (n);
+    if (!nt)
+        nt = 1;
+    uint64_t st = seed ? seed : 1;
+    for (size_t i = 0; i < S_GATE_STREAM; i++, t++) {
+        uint64_t r = s_rand (&st);
+        unsigned u = (unsigned) (r % 100);
+        size_t k = (size_t) ((r >> 8) % nt);
+        unsigned x = (unsigned) ((r >> 32) % 1000);
+        snprintf (t->subject, sizeof t->subject, "agent-%u", 20 + x % 50);
+        snprintf (t->action, sizeof t->action, "tool.%zu", k);
+        if (u < 40)
+            snprintf (t->target, sizeof t->target, "/work/%zu/f%u", k, x);
+        else if (u < 50)
+            snprintf (t->target, sizeof t->target, "/work/%zu/secret/k%u", k,
+                      x % 10);
+        else if (u < 58)
+            snprintf (t->target, sizeof t->target, "/ext/x%u", x);
+        else if (u < 63) {
+            snprintf (t->subject, sizeof t->subject, "agent-1%u", x % 10);
+            snprintf (t->action, sizeof t->action, "tool.%zu", k & ~(size_t) 1);
+            snprintf (t->target, sizeof t->target, "/tmp/t%u", x);
+        } else if (u < 66) {
+            snprintf (t->subject, sizeof t->subject, "agent-ops-%u", x % 5);
+            snprintf (t->action, sizeof t->action, "tool.%zu", k | 1);
+            snprintf (t->target, sizeof t->target, "/var/log/l%u", x);
+        } else if (u < 70)
+            snprintf (t->target, sizeof t->target, "/etc/passwd");
+        else if (u < 73) {
+            snprintf (t->action, sizeof t->action, "read.doc");
+            snprintf (t->target, sizeof t->target, "/pub/d%u", x);
+        } else if (u < 76) {
+            snprintf (t->action, sizeof t->action, "fs.write");
+            snprintf (t->target, sizeof t->target, "/home/u/f%u", x);
+        } else if (u < 78) {
+            snprintf (t->action, sizeof t->action, "net.get");
+            snprintf (t->target, sizeof t->target, "https://example.com/%u", x);
+        } else if (u < 80) {
+            snprintf (t->subject, sizeof t->subject, "agent-guest-%u", x % 5);
+            snprintf (t->target, sizeof t->target, "/work/%zu/f%u", k, x);
+        } else if (u < 90) {
+            snprintf (t->action, sizeof t->action, "tool.%zu", nt + x);
+            snprintf (t->target, sizeof t->target, "/work/%u", x);
+        } else
+            snprintf (t->target, sizeof t->target, "/elsewhere/%u", x);
+    }
+}
+
+enum { S_V_ALLOW, S_V_ASK, S_V_DENY, S_V_NORULE, S_V_RATE, S_V_N };
+
+static int
+s_verdict_kind (const gate_verdict_t *v)
+{
+    if (v->decision == POLICY_ALLOW)
+        return S_V_ALLOW;
+    if (v->decision == POLICY_ASK)
+        return S_V_ASK;
+    if (!v->rule)
+        return S_V_NORULE;
+    return strcmp (v->reason, "rate") == 0 ? S_V_RATE : S_V_DENY;
+}
+
+static void
+s_print_mix (const uint64_t *counts, uint64_t total)
+{
+    static const char *const names[S_V_N] = { "allow", "ask", "deny by rule",
+                                              "no rule", "rate" };
+    printf ("        mix:");
+    for (int i = 0; i < S_V_N; i++)
+        printf (" %s %.1f%%", names[i],
+                total ? 100.0 * (double) counts[i] / (double) total : 0.0);
+    printf ("\n");
+}
+
+/*  One policy in a gate core, with its stream. */
+typedef struct {
+    size_t rules;
+    gate_core_t *core;
+    s_triple_t *stream;
+    uint64_t at; /* position in the stream */
+    uint64_t done;
+    int64_t ns;
+    uint64_t counts[S_V_N];
+} s_gdec_t;
+
+static int
+s_gdec_setup (s_gdec_t *g, size_t rules)
+{
+    memset (g, 0, sizeof *g);
+    g->rules = rules;
+    g->stream = (s_triple_t *) calloc (S_GATE_STREAM, sizeof *g->stream);
+    g->core = gate_core_new ();
+    if (!g->stream || !g->core)
+        return -1;
+    policy_t *p = s_gate_policy (rules);
+    if (!p)
+        return -1;
+    gate_core_set_policy (g->core, p);
+    s_gate_stream (rules, g->stream, 0x9E3779B97F4A7C15ULL);
+    return 0;
+}
+
+static void
+s_gdec_fini (s_gdec_t *g)
+{
+    gate_core_destroy (&g->core);
+    free (g->stream);
+}
+
+/*  count decisions, timed; the clock is read once per S_GATE_BATCH, as
+    the gate actor reads it once per claimed batch. */
+static void
+s_gdec_run (s_gdec_t *g, uint64_t count)
+{
+    gate_verdict_t v;
+    uint64_t wall = (uint64_t) hal_clock_wall_s ();
+    int64_t now_ms = 0;
+    int64_t t0 = s_now_ns ();
+    for (uint64_t i = 0; i < count; i++) {
+        if (i % S_GATE_BATCH == 0)
+            now_ms = hal_clock_mono_ms ();
+        const s_triple_t *t = &g->stream[g->at++ % S_GATE_STREAM];
+        gate_core_decide (g->core, t->subject, t->action, t->target, now_ms,
+                          wall, &v);
+        g->counts[s_verdict_kind (&v)]++;
+    }
+    g->ns += s_now_ns () - t0;
+    g->done += count;
+}
+
+static double
+s_gdec_rate (const s_gdec_t *g)
+{
+    return g->ns > 0 ? (double) g->done * 1e9 / (double) g->ns : 0;
+}
+
+/*  Decides n more triples of g and appends each decision to a fresh audit
+    journal in <tmp>/gate-audit, S_GATE_BATCH records at a time, waiting
+    for each batch as the gate actor does. Then closes the journal (its
+    final checkpoint) and verifies the whole chain. Records/s, 0 on
+    failure. */
+static double
+s_gate_audit (s_bench_t *b, s_gdec_t *g, uint64_t n, hal_audit_stats_t *st)
+{
+    char dir[PATH_MAX + 32], err[256] = "";
+    snprintf (dir, sizeof dir, "%.4000s/gate-audit", b->tmp);
+    hal_keys_t *keys = NULL;
+    hal_audit_t *au = NULL;
+    chan_buf_t args;
+    chan_buf_init (&args);
+    double rate = 0;
+    bool fail = false;
+    memset (st, 0, sizeof *st);
+    if (mkdir (dir, 0700) != 0 || !(keys = hal_keys_open (dir, err, sizeof err))
+        || !(au = hal_audit_open (dir, (size_t) 256 << 20, keys, 1000, err,
+                                  sizeof err))) {
+        fprintf (stderr, "bench: gate audit: cannot open a journal in %s: %s\n",
+                 dir, err[0] ? err : strerror (errno));
+        fail = true;
+        goto done;
+    }
+    uint64_t tickets[S_GATE_BATCH];
+    uint64_t wall = (uint64_t) hal_clock_wall_s ();
+    int64_t t0 = s_now_ns ();
+    for (uint64_t i = 0; i < n && !fail && !s_interrupted; i += S_GATE_BATCH) {
+        size_t m = n - i < S_GATE_BATCH ? (size_t) (n - i) : S_GATE_BATCH;
+        int64_t now_ms = hal_clock_mono_ms ();
+        for (size_t j = 0; j < m; j++) {
+            const s_triple_t *t = &g->stream[g->at++ % S_GATE_STREAM];
+            gate_verdict_t v;
+            gate_core_decide (g->core, t->subject, t->action, t->target, now_ms,
+                              wall, &v);
+            chan_buf_reset (&args);
+            msgpack_packer apk;
+            chan_buf_packer (&args, &apk);
+            msgpack_pack_map (&apk, 2);
+            chan_pack_cstr (&apk, "path");
+            chan_pack_cstr (&apk, t->target);
+            chan_pack_cstr (&apk, "n");
+            msgpack_pack_uint64 (&apk, i + j);
+            char corr[32];
+            snprintf (corr, sizeof corr, "BENCH%021" PRIu64, i + j);
+            hal_audit_rec_t rec = { .kind = "gate",
+                                    .subject = t->subject,
+                                    .action = t->action,
+                                    .target = t->target,
+                                    .verdict = policy_effect_str (v.decision),
+                                    .rule = v.rule,
+                                    .reason = v.reason,
+                                    .args = args.data,
+                                    .argslen = args.len,
+                                    .corr = corr };
+            tickets[j] = args.oom ? 0 : hal_audit_append (au, &rec, NULL, 0);
+            if (!tickets[j]) {
+                fprintf (stderr, "bench: gate audit: append failed\n");
+                fail = true;
+                m = j;
+                break;
+            }
+        }
+        for (size_t j = 0; j < m; j++) {
+            int rc = hal_audit_wait (au, tickets[j], 10000, NULL);
+            if (rc != 0) {
+                fprintf (stderr, "bench: gate audit: record %" PRIu64 ": %s\n",
+                         i + j, aaax_strerror (rc));
+                fail = true;
+            }
+        }
+    }
+    int64_t t1 = s_now_ns ();
+    hal_audit_stats (au, st);
+    if (!fail && !s_interrupted && t1 > t0)
+        rate = (double) n * 1e9 / (double) (t1 - t0);
+    hal_audit_close (&au);
+    if (!fail) {
+        hal_audit_reader_t *rd = hal_audit_reader_open (dir, err, sizeof err);
+        hal_audit_verify_t vf;
+        memset (&vf, 0, sizeof vf);
+        int rc =
+            rd ? hal_audit_verify (rd, hal_keys_public (keys), &vf) : AAAX_EIO;
+        if (rc != 0 || vf.records < n) {
+            fprintf (stderr,
+                     "bench: gate audit: the journal does not verify: %s "
+                     "(%" PRIu64 " records intact, first bad %" PRIu64
+                     ": %s)\n",
+                     rd ? aaax_strerror (rc) : err, vf.records, vf.first_bad,
+                     vf.why);
+            fail = true;
+        }
+        hal_audit_reader_close (&rd);
+    }
+done:
+    hal_audit_close (&au);
+    hal_keys_destroy (&keys);
+    chan_buf_fini (&args);
+    return fail ? 0 : rate;
+}
+
+static void
+s_workload_gate (s_bench_t *b)
+{
+    uint64_t n = b->o.decisions;
+    printf ("\n== gate decisions in-process: gate_core_decide, %u-rule and "
+            "%u-rule policies, %" PRIu64 " decisions each (alternating in 4 "
+            "rounds), a stream of %u triples ==\n",
+            S_GATE_RULES, S_GATE_SMALL, n, S_GATE_STREAM);
+    fflush (stdout);
+    s_gdec_t big, small;
+    bool fail = s_gdec_setup (&big, S_GATE_RULES) != 0;
+    fail = s_gdec_setup (&small, S_GATE_SMALL) != 0 || fail;
+    if (!fail) {
+        /*  Warm-up: one pass over each stream, not counted. */
+        s_gdec_run (&small, S_GATE_STREAM);
+        s_gdec_run (&big, S_GATE_STREAM);
+        small.done = big.done = 0;
+        small.ns = big.ns = 0;
+        memset (small.counts, 0, sizeof small.counts);
+        memset (big.counts, 0, sizeof big.counts);
+        for (int round = 0; round < 4 && !s_interrupted; round++) {
+            uint64_t per = n / 4 + (round == 3 ? n % 4 : 0);
+            s_gdec_run (&small, per);
+            s_gdec_run (&big, per);
+        }
+        fail = s_interrupted != 0;
+    }
+    double rb = fail ? 0 : s_gdec_rate (&big);
+    double rs = fail ? 0 : s_gdec_rate (&small);
+    const s_gdec_t *gs[2] = { &big, &small };
+    double rates[2] = { rb, rs };
+    for (int i = 0; i < 2; i++) {
+        printf ("  %4zu rules: %s%10.0f decisions/s  %7.1f ns/decision  "
+                "(%" PRIu64 " decisions)\n",
+                gs[i]->rules, fail ? "FAILED " : "", rates[i],
+                rates[i] > 0 ? 1e9 / rates[i] : 0.0, gs[i]->done);
+        s_print_mix (gs[i]->counts, gs[i]->done);
+    }
+    double ratio = rs > 0 ? rb / rs : 0;
+    printf ("  ratio 1000-rule / 10-rule: %.3f\n", ratio);
+    s_result_t *r = s_result_add (b, "gate_decide", "gate decide 1k (dec/s)");
+    if (r) {
+        r->aaax = rb;
+        r->base = rs;
+        snprintf (r->base_note, sizeof r->base_note, "%u-rule policy",
+                  S_GATE_SMALL);
+        r->ratio = ratio;
+        r->ok = !fail;
+        char extra[200];
+        snprintf (extra, sizeof extra,
+                  "\"rules\":%u,\"ns_per_decision\":%.1f,"
+                  "\"base_rules\":%u,\"base_ns_per_decision\":%.1f",
+                  S_GATE_RULES, rb > 0 ? 1e9 / rb : 0.0, S_GATE_SMALL,
+                  rs > 0 ? 1e9 / rs : 0.0);
+        s_summary (b, r, "decisions/s", n, 0, extra);
+    }
+
+    uint64_t na = b->o.audit_records;
+    printf ("\n== gate decision + audit record: %" PRIu64 " decisions of the "
+            "%u-rule policy, each appended to a hal_audit journal in the "
+            "temp dir, waiting for each batch of %u (as the gate actor) ==\n",
+            na, S_GATE_RULES, S_GATE_BATCH);
+    fflush (stdout);
+    hal_audit_stats_t st;
+    memset (&st, 0, sizeof st);
+    double ra = fail ? 0 : s_gate_audit (b, &big, na, &st);
+    bool afail = fail || ra <= 0;
+    double ms_commit = ra > 0 && st.commits
+                           ? (double) na * 1e3 / ra / (double) st.commits
+                           : 0.0;
+    printf ("  %srecords/s %10.0f  %7.1f us/record; %" PRIu64 " commits, "
+            "%.1f records/commit, %.2f ms/commit; journal verified: %s\n",
+            afail ? "FAILED " : "", ra, ra > 0 ? 1e6 / ra : 0.0, st.commits,
+            st.commits ? (double) st.records / (double) st.commits : 0.0,
+            ms_commit, afail ? "no" : "yes");
+    r = s_result_add (b, "gate_audit", "gate+audit (records/s)");
+    if (r) {
+        r->aaax = ra;
+        r->base = rb;
+        snprintf (r->base_note, sizeof r->base_note, "decide only, 1k");
+        r->ratio = rb > 0 ? ra / rb : 0;
+        r->ok = !afail;
+        char extra[160];
+        snprintf (extra, sizeof extra,
+                  "\"batch\":%u,\"commits\":%" PRIu64
+                  ",\"records_per_commit\":%.1f,\"ms_per_commit\":%.2f",
+                  S_GATE_BATCH, st.commits,
+                  st.commits ? (double) st.records / (double) st.commits : 0.0,
+                  ms_commit);
+        s_summary (b, r, "records/s", na, afail ? 1 : 0, extra);
+    }
+    s_gdec_fini (&big);
+    s_gdec_fini (&small);
+    if (fail || afail)
+        b->failed = true;
+}
+
+/*  The tcp side: S_GATE_SYSTEM WRITEs {action, target, args} to
+    kernel.gate, one in flight; a sample ends when the answer arrives in
+    its mailbox. The answer is ACKed (pipelined) and its corr checked
+    against the WRITE's id. */
+typedef struct {
+    s_bench_t *b;
+    s_cli_t c;
+    s_cli_t *idle; /* another client kept docked meanwhile (PINGs) */
+    s_triple_t *stream;
+    uint32_t total, next, warmup, pnext;
+    uint64_t write_ok, ack_ok, ack_bad, errs, mismatched, noaudit;
+    uint64_t counts[3]; /* allow, ask, deny */
+    int64_t deadline_us;
+    bool fail;
+} s_grtt_t;
+
+/*  The answer's envelope id and corr, and its decision. 0 or -1. */
+static int
+s_gate_answer (s_cli_t *c, s_env_t *e, int *decision, bool *audit)
+{
+    *decision = -1;
+    *audit = false;
+    if (s_cli_msg_env (c, e) != 0)
+        return -1;
+    size_t len;
+    const void *body = s_cli_body (c, &len);
+    chan_mpk_reader_t r;
+    chan_mpk_obj_t o, k, v;
+    chan_mpk_reader_init (&r, body, len);
+    if (!s_mpk_find (&r, "msg") || !s_mpk_find (&r, "data")
+        || chan_mpk_next (&r, &o) != 0 || o.type != CHAN_MPK_MAP)
+        return -1;
+    for (uint32_t i = 0; i < o.v.n; i++) {
+        if (chan_mpk_next (&r, &k) != 0 || k.type != CHAN_MPK_STR)
+            return -1;
+        if (s_keyis (&k, "decision")) {
+            if (chan_mpk_next (&r, &v) != 0 || v.type != CHAN_MPK_STR)
+                return -1;
+            *decision = v.len == 5 && memcmp (v.ptr, "allow", 5) == 0  ? 0
+                        : v.len == 3 && memcmp (v.ptr, "ask", 3) == 0  ? 1
+                        : v.len == 4 && memcmp (v.ptr, "deny", 4) == 0 ? 2
+                                                                       : -1;
+        } else if (s_keyis (&k, "audit_id")) {
+            if (chan_mpk_next (&r, &v) != 0)
+                return -1;
+            *audit = v.type == CHAN_MPK_STR && v.len > 0;
+        } else if (chan_mpk_skip (&r, AAAX_MAX_DEPTH) != 0)
+            return -1;
+    }
+    return *decision >= 0 ? 0 : -1;
+}
+
+/*  An OK to a gate WRITE (its id into wid) or to an ACK (counted). */
+static void
+s_grtt_ok (s_grtt_t *g, uint64_t want, char *wid, size_t widsize)
+{
+    size_t len;
+    const void *body = s_cli_body (&g->c, &len);
+    uint64_t req = 0, acked;
+    const char *id;
+    uint32_t idlen;
+    s_body_uint (body, len, "req", &req);
+    if (wid && req == want && s_body_str (body, len, "id", &id, &idlen)
+        && idlen < widsize) {
+        memcpy (wid, id, idlen);
+        wid[idlen] = 0;
+        g->write_ok++;
+    } else if (req >= S_GACK_BASE && req < S_GACK_BASE + g->total
+               && s_body_uint (body, len, "acked", &acked)) {
+        if (acked == 1)
+            g->ack_ok++;
+        else
+            g->ack_bad++;
+    }
+}
+
+/*  True (and failed) when interrupted or past the block's time limit;
+    keeps g->idle docked meanwhile. */
+static bool
+s_grtt_over (s_grtt_t *g)
+{
+    int64_t now = hal_clock_mono_us ();
+    if (s_interrupted || now > g->deadline_us) {
+        if (!s_interrupted)
+            fprintf (stderr, "bench: gate: no answer within %d s\n",
+                     g->b->o.limit_s);
+        g->fail = true;
+        return true;
+    }
+    if (g->idle && g->idle->open)
+        s_cli_keepalive (g->idle, now);
+    return false;
+}
+
+/*  Up to count more gate round trips, then waits for the ACKs' OKs. */
+static int
+s_grtt_block (s_grtt_t *g, uint32_t count, double *us, size_t *nus)
+{
+    s_cli_t *c = &g->c;
+    g->deadline_us = hal_clock_mono_us () + (int64_t) g->b->o.limit_s * 1000000;
+    uint32_t end = g->total - g->next < count ? g->total : g->next + count;
+    for (; g->next < end && !g->fail; g->next++) {
+        uint32_t i = g->next;
+        const s_triple_t *t = &g->stream[i % S_GATE_STREAM];
+        uint64_t want = S_GATE_BASE + i;
+        c->next_req = want;
+        msgpack_packer *pk = s_cli_begin (c, 2, NULL);
+        chan_pack_cstr (pk, "chan");
+        chan_pack_cstr (pk, "kernel.gate");
+        chan_pack_cstr (pk, "data");
+        msgpack_pack_map (pk, 3);
+        chan_pack_cstr (pk, "action");
+        chan_pack_cstr (pk, t->action);
+        chan_pack_cstr (pk, "target");
+        chan_pack_cstr (pk, t->target);
+        chan_pack_cstr (pk, "args");
+        msgpack_pack_map (pk, 1);
+        chan_pack_cstr (pk, "n");
+        msgpack_pack_uint32 (pk, i);
+        char wid[40] = "", corr[40] = "";
+        bool answered = false;
+        int64_t ts = s_now_ns ();
+        if (s_cli_send (c, "WRITE") != 0) {
+            g->fail = true;
+            break;
+        }
+        /*  One request in flight: its answer and its WRITE's OK. */
+        while ((!answered || !wid[0]) && !s_grtt_over (g)) {
+            s_kind_t kind;
+            int got = s_cli_recv (c, 100, &kind);
+            if (got < 0) {
+                g->fail = true;
+                break;
+            }
+            if (got == 0)
+                continue;
+            int64_t tr = s_now_ns ();
+            if (kind == IN_MSG) {
+                s_env_t e;
+                int dec;
+                bool audit;
+                if (s_gate_answer (c, &e, &dec, &audit) != 0 || !e.id || !e.corr
+                    || e.corrlen >= sizeof corr || answered) {
+                    if (g->errs++ < 5)
+                        fprintf (stderr, "bench: gate: unexpected message "
+                                         "in the mailbox\n");
+                } else {
+                    answered = true;
+                    memcpy (corr, e.corr, e.corrlen);
+                    corr[e.corrlen] = 0;
+                    g->counts[dec]++;
+                    if (!audit)
+                        g->noaudit++;
+                    if (i >= g->warmup)
+                        us[(*nus)++] = (double) (tr - ts) / 1000.0;
+                }
+                if (e.id) {
+                    c->next_req = S_GACK_BASE + i;
+                    pk = s_cli_begin (c, 2, NULL);
+                    chan_pack_cstr (pk, "chan");
+                    chan_pack_cstr (pk, "@" S_GATE_SYSTEM);
+                    chan_pack_cstr (pk, "ids");
+                    msgpack_pack_array (pk, 1);
+                    chan_pack_str (pk, e.id, e.idlen);
+                    if (s_cli_send (c, "ACK") != 0)
+                        g->fail = true;
+                }
+            } else if (kind == IN_OK)
+                s_grtt_ok (g, want, wid, sizeof wid);
+            else if (kind == IN_ERROR) {
+                char why[300];
+                size_t len;
+                uint64_t req = 0;
+                const void *body = s_cli_body (c, &len);
+                s_body_uint (body, len, "req", &req);
+                if (g->errs++ < 5)
+                    fprintf (stderr, "bench: gate: %s\n",
+                             s_cli_error (c, why, sizeof why));
+                if (req == want)
+                    g->fail = true;
+            }
+        }
+        if (!g->fail && strcmp (wid, corr) != 0)
+            g->mismatched++;
+    }
+    int64_t until = hal_clock_mono_ms () + 5000;
+    while (!g->fail && g->ack_ok + g->ack_bad < g->next
+           && hal_clock_mono_ms () < until && !s_interrupted) {
+        s_kind_t kind;
+        int got = s_cli_recv (c, 100, &kind);
+        if (got < 0)
+            g->fail = true;
+        else if (got == 1 && kind == IN_OK)
+            s_grtt_ok (g, 0, NULL, 0);
+        else if (got == 1)
+            g->errs++;
+    }
+    return g->fail ? -1 : 0;
+}
+
+/*  Up to count more PING -> PONG round trips on the same connection. */
+static int
+s_gping_block (s_grtt_t *g, uint32_t count, double *us, size_t *nus)
+{
+    s_cli_t *c = &g->c;
+    g->deadline_us = hal_clock_mono_us () + (int64_t) g->b->o.limit_s * 1000000;
+    uint32_t end = g->total - g->pnext < count ? g->total : g->pnext + count;
+    for (; g->pnext < end && !g->fail; g->pnext++) {
+        c->next_req = S_GPING_BASE + g->pnext;
+        int64_t ts = s_now_ns ();
+        if (s_cli_ping (c) != 0) {
+            g->fail = true;
+            break;
+        }
+        bool pong = false;
+        while (!pong && !s_grtt_over (g)) {
+            s_kind_t kind;
+            int got = s_cli_recv (c, 100, &kind);
+            if (got < 0)
+                g->fail = true;
+            if (got <= 0)
+                continue;
+            if (kind == IN_PONG) {
+                pong = true;
+                if (g->pnext >= g->warmup)
+                    us[(*nus)++] = (double) (s_now_ns () - ts) / 1000.0;
+            } else if (kind == IN_OK)
+                s_grtt_ok (g, 0, NULL, 0);
+            else
+                g->errs++;
+        }
+    }
+    return g->fail ? -1 : 0;
+}
+
+static void
+s_workload_gate_rtt (s_bench_t *b)
+{
+    uint32_t warm = b->o.gate_samples / 10 > 200 ? b->o.gate_samples / 10 : 200;
+    uint32_t total = warm + b->o.gate_samples;
+    uint32_t blk = b->o.rtt_block ? b->o.rtt_block : total;
+    printf ("\n== gate round trip over tcp: WRITE kernel.gate {action, target, "
+            "args} -> answer MSG in @%s, one in flight, %u-rule policy, %u "
+            "samples after %u warm-up; gate, mailbox round trip and PING "
+            "alternate in blocks of %u ==\n",
+            S_GATE_SYSTEM, S_GATE_RULES, b->o.gate_samples, warm, blk);
+    fflush (stdout);
+    double *ug = (double *) calloc (total, sizeof (double));
+    double *um = (double *) calloc (total, sizeof (double));
+    double *up = (double *) calloc (total, sizeof (double));
+    s_grtt_t *g = (s_grtt_t *) calloc (1, sizeof *g);
+    s_rtta_t *a = (s_rtta_t *) calloc (1, sizeof *a);
+    size_t ng = 0, nm = 0, np = 0;
+    bool fail_g = !ug || !up || !g, fail_a = !um || !a;
+    bool gopen = false;
+    if (!fail_g) {
+        g->b = b;
+        g->total = total;
+        g->warmup = warm;
+        g->stream = (s_triple_t *) calloc (S_GATE_STREAM, sizeof *g->stream);
+        if (!g->stream
+            || s_cli_open (&g->c, b->cmd_ep, S_GATE_SYSTEM, NULL, 0, NULL)
+                   != 0) {
+            fprintf (stderr, "bench: gate: setup failed\n");
+            fail_g = true;
+        } else {
+            gopen = true;
+            s_gate_stream (S_GATE_RULES, g->stream, 0x5DEECE66DULL);
+            g->deadline_us =
+                hal_clock_mono_us () + (int64_t) b->o.limit_s * 1000000;
+        }
+    }
+    if (!fail_a && s_rtta_setup (b, a, warm, b->o.gate_samples) != 0)
+        fail_a = true;
+    if (!fail_g && !fail_a)
+        g->idle = &a->c; /* bench.ping idles through the gate blocks */
+    while (!fail_g && !fail_a
+           && (g->next < total || a->next < total || g->pnext < total)) {
+        if (s_grtt_block (g, blk, ug, &ng) != 0)
+            fail_g = true;
+        /*  The limit is per block here: gate blocks are slow. */
+        atomic_store (&a->sh.deadline_us,
+                      hal_clock_mono_us () + (int64_t) b->o.limit_s * 1000000);
+        if (!fail_g && s_rtta_block (a, blk, um, &nm) != 0)
+            fail_a = true;
+        if (!fail_g && !fail_a && s_gping_block (g, blk, up, &np) != 0)
+            fail_g = true;
+    }
+    if (a && s_rtta_finish (a, !fail_a) != 0)
+        fail_a = true;
+    if (g && !fail_g
+        && (g->next != total || g->pnext != total || g->write_ok != total
+            || g->ack_ok != total || g->ack_bad || g->errs || g->mismatched
+            || g->noaudit)) {
+        fprintf (stderr,
+                 "bench: gate: %u/%u answered, WRITE ok %" PRIu64
+                 ", ACK ok %" PRIu64 " (bad %" PRIu64 "), errors %" PRIu64
+                 ", corr != id %" PRIu64 ", without audit_id %" PRIu64 "\n",
+                 g->next, total, g->write_ok, g->ack_ok, g->ack_bad, g->errs,
+                 g->mismatched, g->noaudit);
+        fail_g = true;
+    }
+    if (gopen)
+        s_cli_close (&g->c, true);
+
+    s_lat_t lg, lm, lp;
+    s_lat_of (ug, ng, &lg);
+    s_lat_of (um, nm, &lm);
+    s_lat_of (up, np, &lp);
+    printf ("  gate:    %sp50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us  mean "
+            "%8.1f us  (%zu samples: %" PRIu64 " allow, %" PRIu64
+            " ask, %" PRIu64 " deny)\n",
+            fail_g ? "FAILED " : "", lg.p50, lg.p99, lg.p999, lg.mean, ng,
+            g ? g->counts[0] : 0, g ? g->counts[1] : 0, g ? g->counts[2] : 0);
+    printf ("  mailbox: %sp50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us  mean "
+            "%8.1f us  (%zu samples; SEND -> echo SEND(corr) -> MSG)\n",
+            fail_a ? "FAILED " : "", lm.p50, lm.p99, lm.p999, lm.mean, nm);
+    printf ("  PING:    %sp50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us  mean "
+            "%8.1f us  (%zu samples; PING -> PONG)\n",
+            fail_g ? "FAILED " : "", lp.p50, lp.p99, lp.p999, lp.mean, np);
+    double ratio = lm.p50 > 0 ? lg.p50 / lm.p50 : 0;
+    printf ("  ratio gate/mailbox: p50 %.2f  p99 %.2f;  gate/PING p50 %.2f\n",
+            ratio, lm.p99 > 0 ? lg.p99 / lm.p99 : 0,
+            lp.p50 > 0 ? lg.p50 / lp.p50 : 0);
+
+    bool ok = !fail_g && !fail_a;
+    s_result_t *res = s_result_add (b, "gate_rtt_p50", "gate RTT p50 (us)");
+    if (res) {
+        res->aaax = lg.p50;
+        res->base = lm.p50;
+        snprintf (res->base_note, sizeof res->base_note, "mailbox RTT");
+        res->ratio = ratio;
+        res->ok = ok;
+        char extra[320];
+        snprintf (extra, sizeof extra,
+                  "\"rules\":%u,\"gate_p99\":%.1f,\"gate_p999\":%.1f,"
+                  "\"mailbox_p99\":%.1f,\"mailbox_p999\":%.1f,"
+                  "\"ping_p50\":%.1f,\"ping_p99\":%.1f,\"samples\":%u",
+                  S_GATE_RULES, lg.p99, lg.p999, lm.p99, lm.p999, lp.p50,
+                  lp.p99, b->o.gate_samples);
+        s_summary (b, res, "us", total, ok ? 0 : 1, extra);
+    }
+    res = s_result_add (b, "gate_rtt_p99", "gate RTT p99 (us)");
+    if (res) {
+        res->aaax = lg.p99;
+        res->base = lm.p99;
+        snprintf (res->base_note, sizeof res->base_note, "mailbox RTT");
+        res->ratio = lm.p99 > 0 ? lg.p99 / lm.p99 : 0;
+        res->ok = ok;
+    }
+    if (!ok)
+        b->failed = true;
+    if (g)
+        free (g->stream);
+    free (g);
+    free (a);
+    free (ug);
+    free (um);
+    free (up);
+}
+
 /*  ---- the kernel under test -------------------------------------------- */
 
 static int
@@ -2200,42 +3066,39 @@ s_free_port (void)
     return port;
 }
 
+/*  The config: the bench's channels, and the 1000-rule policy of
+    s_gate_rule (its first rules let bench.* systems use them). */
 static int
 s_write_config (s_bench_t *b)
 {
     FILE *f = fopen (b->cfg, "w");
     if (!f)
         return -1;
-    fprintf (
-        f,
-        "-- written by aaax_bench for one run\n"
-        "return {\n"
-        "  heartbeat_ms = 1000,\n"
-        "  sndhwm = 100000,\n"
-        "  channels = {\n"
-        "    { name = \"%s\", kind = \"broadcast\", visibility = \"private\", "
-        "retain = 0 },\n"
-        "    { name = \"%s\", kind = \"work-queue\", durable = true, "
-        "max_len = 10000000, max_attempts = 5 },\n"
-        "  },\n"
-        "  policy = {\n"
-        "    { subject = \"bench.*\", action = \"chan.read\",  target = "
-        "\"%s\", "
-        "effect = \"allow\" },\n"
-        "    { subject = \"bench.*\", action = \"chan.write\", target = "
-        "\"%s\", "
-        "effect = \"allow\" },\n"
-        "    { subject = \"bench.*\", action = \"chan.write\", target = "
-        "\"%s\", "
-        "effect = \"allow\" },\n"
-        "    { subject = \"bench.*\", action = \"chan.claim\", target = "
-        "\"%s\", "
-        "effect = \"allow\" },\n"
-        "    { subject = \"bench.*\", action = \"chan.write\", target = "
-        "\"@bench.*\", effect = \"allow\" },\n"
-        "  },\n"
-        "}\n",
-        S_CHAN_B, S_CHAN_Q, S_CHAN_B, S_CHAN_B, S_CHAN_Q, S_CHAN_Q);
+    fprintf (f,
+             "-- written by aaax_bench for one run\n"
+             "return {\n"
+             "  heartbeat_ms = 1000,\n"
+             "  sndhwm = 100000,\n"
+             "  channels = {\n"
+             "    { name = \"%s\", kind = \"broadcast\", visibility = "
+             "\"private\", retain = 0 },\n"
+             "    { name = \"%s\", kind = \"work-queue\", durable = true, "
+             "max_len = 10000000, max_attempts = 5 },\n"
+             "  },\n"
+             "  policy = {\n",
+             S_CHAN_B, S_CHAN_Q);
+    for (size_t i = 0; i < S_GATE_RULES; i++) {
+        s_grule_t r;
+        s_gate_rule (S_GATE_RULES, i, &r);
+        fprintf (f,
+                 "    { subject = \"%s\", action = \"%s\", target = \"%s\", "
+                 "effect = \"%s\"",
+                 r.subject, r.action, r.target, r.effect);
+        if (r.rate)
+            fprintf (f, ", rate = \"%s\"", r.rate);
+        fprintf (f, ", name = \"%s\" },\n", r.name);
+    }
+    fprintf (f, "  },\n}\n");
     return fclose (f) == 0 ? 0 : -1;
 }
 
@@ -2462,7 +3325,15 @@ s_usage (FILE *f)
         "  --consumers N    work-queue consumers, 1..%d (default 2)\n"
         "  --limit S        hard time limit of each measured phase, seconds\n"
         "                   (default 60; --quick 30)\n"
-        "  --only LIST      run only these of broadcast,queue,rtt\n"
+        "  --only LIST      run only these of broadcast,queue,rtt,gate,\n"
+        "                   gate-rtt (gate: in-process decisions and\n"
+        "                   decisions + audit, no kernel needed)\n"
+        "  --decisions N    in-process gate decisions per policy (default\n"
+        "                   2000000; --quick 500000)\n"
+        "  --audit N        gate decisions appended to the audit journal\n"
+        "                   (default 64000; --quick 16000)\n"
+        "  --gate-samples N gate round trips over tcp measured (default\n"
+        "                   5000; --quick 2000); warm-up a tenth, >= 200\n"
         "  --rtt-block N    round trips per turn, aaax and raw alternating\n"
         "                   (default 500; 0: all aaax, then all raw)\n"
         "  --keep           keep the temp dir (data, config, aaaxd log)\n"
@@ -2482,7 +3353,8 @@ s_parse_u64 (const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
     return true;
 }
 
-/*  --only: a comma-separated list of broadcast, queue, rtt. */
+/*  --only: a comma-separated list of broadcast, queue, rtt, gate,
+    gate-rtt. */
 static bool
 s_parse_only (const char *arg, unsigned *out)
 {
@@ -2496,6 +3368,10 @@ s_parse_only (const char *arg, unsigned *out)
             bits |= S_W_QUEUE;
         else if (n == 3 && strncmp (p, "rtt", 3) == 0)
             bits |= S_W_RTT;
+        else if (n == 4 && strncmp (p, "gate", 4) == 0)
+            bits |= S_W_GATE;
+        else if (n == 8 && strncmp (p, "gate-rtt", 8) == 0)
+            bits |= S_W_GATE_RTT;
         else
             return false;
         p += n + (p[n] == ',');
@@ -2520,12 +3396,15 @@ s_options (s_bench_t *b, int argc, char **argv)
         { "keep", no_argument, NULL, 'k' },
         { "only", required_argument, NULL, 'o' },
         { "rtt-block", required_argument, NULL, 'B' },
+        { "decisions", required_argument, NULL, 'D' },
+        { "audit", required_argument, NULL, 'A' },
+        { "gate-samples", required_argument, NULL, 'G' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     s_opts_t *o = &b->o;
     uint64_t count = 0, size = 100, samples = 0, prod = 2, cons = 2, limit = 0;
-    uint64_t rtt_block = 500;
+    uint64_t rtt_block = 500, decisions = 0, audit = 0, gsamples = 0;
     int c, li = 0;
     while ((c = getopt_long (argc, argv, "", longs, &li)) != -1) {
         bool ok = true;
@@ -2539,6 +3418,9 @@ s_options (s_bench_t *b, int argc, char **argv)
         case 'C': ok = s_parse_u64 (optarg, 1, S_MAX_WORKERS, &cons); break;
         case 'l': ok = s_parse_u64 (optarg, 1, 3600, &limit); break;
         case 'B': ok = s_parse_u64 (optarg, 0, 100000000, &rtt_block); break;
+        case 'D': ok = s_parse_u64 (optarg, 1, 1000000000, &decisions); break;
+        case 'A': ok = s_parse_u64 (optarg, 1, 100000000, &audit); break;
+        case 'G': ok = s_parse_u64 (optarg, 1, 10000000, &gsamples); break;
         case 'k': o->keep = true; break;
         case 'o': ok = s_parse_only (optarg, &o->only); break;
         case 'h': s_usage (stdout); return 1;
@@ -2567,6 +3449,9 @@ s_options (s_bench_t *b, int argc, char **argv)
     o->qwindow = 2000;
     o->limit_s = (int) (limit ? limit : o->quick ? 30 : 60);
     o->rtt_block = (uint32_t) rtt_block;
+    o->decisions = decisions ? decisions : o->quick ? 500000 : 2000000;
+    o->audit_records = audit ? audit : o->quick ? 16000 : 64000;
+    o->gate_samples = (uint32_t) (gsamples ? gsamples : o->quick ? 2000 : 5000);
     return 0;
 }
 
@@ -2631,21 +3516,32 @@ main (int argc, char **argv)
     snprintf (b->log, sizeof b->log, "%.4000s/aaaxd.log", b->tmp);
 
     printf ("aaax_bench %s: kernel %s, %s mode, %" PRIu64 " messages, %u B "
-            "payloads, %u round trips, limit %d s per phase\n",
+            "payloads, %u round trips, limit %d s per phase; gate: %" PRIu64
+            " decisions, %" PRIu64 " audited, %u round trips\n",
             AAAX_VERSION_STRING, b->aaaxd, b->o.quick ? "quick" : "full",
-            b->o.count, b->o.size, b->o.samples, b->o.limit_s);
+            b->o.count, b->o.size, b->o.samples, b->o.limit_s, b->o.decisions,
+            b->o.audit_records, b->o.gate_samples);
     s_machine (b);
     fflush (stdout);
 
     int rc = 0;
+    bool kernel = (b->o.only & S_W_KERNEL) != 0;
     zsys_init ();
     b->rawctx = zmq_ctx_new ();
-    if (!b->rawctx || s_kernel_start (b) != 0) {
+    if (!b->rawctx) {
         rc = 3;
         goto cleanup;
     }
-    printf ("aaaxd: pid %d, command %s, data %s\n", (int) b->pid, b->cmd_ep,
-            b->data);
+    /*  In-process, before the kernel runs: nothing else in the machine. */
+    if (!s_interrupted && (b->o.only & S_W_GATE))
+        s_workload_gate (b);
+    if (kernel && s_kernel_start (b) != 0) {
+        rc = 3;
+        goto cleanup;
+    }
+    if (kernel)
+        printf ("aaaxd: pid %d, command %s, data %s\n", (int) b->pid, b->cmd_ep,
+                b->data);
 
     if (!s_interrupted && (b->o.only & S_W_BCAST))
         s_workload_bcast (b, 1);
@@ -2655,11 +3551,13 @@ main (int argc, char **argv)
         s_workload_queue (b);
     if (!s_interrupted && (b->o.only & S_W_RTT))
         s_workload_rtt (b);
+    if (!s_interrupted && (b->o.only & S_W_GATE_RTT))
+        s_workload_gate_rtt (b);
 
     printf ("\n");
-    if (s_kernel_stop (b) != 0)
+    if (kernel && s_kernel_stop (b) != 0)
         b->failed = true;
-    else
+    else if (kernel)
         printf ("aaaxd: stopped with SIGTERM, exit status 0\n");
 
     s_table (b);
