@@ -1,7 +1,10 @@
 /*  aaax.c — the aaax command-line client: one subcommand per thing a person
     does with the kernel from a shell (ping, tail, write, claim, ack, nack,
-    send, stat, version), JSON in and JSON lines out, through chan_client.
-    Exit codes: 0 ok, 1 the kernel said ERROR or did not answer, 2 usage. */
+    send, stat, version; the kernel actors' ps, pause ... kill, gate, cap,
+    approve, deny, approvals, policy reload; audit read offline), JSON in and
+    JSON lines out, through chan_client and cli_kernel. Exit codes: 0 ok, 1
+    the kernel said ERROR or did not answer, 2 usage (gate: 3 deny, 4 ask).
+ */
 
 #include <errno.h>
 #include <getopt.h>
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <czmq.h>
 #include <sodium.h>
@@ -21,15 +25,28 @@
 #include "chan_client.h"
 #include "chan_req.h"
 #include "cli_json.h"
+#include "cli_kernel.h"
+#include "hal_audit.h"
+#include "hal_cap.h"
 #include "hal_clock.h"
+#include "hal_keys.h"
 
 #define S_DEFAULT_ENDPOINT "tcp://127.0.0.1:5670"
 #define S_DEFAULT_TIMEOUT 5000
 #define S_MAX_MS 86400000u      /* 24 h: longest --wait, --lease, ... */
 #define S_MAX_STDIN (64u << 20) /* JSON read from stdin */
 #define S_ENDPOINT_MAX 4200
+#define S_MAX_FILE (1u << 20) /* a capability file */
+#define S_MAX_GRACE 600000    /* stop --grace: the kernel's limit */
+#define S_AUDIT_POLL_MS 200   /* audit tail -f */
 
-enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2 };
+enum {
+    EXIT_OK = 0,
+    EXIT_ERROR = 1,
+    EXIT_USAGE = 2,
+    EXIT_DENY = 3, /* gate: the decision is deny */
+    EXIT_ASK = 4   /* gate: the decision is ask (not decided yet) */
+};
 
 /*  Set by SIGINT / SIGTERM; the only global state, as a signal handler
     cannot reach anything else. */
@@ -60,7 +77,19 @@ enum {
     OPT_WAIT,
     OPT_LEASE,
     OPT_ACK,
-    OPT_DELAY
+    OPT_DELAY,
+    OPT_JSON,
+    OPT_REASON,
+    OPT_GRACE,
+    OPT_SCOPE,
+    OPT_REVOKE,
+    OPT_ARGS,
+    OPT_WAIT_APPROVAL,
+    OPT_RIGHTS,
+    OPT_TTL,
+    OPT_PUB,
+    OPT_FOLLOW,
+    OPT_LINES
 };
 #define BIT(o) (1u << (o))
 #define COMMON_OPTS                                                            \
@@ -84,20 +113,40 @@ static const struct option s_longopts[] = {
     { "lease", required_argument, NULL, 256 + OPT_LEASE },
     { "ack", no_argument, NULL, 256 + OPT_ACK },
     { "delay", required_argument, NULL, 256 + OPT_DELAY },
+    { "json", no_argument, NULL, 256 + OPT_JSON },
+    { "reason", required_argument, NULL, 256 + OPT_REASON },
+    { "grace", required_argument, NULL, 256 + OPT_GRACE },
+    { "scope", required_argument, NULL, 256 + OPT_SCOPE },
+    { "revoke", required_argument, NULL, 256 + OPT_REVOKE },
+    { "args", required_argument, NULL, 256 + OPT_ARGS },
+    { "wait-approval", no_argument, NULL, 256 + OPT_WAIT_APPROVAL },
+    { "rights", required_argument, NULL, 256 + OPT_RIGHTS },
+    { "ttl", required_argument, NULL, 256 + OPT_TTL },
+    { "pub", required_argument, NULL, 256 + OPT_PUB },
+    { "follow", no_argument, NULL, 256 + OPT_FOLLOW },
+    { "lines", required_argument, NULL, 256 + OPT_LINES },
     { NULL, 0, NULL, 0 }
 };
 
 typedef struct _s_app_t s_app_t;
 
+/*  s_command_t.flags */
+enum {
+    S_OFFLINE = 1, /* reads files only: no --connect, --system, --timeout */
+    S_PRIV = 2     /* the kernel answers privileged sessions only */
+};
+
 typedef struct {
-    const char *name;
+    const char *name; /* one word, or two ("audit tail") */
     int (*run) (s_app_t *app);
     unsigned opts; /* BIT (OPT_*) it accepts besides the common ones */
     int min_args;
     int max_args; /* -1: no limit */
     const char *synopsis;
     const char *summary;
-    const char *help; /* description, own options, examples */
+    const char *help;  /* description, own options, examples */
+    unsigned flags;    /* S_OFFLINE, S_PRIV */
+    const char *exits; /* its exit codes, when not the common ones */
 } s_command_t;
 
 struct _s_app_t {
@@ -118,6 +167,18 @@ struct _s_app_t {
     uint64_t wait_ms;
     uint64_t lease_ms;
     uint64_t delay_ms;
+    bool json;
+    bool wait_approval;
+    bool follow;
+    const char *reason;
+    const char *scope;
+    const char *revoke;
+    const char *args_json;
+    const char *rights;
+    const char *pub;
+    uint64_t grace_ms;
+    uint64_t ttl_s;
+    uint64_t lines;
     char **args;
     int nargs;
     /*  Made from the options. */
@@ -142,8 +203,16 @@ static const char s_common_help[] =
     "                 token in DIR/session.token (and, without --connect,\n"
     "                 connect to ipc://DIR/aaax.sock)\n"
     "  --timeout MS   how long to wait for each answer (default 5000)\n"
-    "  -h, --help     this help\n"
-    "\n"
+    "  -h, --help     this help\n";
+
+static const char s_offline_help[] =
+    "Common options:\n"
+    "  --data DIR     the kernel's data directory (read directly; no "
+    "connection\n"
+    "                 to the kernel is made, it may be running or not)\n"
+    "  -h, --help     this help\n";
+
+static const char s_common_exits[] =
     "Exit codes:\n"
     "  0  done\n"
     "  1  the kernel answered ERROR (printed as 'aaax: ERROR <code>: "
@@ -151,6 +220,17 @@ static const char s_common_help[] =
     "     or did not answer within --timeout, or output failed\n"
     "  2  usage: unknown subcommand or option, missing or bad argument, "
     "invalid JSON\n";
+
+/*  The exit codes of subcommands that ask a kernel actor. */
+#define S_ACTOR_EXITS                                                        \
+    "Exit codes:\n"                                                          \
+    "  0  done: the kernel actor answered with ok (and granted / revoked)\n" \
+    "  1  the actor refused (ok: false: 'aaax: refused: <reason>' on "       \
+    "stderr,\n"                                                              \
+    "     the answer still printed), the kernel answered ERROR, or no "      \
+    "answer\n"                                                               \
+    "     came within --timeout\n"                                           \
+    "  2  usage: unknown option, missing or bad argument\n"
 
 static int s_cmd_ping (s_app_t *app);
 static int s_cmd_tail (s_app_t *app);
@@ -161,6 +241,20 @@ static int s_cmd_nack (s_app_t *app);
 static int s_cmd_send (s_app_t *app);
 static int s_cmd_stat (s_app_t *app);
 static int s_cmd_version (s_app_t *app);
+static int s_cmd_ps (s_app_t *app);
+static int s_cmd_lifecycle (s_app_t *app);
+static int s_cmd_gate (s_app_t *app);
+static int s_cmd_cap_grant (s_app_t *app);
+static int s_cmd_cap_list (s_app_t *app);
+static int s_cmd_cap_revoke (s_app_t *app);
+static int s_cmd_cap_verify (s_app_t *app);
+static int s_cmd_approve (s_app_t *app);
+static int s_cmd_deny (s_app_t *app);
+static int s_cmd_approvals (s_app_t *app);
+static int s_cmd_policy_reload (s_app_t *app);
+static int s_cmd_audit_tail (s_app_t *app);
+static int s_cmd_audit_show (s_app_t *app);
+static int s_cmd_audit_verify (s_app_t *app);
 
 static const s_command_t s_commands[] = {
     { "ping", s_cmd_ping, 0, 0, 0, "aaax ping [options]",
@@ -170,7 +264,8 @@ static const s_command_t s_commands[] = {
       "\n"
       "Examples:\n"
       "  aaax ping\n"
-      "  aaax ping --connect tcp://127.0.0.1:5670 --timeout 1000\n" },
+      "  aaax ping --connect tcp://127.0.0.1:5670 --timeout 1000\n",
+      0, NULL },
     { "tail", s_cmd_tail, BIT (OPT_RAW) | BIT (OPT_SINCE) | BIT (OPT_COUNT), 1,
       1, "aaax tail CHANNEL [--raw] [--since ID] [--count N] [options]",
       "print a broadcast channel (or your mailbox) as JSON lines",
@@ -196,7 +291,8 @@ static const s_command_t s_commands[] = {
       "  aaax tail heartbeat --count 1\n"
       "  aaax tail events --since ''\n"
       "  aaax tail events --raw\n"
-      "  aaax tail @me --system me\n" },
+      "  aaax tail @me --system me\n",
+      0, NULL },
     { "write", s_cmd_write, BIT (OPT_KEY) | BIT (OPT_TO) | BIT (OPT_CORR), 2, 2,
       "aaax write CHANNEL JSON [--key K] [--to ID] [--corr ID] [options]",
       "write one message to a channel; prints its id",
@@ -216,7 +312,8 @@ static const s_command_t s_commands[] = {
       "  aaax write jobs '{\"task\": \"resize\", \"file\": \"a.png\"}'\n"
       "  aaax write events '\"hello\"' --key greeting-1\n"
       "  echo '[1, 2, 3]' | aaax write jobs -\n"
-      "  aaax write jobs -- -5\n" },
+      "  aaax write jobs -- -5\n",
+      0, NULL },
     { "claim", s_cmd_claim,
       BIT (OPT_MAX) | BIT (OPT_WAIT) | BIT (OPT_LEASE) | BIT (OPT_ACK), 1, 1,
       "aaax claim CHANNEL [--max N] [--wait MS] [--lease MS] [--ack] "
@@ -240,9 +337,10 @@ static const s_command_t s_commands[] = {
       "Examples:\n"
       "  aaax claim jobs --max 10 --ack\n"
       "  aaax claim jobs --wait 30000 --lease 60000 --system worker-1\n"
-      "  aaax ack jobs 01JD8X5Y6Z7A8B9C0D1E2F3G4H --system worker-1\n" },
+      "  aaax ack jobs 01JD8X5Y6Z7A8B9C0D1E2F3G4H --system worker-1\n",
+      0, NULL },
     { "ack", s_cmd_ack, 0, 2, -1, "aaax ack CHANNEL ID... [options]",
-      "acknowledge claimed messages (or your mailbox's); prints the count",
+      "acknowledge claimed or mailbox messages; prints the count",
       "Acknowledges the messages ID... of CHANNEL: on a work-queue those\n"
       "whose lease this system holds (claimed with the same --system); on\n"
       "@ME (ME = --system) messages of your own mailbox. Prints how many\n"
@@ -250,7 +348,8 @@ static const s_command_t s_commands[] = {
       "\n"
       "Examples:\n"
       "  aaax ack jobs 01JD8X5Y6Z7A8B9C0D1E2F3G4H --system worker-1\n"
-      "  aaax ack @me 01JD8X5Y6Z7A8B9C0D1E2F3G4H --system me\n" },
+      "  aaax ack @me 01JD8X5Y6Z7A8B9C0D1E2F3G4H --system me\n",
+      0, NULL },
     { "nack", s_cmd_nack, BIT (OPT_DELAY), 2, -1,
       "aaax nack CHANNEL ID... [--delay MS] [options]",
       "give claimed messages back to the queue; prints the count",
@@ -264,7 +363,8 @@ static const s_command_t s_commands[] = {
       "Examples:\n"
       "  aaax nack jobs 01JD8X5Y6Z7A8B9C0D1E2F3G4H --system worker-1\n"
       "  aaax nack jobs 01JD8X5Y6Z7A8B9C0D1E2F3G4H --delay 10000 "
-      "--system w1\n" },
+      "--system w1\n",
+      0, NULL },
     { "send", s_cmd_send, BIT (OPT_CORR) | BIT (OPT_KEY) | BIT (OPT_WAIT), 2, 2,
       "aaax send TO JSON [--corr ID] [--key K] [--wait MS] [options]",
       "send a message to a system's mailbox; prints its id",
@@ -283,7 +383,8 @@ static const s_command_t s_commands[] = {
       "Examples:\n"
       "  aaax send worker-1 '{\"cmd\": \"status\"}'\n"
       "  aaax send worker-1 '{\"cmd\": \"status\"}' --wait 5000 | tail -n "
-      "1\n" },
+      "1\n",
+      0, NULL },
     { "stat", s_cmd_stat, 0, 0, 0, "aaax stat --data DIR [options]",
       "print the kernel's statistics (privileged)",
       "Docks privileged (needs --data DIR for the session token) and prints\n"
@@ -293,13 +394,338 @@ static const s_command_t s_commands[] = {
       "\n"
       "Examples:\n"
       "  aaax stat --data ./aaax-data\n"
-      "  aaax stat --data ./aaax-data --connect tcp://127.0.0.1:5670\n" },
+      "  aaax stat --data ./aaax-data --connect tcp://127.0.0.1:5670\n",
+      0, NULL },
     { "version", s_cmd_version, 0, 0, 0, "aaax version",
       "print the CLI's version and protocol version",
       "Prints 'aaax VERSION (protocol AAAX/1)'. Contacts nobody.\n"
       "\n"
       "Example:\n"
-      "  aaax version\n" },
+      "  aaax version\n",
+      0, NULL },
+    { "ps", s_cmd_ps, BIT (OPT_JSON), 0, 0,
+      "aaax ps --data DIR [--json] [options]",
+      "list the docked systems (privileged)",
+      "Asks the lifecycle actor (kernel.lifecycle {op: \"list\"}) for every\n"
+      "docked system and prints an aligned table:\n"
+      "  SYSTEM          KIND    STATE   PRIV  UP      IN   OUT  LEASES\n"
+      "  kernel.gate     kernel  docked  yes   3m07s   12   12   0\n"
+      "  worker-1        remote  paused  no    42s     3    1    1\n"
+      "UP is the time since the system docked; IN / OUT count the messages\n"
+      "it wrote and received in this session. Privileged: needs --data DIR\n"
+      "(the session token).\n"
+      "\n"
+      "Options:\n"
+      "  --json         one JSON line per system instead: {id, kind, state,\n"
+      "                 since, privileged, msgs_in, msgs_out, leases}\n"
+      "\n"
+      "Examples:\n"
+      "  aaax ps --data ./aaax-data\n"
+      "  aaax ps --data ./aaax-data --json | jq -r "
+      "'select(.state == \"paused\") | .id'\n",
+      S_PRIV, S_ACTOR_EXITS },
+    { "pause", s_cmd_lifecycle, BIT (OPT_REASON), 1, 1,
+      "aaax pause ID --data DIR [--reason TEXT] [options]",
+      "pause a system: no writes, no deliveries (privileged)",
+      "Asks the lifecycle actor to pause the system ID: its WRITE, SEND, SUB,\n"
+      "CLAIM, ACK, NACK get ERROR 423, nothing is delivered to it, it keeps\n"
+      "its leases; the pause belongs to the system id and outlives a new\n"
+      "dock. ID gets a STOP signal in its mailbox. Prints the answer\n"
+      "{ok, reason} as one JSON line. Audited; rate limited per caller.\n"
+      "\n"
+      "Options:\n"
+      "  --reason TEXT  why (in the signal message and the audit log)\n"
+      "\n"
+      "Examples:\n"
+      "  aaax pause worker-1 --data ./aaax-data --reason 'runaway loop'\n"
+      "  aaax resume worker-1 --data ./aaax-data\n",
+      S_PRIV, S_ACTOR_EXITS },
+    { "resume", s_cmd_lifecycle, BIT (OPT_REASON), 1, 1,
+      "aaax resume ID --data DIR [--reason TEXT] [options]",
+      "resume a paused system (privileged)",
+      "Asks the lifecycle actor to lift the pause of the system ID: what\n"
+      "waited in its mailbox is delivered, it may write again; it gets a\n"
+      "CONT signal. Prints the answer {ok, reason} as one JSON line.\n"
+      "\n"
+      "Options:\n"
+      "  --reason TEXT  why (in the signal message and the audit log)\n"
+      "\n"
+      "Example:\n"
+      "  aaax resume worker-1 --data ./aaax-data\n",
+      S_PRIV, S_ACTOR_EXITS },
+    { "stop", s_cmd_lifecycle, BIT (OPT_REASON) | BIT (OPT_GRACE), 1, 1,
+      "aaax stop ID --data DIR [--reason TEXT] [--grace MS] [options]",
+      "ask a system to stop, then undock it (privileged)",
+      "Asks the lifecycle actor to stop the system ID: a TERM signal goes to\n"
+      "its mailbox ({signal: \"TERM\", reason, session}); if it is still\n"
+      "docked when the grace period ends it is undocked as by kill. Prints\n"
+      "the answer {ok, reason} as one JSON line (at once: it does not wait\n"
+      "for the grace period).\n"
+      "\n"
+      "Options:\n"
+      "  --reason TEXT  why (in the signal message and the audit log)\n"
+      "  --grace MS     the grace period, up to 600000 (default: the "
+      "kernel's,\n"
+      "                 stop_grace_ms)\n"
+      "\n"
+      "Example:\n"
+      "  aaax stop worker-1 --data ./aaax-data --grace 10000\n",
+      S_PRIV, S_ACTOR_EXITS },
+    { "kill", s_cmd_lifecycle, BIT (OPT_REASON), 1, 1,
+      "aaax kill ID --data DIR [--reason TEXT] [options]",
+      "undock a system now (privileged)",
+      "Asks the lifecycle actor to kill the system ID: a KILL signal to its\n"
+      "mailbox, then its session is undocked at once, its leases released\n"
+      "and its capabilities and session approvals revoked. Prints the\n"
+      "answer {ok, reason} as one JSON line.\n"
+      "\n"
+      "Options:\n"
+      "  --reason TEXT  why (in the signal message and the audit log)\n"
+      "\n"
+      "Example:\n"
+      "  aaax kill worker-1 --data ./aaax-data --reason 'compromised'\n",
+      S_PRIV, S_ACTOR_EXITS },
+    { "gate", s_cmd_gate, BIT (OPT_ARGS) | BIT (OPT_WAIT_APPROVAL), 2, 2,
+      "aaax gate ACTION TARGET [--args JSON] [--wait-approval] [options]",
+      "ask the action gate: allow, deny or ask?",
+      "Writes {action, target, args} to kernel.gate and prints the decision\n"
+      "as one JSON line: {decision: \"allow\" | \"deny\" | \"ask\", reason,\n"
+      "rule, audit_id}. The exit code says the decision (see below). Every\n"
+      "decision is in the audit log under audit_id ('aaax audit show ID').\n"
+      "An \"ask\" waits for an operator: 'aaax approve AUDIT_ID' or\n"
+      "'aaax deny AUDIT_ID'.\n"
+      "\n"
+      "Options:\n"
+      "  --args JSON      the action's arguments, a JSON object (default "
+      "{};\n"
+      "                   '-' reads it from stdin)\n"
+      "  --wait-approval  when the decision is ask, wait for the outcome\n"
+      "                   (approved: decision allow; denied or timed out in\n"
+      "                   the kernel: deny) and print it as a second line.\n"
+      "                   The wait is bounded by --timeout when given, else\n"
+      "                   by the kernel's ask timeout (24 h at most).\n"
+      "\n"
+      "Examples:\n"
+      "  aaax gate fs.delete /tmp/x\n"
+      "  aaax gate net.fetch https://example.com --system agent-1 "
+      "--wait-approval\n"
+      "  aaax gate shell.run make --args '{\"argv\": [\"make\", \"-j2\"]}'\n"
+      "  if aaax gate fs.write /etc/hosts >/dev/null; then echo allowed; "
+      "fi\n",
+      0,
+      "Exit codes:\n"
+      "  0  allow\n"
+      "  3  deny\n"
+      "  4  ask (without --wait-approval, or no outcome within --timeout)\n"
+      "  1  the kernel answered ERROR, no answer within --timeout, "
+      "interrupted,\n"
+      "     or an answer without a decision\n"
+      "  2  usage: unknown option, missing argument, invalid JSON, --args "
+      "not an\n"
+      "     object\n" },
+    { "cap grant", s_cmd_cap_grant, BIT (OPT_RIGHTS) | BIT (OPT_TTL), 1, 1,
+      "aaax cap grant RESOURCE [--rights R1,R2] [--ttl S] [options]",
+      "ask for a signed capability",
+      "Asks the capability actor (kernel.capability_requests) for a\n"
+      "capability on RESOURCE for this system (--system): \"chan:NAME\"\n"
+      "with rights read, write, claim, or \"action:PATTERN\" with invoke\n"
+      "(the default there). The policy decides. Prints the answer as one\n"
+      "JSON line: {ok, granted, reason, cap}, cap being the signed\n"
+      "{id, subject, resource, rights, expires, issuer, sig}; that line,\n"
+      "saved to a file, is what 'aaax cap verify FILE' reads.\n"
+      "\n"
+      "Options:\n"
+      "  --rights LIST  comma-separated rights, e.g. read,write\n"
+      "  --ttl S        lifetime in seconds (default: the kernel's, 3600;\n"
+      "                 at most 30 days)\n"
+      "\n"
+      "Examples:\n"
+      "  aaax cap grant chan:orders --rights read,claim --ttl 600 "
+      "--system w1\n"
+      "  aaax cap grant action:net.fetch --system agent-1 > cap.json\n"
+      "  aaax cap verify cap.json --data ./aaax-data\n",
+      0, S_ACTOR_EXITS },
+    { "cap list", s_cmd_cap_list, 0, 0, 0, "aaax cap list [options]",
+      "list capabilities (your own; all with --data)",
+      "Asks the capability actor for the capabilities of this system\n"
+      "(--system), or every live one when docked privileged (--data DIR),\n"
+      "and prints each as one JSON line {id, subject, resource, rights,\n"
+      "expires, issuer, sig} (a line is also a valid 'cap verify' file).\n"
+      "\n"
+      "Examples:\n"
+      "  aaax cap list --system w1\n"
+      "  aaax cap list --data ./aaax-data | jq -r .id\n",
+      0, S_ACTOR_EXITS },
+    { "cap revoke", s_cmd_cap_revoke, 0, 1, 1, "aaax cap revoke ID [options]",
+      "revoke a capability (its holder, or privileged)",
+      "Asks the capability actor to revoke the capability ID; allowed to\n"
+      "its holder (same --system) and to a privileged session. Prints the\n"
+      "answer {ok, revoked, reason} as one JSON line; exit 0 only when it\n"
+      "was revoked.\n"
+      "\n"
+      "Examples:\n"
+      "  aaax cap revoke 01JD8X5Y6Z7A8B9C0D1E2F3G4H --system w1\n"
+      "  aaax cap revoke 01JD8X5Y6Z7A8B9C0D1E2F3G4H --data ./aaax-data\n",
+      0, S_ACTOR_EXITS },
+    { "cap verify", s_cmd_cap_verify, BIT (OPT_PUB), 1, 1,
+      "aaax cap verify FILE (--pub FILE | --data DIR)",
+      "check a capability's signature and expiry (offline)",
+      "Reads a capability from FILE ('-': stdin) — JSON as 'aaax cap grant'\n"
+      "prints it (the capability is its cap member) or as 'aaax cap list'\n"
+      "prints it, or raw msgpack of either — and checks its ed25519\n"
+      "signature against the kernel's public key, then its expiry against\n"
+      "this machine's clock. Prints one line:\n"
+      "  valid\n"
+      "  invalid: <why>          (bad signature, another issuer, malformed)\n"
+      "  expired at <UTC time>   (the signature is good)\n"
+      "Contacts nobody, so it cannot know of a revocation: ask the kernel\n"
+      "('aaax cap list') for that.\n"
+      "\n"
+      "Options:\n"
+      "  --pub FILE     the kernel's public key file (kernel.pub: 64 hex\n"
+      "                 characters)\n"
+      "  --data DIR     use DIR/kernel.pub\n"
+      "\n"
+      "Examples:\n"
+      "  aaax cap verify cap.json --data ./aaax-data\n"
+      "  aaax cap list --system w1 | head -1 | aaax cap verify - --pub "
+      "kernel.pub\n",
+      S_OFFLINE,
+      "Exit codes:\n"
+      "  0  valid and not expired\n"
+      "  1  invalid or expired; or FILE or the key cannot be read\n"
+      "  2  usage: missing FILE, neither or both of --pub and --data\n" },
+    { "approve", s_cmd_approve, BIT (OPT_SCOPE), 1, 1,
+      "aaax approve AUDIT_ID --data DIR [--scope once|session|always] "
+      "[options]",
+      "approve a pending ask of the gate (privileged)",
+      "Tells the approvals actor (kernel.approvals) to approve the pending\n"
+      "gate request AUDIT_ID (its audit_id; 'aaax approvals' lists them).\n"
+      "The requester gets a follow-up answer with decision allow. Prints\n"
+      "the answer {ok, reason, approval_id} as one JSON line.\n"
+      "\n"
+      "Options:\n"
+      "  --scope S      once: this request only (the default); session: the\n"
+      "                 same subject, action and target until the subject\n"
+      "                 undocks; always: a standing approval, kept across\n"
+      "                 restarts until 'aaax approvals --revoke ID'\n"
+      "\n"
+      "Examples:\n"
+      "  aaax approve 42 --data ./aaax-data\n"
+      "  aaax approve 42 --scope session --data ./aaax-data\n",
+      S_PRIV, S_ACTOR_EXITS },
+    { "deny", s_cmd_deny, BIT (OPT_REASON), 1, 1,
+      "aaax deny AUDIT_ID --data DIR [--reason TEXT] [options]",
+      "deny a pending ask of the gate (privileged)",
+      "Tells the approvals actor to deny the pending gate request AUDIT_ID;\n"
+      "the requester gets a follow-up answer with decision deny. Prints the\n"
+      "answer {ok, reason} as one JSON line.\n"
+      "\n"
+      "Options:\n"
+      "  --reason TEXT  why (default: the kernel's, denied by an operator)\n"
+      "\n"
+      "Example:\n"
+      "  aaax deny 42 --data ./aaax-data --reason 'not on a Friday'\n",
+      S_PRIV, S_ACTOR_EXITS },
+    { "approvals", s_cmd_approvals, BIT (OPT_REVOKE), 0, 0,
+      "aaax approvals --data DIR [--revoke ID] [options]",
+      "list pending asks and standing approvals (privileged)",
+      "Asks the approvals actor for the gate requests waiting for an\n"
+      "operator and the approvals in force, and prints one JSON line each,\n"
+      "pending ones first:\n"
+      "  {type: \"pending\", audit_id, subject, action, target, ts}\n"
+      "  {type: \"approval\", id, subject, action, target, scope, ts}\n"
+      "\n"
+      "Options:\n"
+      "  --revoke ID    instead, revoke the approval ID (a session or "
+      "always\n"
+      "                 approval) and print the answer {ok, reason}\n"
+      "\n"
+      "Examples:\n"
+      "  aaax approvals --data ./aaax-data\n"
+      "  aaax approvals --data ./aaax-data | jq -r "
+      "'select(.type == \"pending\") | .audit_id'\n"
+      "  aaax approvals --data ./aaax-data --revoke 57\n",
+      S_PRIV, S_ACTOR_EXITS },
+    { "policy reload", s_cmd_policy_reload, 0, 0, 0,
+      "aaax policy reload --data DIR [options]",
+      "reload the policy file now (privileged; as SIGHUP)",
+      "Makes the kernel read its policy again (CTL {op: \"reload\"}), as\n"
+      "SIGHUP does, and prints {version, digest, rules} of the policy now in\n"
+      "force as one JSON line; the change is published on kernel.policy and\n"
+      "audited. A policy file with an error is refused with its file:line\n"
+      "(ERROR 400, exit 1) and the old policy stays.\n"
+      "\n"
+      "Example:\n"
+      "  aaax policy reload --data ./aaax-data\n",
+      S_PRIV, NULL },
+    { "audit tail", s_cmd_audit_tail, BIT (OPT_FOLLOW) | BIT (OPT_LINES), 0, 0,
+      "aaax audit tail --data DIR [-f] [-n N]",
+      "print the last audit records (offline)",
+      "Reads the audit log DIR/audit directly (read-only; aaaxd may be\n"
+      "running) and prints its last N records, oldest first, one JSON line\n"
+      "each: {seq, hash, ts, kind, subject, action, target, verdict, rule,\n"
+      "reason, args, corr} as far as the record has them, bytes (hash, a\n"
+      "checkpoint's head and sig) as lower-case hex.\n"
+      "\n"
+      "Options:\n"
+      "  -n, --lines N  how many (default 10; 0 with -f: only new ones)\n"
+      "  -f, --follow   then print new records as they are written "
+      "(polling\n"
+      "                 every 200 ms) until SIGINT / SIGTERM\n"
+      "\n"
+      "Examples:\n"
+      "  aaax audit tail --data ./aaax-data -n 50\n"
+      "  aaax audit tail --data ./aaax-data -f -n 0 | jq -c "
+      "'select(.verdict == \"deny\")'\n",
+      S_OFFLINE,
+      "Exit codes:\n"
+      "  0  done (with -f: after SIGINT / SIGTERM, or when the reader went "
+      "away)\n"
+      "  1  the audit log cannot be opened or read, stdout failed\n"
+      "  2  usage: no --data, bad -n\n" },
+    { "audit show", s_cmd_audit_show, 0, 1, 1, "aaax audit show ID --data DIR",
+      "print one audit record (offline)",
+      "Prints the audit record whose seq is ID (the audit_id of a gate\n"
+      "answer) as one JSON line, as 'aaax audit tail' does.\n"
+      "\n"
+      "Example:\n"
+      "  aaax audit show 42 --data ./aaax-data | jq .verdict\n",
+      S_OFFLINE,
+      "Exit codes:\n"
+      "  0  printed\n"
+      "  1  no such record, or the log cannot be read\n"
+      "  2  usage: no --data, ID not a number\n" },
+    { "audit verify", s_cmd_audit_verify, BIT (OPT_PUB), 0, 0,
+      "aaax audit verify --data DIR [--pub FILE]",
+      "check the audit chain and its signatures (offline)",
+      "Walks the whole audit log DIR/audit: sequence numbers contiguous from\n"
+      "1, every hash recomputed over the previous one, every checkpoint\n"
+      "signature checked with the kernel's public key (DIR/kernel.pub, or\n"
+      "--pub FILE). Works while aaaxd runs. Prints\n"
+      "  audit: 1234 records verified, 2 checkpoints, 0 unsigned at the "
+      "tail\n"
+      "or, on damage, names the first bad record:\n"
+      "  audit: damaged at record 17: <why> (16 records before it "
+      "verified)\n"
+      "Records after the last checkpoint are chained but not yet signed\n"
+      "(\"unsigned at the tail\"); the kernel signs at every checkpoint and "
+      "at\n"
+      "shutdown.\n"
+      "\n"
+      "Options:\n"
+      "  --pub FILE     the kernel's public key (default DIR/kernel.pub)\n"
+      "\n"
+      "Examples:\n"
+      "  aaax audit verify --data ./aaax-data\n"
+      "  aaax audit verify --data /backup/aaax-data --pub ~/kernel.pub\n",
+      S_OFFLINE,
+      "Exit codes:\n"
+      "  0  intact\n"
+      "  1  damaged (the first bad record named), or the log or key cannot "
+      "be\n"
+      "     read\n"
+      "  2  usage: no --data\n" },
 };
 
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
@@ -313,18 +739,71 @@ s_main_usage (FILE *out)
                   "\n"
                   "Subcommands:\n");
     for (size_t i = 0; i < S_NCOMMANDS; i++)
-        fprintf (out, "  %-8s %s\n", s_commands[i].name, s_commands[i].summary);
+        fprintf (out, "  %-14s %s\n", s_commands[i].name,
+                 s_commands[i].summary);
     fprintf (out,
              "\n"
              "'aaax SUBCOMMAND --help' describes one, with its options "
-             "and examples.\n\n%s",
-             s_common_help);
+             "and examples.\n\n%s\n%s",
+             s_common_help, s_common_exits);
+}
+
+/*  True when name is the first word of two-word subcommands ("cap"). */
+static bool
+s_is_group (const char *name)
+{
+    size_t len = strlen (name);
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        if (strncmp (s_commands[i].name, name, len) == 0
+            && s_commands[i].name[len] == ' ')
+            return true;
+    return false;
+}
+
+/*  The usage of a group: its subcommands. */
+static void
+s_group_usage (FILE *out, const char *group)
+{
+    size_t len = strlen (group);
+    fprintf (out, "usage: aaax %s SUBCOMMAND [ARGS] [options]\n\n", group);
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        if (strncmp (s_commands[i].name, group, len) == 0
+            && s_commands[i].name[len] == ' ')
+            fprintf (out, "  %-14s %s\n", s_commands[i].name,
+                     s_commands[i].summary);
+    fprintf (out, "\n'aaax %s SUBCOMMAND --help' describes one.\n", group);
+}
+
+/*  The subcommand named by words[0] (and words[1] for a two-word one):
+ *used says how many words the name took. NULL if none. */
+static const s_command_t *
+s_find (int nwords, char **words, int *used)
+{
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        if (strcmp (words[0], s_commands[i].name) == 0) {
+            *used = 1;
+            return &s_commands[i];
+        }
+    if (nwords < 2)
+        return NULL;
+    char name[64];
+    int n = snprintf (name, sizeof name, "%s %s", words[0], words[1]);
+    if (n < 0 || (size_t) n >= sizeof name)
+        return NULL;
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        if (strcmp (name, s_commands[i].name) == 0) {
+            *used = 2;
+            return &s_commands[i];
+        }
+    return NULL;
 }
 
 static int
 s_cmd_help (const s_command_t *cmd)
 {
-    printf ("usage: %s\n\n%s\n%s", cmd->synopsis, cmd->help, s_common_help);
+    printf ("usage: %s\n\n%s\n%s\n%s", cmd->synopsis, cmd->help,
+            cmd->flags & S_OFFLINE ? s_offline_help : s_common_help,
+            cmd->exits ? cmd->exits : s_common_exits);
     return EXIT_OK;
 }
 
@@ -394,14 +873,17 @@ static int
 s_parse (s_app_t *app, int argc, char **argv)
 {
     const s_command_t *cmd = app->cmd;
-    unsigned allowed = COMMON_OPTS | cmd->opts;
+    unsigned allowed =
+        (cmd->flags & S_OFFLINE ? BIT (OPT_DATA) | BIT (OPT_HELP) : COMMON_OPTS)
+        | cmd->opts;
     app->timeout_ms = S_DEFAULT_TIMEOUT;
     app->max = 1;
+    app->lines = 10;
     opterr = 0;
     optind = 1;
     for (;;) {
         int idx = -1;
-        int c = getopt_long (argc, argv, ":h", s_longopts, &idx);
+        int c = getopt_long (argc, argv, ":hfn:", s_longopts, &idx);
         if (c == -1)
             break;
         const char *bad = argv[optind - 1];
@@ -412,7 +894,12 @@ s_parse (s_app_t *app, int argc, char **argv)
         }
         if (c == ':')
             return s_usage (cmd, "option '%s' needs a value", bad);
-        int opt = c == 'h' ? OPT_HELP : c - 256;
+        int opt = c == 'h'   ? OPT_HELP
+                  : c == 'f' ? OPT_FOLLOW
+                  : c == 'n' ? OPT_LINES
+                             : c - 256;
+        if (opt < 0 || opt > OPT_LINES)
+            return s_usage (cmd, "unknown option '%s'", bad);
         if (!(allowed & BIT (opt)))
             return s_usage (cmd, "option '--%s' does not apply to %s",
                             s_longopts[opt].name, cmd->name);
@@ -460,6 +947,35 @@ s_parse (s_app_t *app, int argc, char **argv)
                 return s_usage (cmd, "--delay needs milliseconds, 0 to %u",
                                 S_MAX_MS);
             break;
+        case OPT_JSON: app->json = true; break;
+        case OPT_REASON: app->reason = optarg; break;
+        case OPT_GRACE:
+            if (!s_parse_uint (optarg, 0, S_MAX_GRACE, &app->grace_ms))
+                return s_usage (cmd, "--grace needs milliseconds, 0 to %u",
+                                S_MAX_GRACE);
+            break;
+        case OPT_SCOPE:
+            if (strcmp (optarg, "once") != 0 && strcmp (optarg, "session") != 0
+                && strcmp (optarg, "always") != 0)
+                return s_usage (cmd, "--scope must be once, session or "
+                                     "always");
+            app->scope = optarg;
+            break;
+        case OPT_REVOKE: app->revoke = optarg; break;
+        case OPT_ARGS: app->args_json = optarg; break;
+        case OPT_WAIT_APPROVAL: app->wait_approval = true; break;
+        case OPT_RIGHTS: app->rights = optarg; break;
+        case OPT_TTL:
+            if (!s_parse_uint (optarg, 1, UINT32_MAX, &app->ttl_s))
+                return s_usage (cmd, "--ttl needs seconds, 1 to %u",
+                                UINT32_MAX);
+            break;
+        case OPT_PUB: app->pub = optarg; break;
+        case OPT_FOLLOW: app->follow = true; break;
+        case OPT_LINES:
+            if (!s_parse_uint (optarg, 0, UINT32_MAX, &app->lines))
+                return s_usage (cmd, "-n needs a number of records");
+            break;
         default: return s_usage (cmd, "unknown option '%s'", bad);
         }
     }
@@ -472,6 +988,12 @@ s_parse (s_app_t *app, int argc, char **argv)
     if (cmd->max_args >= 0 && app->nargs > cmd->max_args)
         return s_usage (cmd, "unexpected argument '%s'",
                         app->args[cmd->max_args]);
+    if (cmd->run == s_cmd_cap_verify) {
+        if (!app->pub == !app->data)
+            return s_usage (cmd, "give either --pub FILE or --data DIR");
+    } else if ((cmd->flags & S_OFFLINE) && !app->data)
+        return s_usage (cmd, "needs --data DIR (the kernel's data "
+                             "directory)");
     /*  Resolve the defaults. */
     if (!app->system)
         app->system = getenv ("AAAX_SYSTEM");
@@ -1340,6 +1862,37 @@ s_cmd_nack (s_app_t *app)
 
 /*  ---- stat ------------------------------------------------------------ */
 
+/*  Prints an OK's body without its req. Exit code. */
+static int
+s_print_body (const chan_reply_t *reply, int flags)
+{
+    if (reply->body.type != MSGPACK_OBJECT_MAP)
+        return EXIT_OK;
+    const msgpack_object_map *m = &reply->body.via.map;
+    msgpack_object_kv *kv =
+        (msgpack_object_kv *) calloc (m->size ? m->size : 1, sizeof *kv);
+    if (!kv) {
+        fprintf (stderr, "aaax: out of memory\n");
+        return EXIT_ERROR;
+    }
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < m->size; i++)
+        if (!s_str_eq (&m->ptr[i].key, "req"))
+            kv[n++] = m->ptr[i];
+    msgpack_object o;
+    o.type = MSGPACK_OBJECT_MAP;
+    o.via.map.size = n;
+    o.via.map.ptr = kv;
+    int ret = EXIT_OK;
+    int out = s_print_json (&o, flags);
+    if (out == S_OUT_FAILED)
+        ret = s_output_failed ();
+    else if (out == S_OUT_SKIPPED)
+        ret = EXIT_ERROR;
+    free (kv);
+    return ret;
+}
+
 static int
 s_cmd_stat (s_app_t *app)
 {
@@ -1350,34 +1903,848 @@ s_cmd_stat (s_app_t *app)
         return ret;
     chan_reply_t reply;
     ret = s_call (app, "STAT", NULL, &reply);
-    if (ret == 0 && reply.body.type == MSGPACK_OBJECT_MAP) {
-        /*  The body without its req. */
-        const msgpack_object_map *m = &reply.body.via.map;
-        msgpack_object_kv *kv =
-            (msgpack_object_kv *) calloc (m->size ? m->size : 1, sizeof *kv);
-        if (!kv) {
-            fprintf (stderr, "aaax: out of memory\n");
-            ret = EXIT_ERROR;
-        } else {
-            uint32_t n = 0;
-            for (uint32_t i = 0; i < m->size; i++)
-                if (!s_str_eq (&m->ptr[i].key, "req"))
-                    kv[n++] = m->ptr[i];
-            msgpack_object o;
-            o.type = MSGPACK_OBJECT_MAP;
-            o.via.map.size = n;
-            o.via.map.ptr = kv;
-            int out = s_print_json (&o, CLI_JSON_PRETTY);
-            if (out == S_OUT_FAILED)
-                ret = s_output_failed ();
-            else if (out == S_OUT_SKIPPED)
-                ret = EXIT_ERROR;
-            free (kv);
-        }
-    }
+    if (ret == 0)
+        ret = s_print_body (&reply, CLI_JSON_PRETTY);
     chan_reply_fini (&reply);
     s_bye (app, false);
     return ret;
+}
+
+/*  ---- asking the kernel's actors ------------------------------------- */
+
+/*  Connects and docks for a request to chan. HELLO lists no channel: the
+    kernel's common grants give every system write on kernel.gate and
+    kernel.capability_requests, and privileged ones on kernel.lifecycle and
+    kernel.approvals; listing a queue could only add rights not needed
+    (claim). Exit code. */
+static int
+s_kernel_open (s_app_t *app, const char *chan)
+{
+    (void) chan;
+    int ret = s_connect (app);
+    if (ret == 0)
+        ret = s_dock (app, NULL);
+    return ret;
+}
+
+/*  Says why a kernel request failed; exit code. */
+static int
+s_kernel_failed (s_app_t *app, const cli_kernel_t *k)
+{
+    if (k->stopped)
+        fprintf (stderr, "aaax: interrupted\n");
+    else
+        fprintf (stderr, "aaax: %s\n", k->err);
+    if (k->code == 403 && (app->cmd->flags & S_PRIV) && !app->privileged)
+        fprintf (stderr,
+                 "aaax: ('%s' is privileged: give --data DIR, the "
+                 "kernel's data directory)\n",
+                 app->cmd->name);
+    return EXIT_ERROR;
+}
+
+/*  Writes the packed request req to the work-queue chan and waits up to
+    --timeout for the answer (a map). Exit code; on 0 reply holds it. */
+static int
+s_kernel_ask (s_app_t *app, const char *chan, const chan_buf_t *req,
+              cli_kernel_reply_t *reply)
+{
+    cli_kernel_t k;
+    cli_kernel_init (&k, app->client, app->system);
+    k.stop = &s_interrupted;
+    if (req->oom) {
+        fprintf (stderr, "aaax: out of memory\n");
+        return EXIT_ERROR;
+    }
+    int rc = cli_kernel_request (&k, chan, req->data, req->len, app->timeout_ms,
+                                 reply);
+    if (rc)
+        return s_kernel_failed (app, &k);
+    if (!reply->data || reply->data->type != MSGPACK_OBJECT_MAP) {
+        fprintf (stderr, "aaax: the answer from %s is not a map\n", chan);
+        cli_kernel_reply_fini (reply);
+        return EXIT_ERROR;
+    }
+    return EXIT_OK;
+}
+
+/*  Checks an answer: ok must not be false and, when key is not NULL, key
+    must be true. Says why not on stderr; exit code. */
+static int
+s_answer_check (const msgpack_object *data, const char *key)
+{
+    const msgpack_object *ok = chan_obj_get (data, "ok");
+    const msgpack_object *v = key ? chan_obj_get (data, key) : NULL;
+    bool refused = ok && ok->type == MSGPACK_OBJECT_BOOLEAN && !ok->via.boolean;
+    bool unmet =
+        key && !(v && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean);
+    if (!refused && !unmet)
+        return EXIT_OK;
+    const char *reason = "no reason given";
+    size_t len = strlen (reason);
+    chan_obj_get_str (data, "reason", &reason, &len);
+    if (refused)
+        fprintf (stderr, "aaax: refused: %.*s\n", (int) len, reason);
+    else
+        fprintf (stderr, "aaax: not %s: %.*s\n", key, (int) len, reason);
+    return EXIT_ERROR;
+}
+
+/*  Prints the answer as one JSON line, then checks it. Exit code. */
+static int
+s_answer_print (const msgpack_object *data, const char *key)
+{
+    int out = s_print_json (data, CLI_JSON_COMPACT);
+    if (out == S_OUT_FAILED)
+        return s_output_failed ();
+    if (out == S_OUT_SKIPPED)
+        return EXIT_ERROR;
+    return s_answer_check (data, key);
+}
+
+/*  The whole round trip of the subcommands that print one answer: dock,
+    ask chan with req, print, check key, BYE. Exit code. */
+static int
+s_kernel_simple (s_app_t *app, const char *chan, chan_buf_t *req,
+                 const char *key)
+{
+    int ret = s_kernel_open (app, chan);
+    if (ret)
+        return ret;
+    cli_kernel_reply_t reply;
+    ret = s_kernel_ask (app, chan, req, &reply);
+    if (ret == 0)
+        ret = s_answer_print (reply.data, key);
+    cli_kernel_reply_fini (&reply);
+    s_bye (app, false);
+    return ret;
+}
+
+/*  Starts a request map of n pairs in buf (pk is its packer). */
+static void
+s_req_begin (chan_buf_t *buf, msgpack_packer *pk, uint32_t n)
+{
+    chan_buf_init (buf);
+    chan_buf_packer (buf, pk);
+    msgpack_pack_map (pk, n);
+}
+
+static void
+s_req_str (msgpack_packer *pk, const char *key, const char *value)
+{
+    chan_pack_cstr (pk, key);
+    chan_pack_cstr (pk, value);
+}
+
+/*  Prints every element of the array data[key] as one JSON line, each map
+    with type (when not NULL) as its first pair. Exit code. */
+static int
+s_print_items (const msgpack_object *data, const char *key, const char *type)
+{
+    const msgpack_object *a = chan_obj_get (data, key);
+    if (!a)
+        return EXIT_OK;
+    if (a->type != MSGPACK_OBJECT_ARRAY) {
+        fprintf (stderr, "aaax: the answer's %s is not an array\n", key);
+        return EXIT_ERROR;
+    }
+    int ret = EXIT_OK;
+    for (uint32_t i = 0; i < a->via.array.size; i++) {
+        const msgpack_object *item = &a->via.array.ptr[i];
+        msgpack_object tagged = *item;
+        msgpack_object_kv *kv = NULL;
+        if (type && item->type == MSGPACK_OBJECT_MAP) {
+            uint32_t n = item->via.map.size;
+            kv = (msgpack_object_kv *) calloc ((size_t) n + 1, sizeof *kv);
+            if (!kv) {
+                fprintf (stderr, "aaax: out of memory\n");
+                return EXIT_ERROR;
+            }
+            kv[0].key.type = MSGPACK_OBJECT_STR;
+            kv[0].key.via.str.ptr = "type";
+            kv[0].key.via.str.size = 4;
+            kv[0].val.type = MSGPACK_OBJECT_STR;
+            kv[0].val.via.str.ptr = type;
+            kv[0].val.via.str.size = (uint32_t) strlen (type);
+            if (n)
+                memcpy (kv + 1, item->via.map.ptr, n * sizeof *kv);
+            tagged.via.map.size = n + 1;
+            tagged.via.map.ptr = kv;
+        }
+        int out = s_print_json (&tagged, CLI_JSON_COMPACT);
+        free (kv);
+        if (out == S_OUT_FAILED)
+            return errno == EPIPE ? EXIT_OK : s_output_failed ();
+        if (out == S_OUT_SKIPPED)
+            ret = EXIT_ERROR;
+    }
+    return ret;
+}
+
+/*  ---- ps, pause, resume, stop, kill ----------------------------------- */
+
+static const char *
+s_field (const msgpack_object *map, const char *key, char *buf, size_t size)
+{
+    const msgpack_object *v = chan_obj_get (map, key);
+    if (!v)
+        return "-";
+    switch (v->type) {
+    case MSGPACK_OBJECT_STR:
+        snprintf (buf, size, "%.*s", (int) v->via.str.size, v->via.str.ptr);
+        /*  Nothing that moves the cursor or rings a bell. */
+        for (char *p = buf; *p; p++)
+            if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                *p = '?';
+        return buf;
+    case MSGPACK_OBJECT_BOOLEAN: return v->via.boolean ? "yes" : "no";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        snprintf (buf, size, "%" PRIu64, v->via.u64);
+        return buf;
+    default: return "?";
+    }
+}
+
+enum { S_PS_COLS = 8 };
+
+typedef char s_ps_row_t[S_PS_COLS][AAAX_MAX_NAME + 1];
+
+/*  Rows by system id. */
+static int
+s_ps_cmp (const void *a, const void *b)
+{
+    return strcmp ((*(const s_ps_row_t *) a)[0], (*(const s_ps_row_t *) b)[0]);
+}
+
+static int
+s_ps_table (const msgpack_object *systems)
+{
+    static const char *heads[S_PS_COLS] = {
+        "SYSTEM", "KIND", "STATE", "PRIV", "UP", "IN", "OUT", "LEASES"
+    };
+    static const char *keys[S_PS_COLS] = { "id",         "kind",  "state",
+                                           "privileged", NULL,    "msgs_in",
+                                           "msgs_out",   "leases" };
+    uint32_t n = systems->via.array.size;
+    s_ps_row_t *cells = (s_ps_row_t *) calloc (n ? n : 1, sizeof *cells);
+    if (!cells) {
+        fprintf (stderr, "aaax: out of memory\n");
+        return EXIT_ERROR;
+    }
+    size_t width[S_PS_COLS];
+    for (int c = 0; c < S_PS_COLS; c++)
+        width[c] = strlen (heads[c]);
+    double now = hal_clock_wall_s ();
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object *sys = &systems->via.array.ptr[i];
+        for (int c = 0; c < S_PS_COLS; c++) {
+            char *cell = cells[i][c];
+            if (keys[c]) {
+                char buf[AAAX_MAX_NAME + 1];
+                const char *v = s_field (sys, keys[c], buf, sizeof buf);
+                snprintf (cell, AAAX_MAX_NAME + 1, "%s", v);
+            } else {
+                const msgpack_object *since = chan_obj_get (sys, "since");
+                double t = -1;
+                if (since
+                    && (since->type == MSGPACK_OBJECT_FLOAT64
+                        || since->type == MSGPACK_OBJECT_FLOAT32))
+                    t = since->via.f64;
+                else if (since
+                         && since->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                    t = (double) since->via.u64;
+                cli_kernel_age (t >= 0 ? now - t : -1, cell, AAAX_MAX_NAME);
+            }
+            size_t len = strlen (cell);
+            if (len > width[c])
+                width[c] = len;
+        }
+    }
+    if (n)
+        qsort (cells, n, sizeof *cells, s_ps_cmp);
+    for (int c = 0; c < S_PS_COLS; c++)
+        printf ("%-*s%s", c + 1 < S_PS_COLS ? (int) width[c] : 0, heads[c],
+                c + 1 < S_PS_COLS ? "  " : "\n");
+    for (uint32_t i = 0; i < n; i++)
+        for (int c = 0; c < S_PS_COLS; c++)
+            printf ("%-*s%s", c + 1 < S_PS_COLS ? (int) width[c] : 0,
+                    cells[i][c], c + 1 < S_PS_COLS ? "  " : "\n");
+    free (cells);
+    return fflush (stdout) == 0 ? EXIT_OK : s_output_failed ();
+}
+
+static int
+s_cmd_ps (s_app_t *app)
+{
+    const char *chan = "kernel.lifecycle";
+    chan_buf_t req;
+    msgpack_packer pk;
+    s_req_begin (&req, &pk, 1);
+    s_req_str (&pk, "op", "list");
+    int ret = s_kernel_open (app, chan);
+    cli_kernel_reply_t reply;
+    memset (&reply, 0, sizeof reply);
+    if (ret == 0)
+        ret = s_kernel_ask (app, chan, &req, &reply);
+    chan_buf_fini (&req);
+    if (ret == 0)
+        ret = s_answer_check (reply.data, NULL);
+    if (ret == 0) {
+        const msgpack_object *systems = chan_obj_get (reply.data, "systems");
+        if (!systems || systems->type != MSGPACK_OBJECT_ARRAY) {
+            fprintf (stderr, "aaax: the answer carries no systems\n");
+            ret = EXIT_ERROR;
+        } else if (app->json)
+            ret = s_print_items (reply.data, "systems", NULL);
+        else
+            ret = s_ps_table (systems);
+    }
+    cli_kernel_reply_fini (&reply);
+    if (app->client)
+        s_bye (app, false);
+    return ret;
+}
+
+/*  pause, resume, stop, kill: the op is the subcommand's name. */
+static int
+s_cmd_lifecycle (s_app_t *app)
+{
+    chan_buf_t req;
+    msgpack_packer pk;
+    uint32_t n =
+        2 + (app->reason ? 1 : 0) + (app->given & BIT (OPT_GRACE) ? 1 : 0);
+    s_req_begin (&req, &pk, n);
+    s_req_str (&pk, "op", app->cmd->name);
+    s_req_str (&pk, "target", app->args[0]);
+    if (app->reason)
+        s_req_str (&pk, "reason", app->reason);
+    if (app->given & BIT (OPT_GRACE)) {
+        chan_pack_cstr (&pk, "grace_ms");
+        msgpack_pack_uint64 (&pk, app->grace_ms);
+    }
+    int ret = s_kernel_simple (app, "kernel.lifecycle", &req, NULL);
+    chan_buf_fini (&req);
+    return ret;
+}
+
+/*  ---- gate ------------------------------------------------------------ */
+
+/*  The exit code of a gate answer's decision. */
+static int
+s_decision_exit (const msgpack_object *data)
+{
+    if (s_str_eq (chan_obj_get (data, "decision"), "allow"))
+        return EXIT_OK;
+    if (s_str_eq (chan_obj_get (data, "decision"), "deny"))
+        return EXIT_DENY;
+    if (s_str_eq (chan_obj_get (data, "decision"), "ask"))
+        return EXIT_ASK;
+    fprintf (stderr, "aaax: the gate's answer carries no decision\n");
+    return EXIT_ERROR;
+}
+
+static int
+s_cmd_gate (s_app_t *app)
+{
+    const char *chan = "kernel.gate";
+    chan_buf_t args;
+    chan_buf_init (&args);
+    int ret = s_json_arg (app, app->args_json ? app->args_json : "{}", &args);
+    if (ret) {
+        chan_buf_fini (&args);
+        return ret;
+    }
+    chan_mpk_reader_t rd;
+    chan_mpk_obj_t top;
+    chan_mpk_reader_init (&rd, args.data, args.len);
+    if (chan_mpk_next (&rd, &top) != 0 || top.type != CHAN_MPK_MAP) {
+        chan_buf_fini (&args);
+        return s_usage (app->cmd, "--args must be a JSON object");
+    }
+    chan_buf_t req;
+    msgpack_packer pk;
+    s_req_begin (&req, &pk, 3);
+    s_req_str (&pk, "action", app->args[0]);
+    s_req_str (&pk, "target", app->args[1]);
+    chan_pack_cstr (&pk, "args");
+    chan_buf_append (&req, args.data, args.len);
+    chan_buf_fini (&args);
+    ret = s_kernel_open (app, chan);
+    cli_kernel_reply_t reply;
+    memset (&reply, 0, sizeof reply);
+    if (ret == 0)
+        ret = s_kernel_ask (app, chan, &req, &reply);
+    chan_buf_fini (&req);
+    if (ret) {
+        if (app->client)
+            s_bye (app, false);
+        return ret;
+    }
+    int out = s_print_json (reply.data, CLI_JSON_COMPACT);
+    ret = out == S_OUT_FAILED    ? s_output_failed ()
+          : out == S_OUT_SKIPPED ? EXIT_ERROR
+                                 : s_decision_exit (reply.data);
+    if (ret == EXIT_ASK && app->wait_approval) {
+        /*  The outcome comes as a second answer with the same corr. */
+        char corr[64], audit[64] = "?";
+        snprintf (corr, sizeof corr, "%s", reply.id);
+        const char *p;
+        size_t len;
+        if (chan_obj_get_str (reply.data, "audit_id", &p, &len)
+            && len < sizeof audit) {
+            memcpy (audit, p, len);
+            audit[len] = 0;
+        }
+        cli_kernel_reply_fini (&reply);
+        int64_t wait = app->given & BIT (OPT_TIMEOUT) ? app->timeout_ms
+                                                      : (int64_t) S_MAX_MS;
+        cli_kernel_t k;
+        cli_kernel_init (&k, app->client, app->system);
+        k.stop = &s_interrupted;
+        int rc = cli_kernel_await (&k, corr, wait, &reply);
+        if (rc == 0) {
+            out = s_print_json (reply.data, CLI_JSON_COMPACT);
+            ret = out == S_OUT_FAILED    ? s_output_failed ()
+                  : out == S_OUT_SKIPPED ? EXIT_ERROR
+                                         : s_decision_exit (reply.data);
+        } else if (rc == AAAX_ETIMEDOUT && !k.stopped)
+            fprintf (stderr,
+                     "aaax: no decision on audit id %s within %" PRId64
+                     " ms: still ask\n",
+                     audit, wait);
+        else
+            ret = s_kernel_failed (app, &k);
+    }
+    cli_kernel_reply_fini (&reply);
+    s_bye (app, false);
+    return ret;
+}
+
+/*  ---- cap grant, list, revoke, verify --------------------------------- */
+
+static int
+s_cmd_cap_grant (s_app_t *app)
+{
+    chan_buf_t req;
+    msgpack_packer pk;
+    bool ttl = app->given & BIT (OPT_TTL);
+    s_req_begin (&req, &pk, 2 + (app->rights ? 1 : 0) + (ttl ? 1 : 0));
+    s_req_str (&pk, "op", "grant");
+    s_req_str (&pk, "resource", app->args[0]);
+    if (ttl) {
+        chan_pack_cstr (&pk, "ttl_s");
+        msgpack_pack_uint64 (&pk, app->ttl_s);
+    }
+    if (app->rights) {
+        chan_pack_cstr (&pk, "rights");
+        if (cli_kernel_pack_list (&pk, app->rights) != 0) {
+            chan_buf_fini (&req);
+            return s_usage (app->cmd, "--rights needs a comma-separated "
+                                      "list such as read,write");
+        }
+    }
+    int ret =
+        s_kernel_simple (app, "kernel.capability_requests", &req, "granted");
+    chan_buf_fini (&req);
+    return ret;
+}
+
+static int
+s_cmd_cap_list (s_app_t *app)
+{
+    const char *chan = "kernel.capability_requests";
+    chan_buf_t req;
+    msgpack_packer pk;
+    s_req_begin (&req, &pk, 1);
+    s_req_str (&pk, "op", "list");
+    int ret = s_kernel_open (app, chan);
+    cli_kernel_reply_t reply;
+    memset (&reply, 0, sizeof reply);
+    if (ret == 0)
+        ret = s_kernel_ask (app, chan, &req, &reply);
+    chan_buf_fini (&req);
+    if (ret == 0)
+        ret = s_answer_check (reply.data, NULL);
+    if (ret == 0)
+        ret = s_print_items (reply.data, "caps", NULL);
+    cli_kernel_reply_fini (&reply);
+    if (app->client)
+        s_bye (app, false);
+    return ret;
+}
+
+static int
+s_cmd_cap_revoke (s_app_t *app)
+{
+    chan_buf_t req;
+    msgpack_packer pk;
+    s_req_begin (&req, &pk, 2);
+    s_req_str (&pk, "op", "revoke");
+    s_req_str (&pk, "id", app->args[0]);
+    int ret =
+        s_kernel_simple (app, "kernel.capability_requests", &req, "revoked");
+    chan_buf_fini (&req);
+    return ret;
+}
+
+/*  Reads a whole file ("-": stdin) of at most S_MAX_FILE bytes into buf.
+    Exit code. */
+static int
+s_read_file (const char *path, chan_buf_t *buf)
+{
+    bool std = strcmp (path, "-") == 0;
+    FILE *f = std ? stdin : fopen (path, "rb");
+    if (!f) {
+        fprintf (stderr, "aaax: cannot open %s: %s\n", path, strerror (errno));
+        return EXIT_ERROR;
+    }
+    char chunk[8192];
+    size_t n;
+    int ret = EXIT_OK;
+    while ((n = fread (chunk, 1, sizeof chunk, f)) > 0) {
+        chan_buf_append (buf, chunk, n);
+        if (buf->oom || buf->len > S_MAX_FILE) {
+            fprintf (stderr, "aaax: %s is larger than %u bytes\n", path,
+                     S_MAX_FILE);
+            ret = EXIT_ERROR;
+            break;
+        }
+    }
+    if (ret == EXIT_OK && ferror (f)) {
+        fprintf (stderr, "aaax: cannot read %s: %s\n", path, strerror (errno));
+        ret = EXIT_ERROR;
+    }
+    if (!std)
+        fclose (f);
+    return ret;
+}
+
+/*  The kernel's public key: --pub FILE, else DIR/kernel.pub. Exit code. */
+static int
+s_public_key (s_app_t *app, uint8_t pk[HAL_KEYS_PK_BYTES])
+{
+    char path[4200];
+    int n = app->pub ? snprintf (path, sizeof path, "%s", app->pub)
+                     : snprintf (path, sizeof path, "%s/kernel.pub", app->data);
+    if (n < 0 || (size_t) n >= sizeof path) {
+        fprintf (stderr, "aaax: path too long\n");
+        return EXIT_USAGE;
+    }
+    char err[256] = "";
+    int rc = hal_keys_read_public (path, pk, err, sizeof err);
+    if (rc == 0)
+        return EXIT_OK;
+    if (err[0])
+        fprintf (stderr, "aaax: %s\n", err);
+    else
+        fprintf (stderr, "aaax: cannot read the public key %s: %s\n", path,
+                 aaax_strerror (rc));
+    return EXIT_ERROR;
+}
+
+static int
+s_cmd_cap_verify (s_app_t *app)
+{
+    const char *path = app->args[0];
+    uint8_t pk[HAL_KEYS_PK_BYTES];
+    int ret = s_public_key (app, pk);
+    if (ret)
+        return ret;
+    chan_buf_t text, packed;
+    chan_buf_init (&text);
+    chan_buf_init (&packed);
+    ret = s_read_file (path, &text);
+    if (ret) {
+        chan_buf_fini (&text);
+        return ret;
+    }
+    char err[300];
+    int rc = cli_kernel_cap_load (text.data ? (const void *) text.data : "",
+                                  text.len, &packed, err, sizeof err);
+    chan_buf_fini (&text);
+    msgpack_unpacked u;
+    msgpack_unpacked_init (&u);
+    size_t off = 0;
+    hal_cap_t cap;
+    memset (&cap, 0, sizeof cap);
+    if (rc == 0
+        && msgpack_unpack_next (&u, (const char *) packed.data, packed.len,
+                                &off)
+               != MSGPACK_UNPACK_SUCCESS) {
+        snprintf (err, sizeof err, "cannot read the capability back");
+        rc = AAAX_EINVAL;
+    }
+    if (rc == 0)
+        rc = hal_cap_from_obj (&u.data, &cap, err, sizeof err);
+    if (rc == 0) {
+        rc = hal_cap_verify (&cap, pk);
+        if (rc) {
+            char hex[2 * HAL_KEYS_PK_BYTES + 1];
+            sodium_bin2hex (hex, sizeof hex, pk, HAL_KEYS_PK_BYTES);
+            if (rc == AAAX_EAUTH && cap.issuer
+                && (cap.issuerlen != strlen (hex)
+                    || strncasecmp (cap.issuer, hex, cap.issuerlen) != 0))
+                snprintf (err, sizeof err,
+                          "issued by another key (issuer %.*s, not %s)",
+                          (int) (cap.issuerlen > 64 ? 64 : cap.issuerlen),
+                          cap.issuer, hex);
+            else if (rc == AAAX_EAUTH)
+                snprintf (err, sizeof err, "bad signature");
+            else
+                snprintf (err, sizeof err, "malformed capability");
+        }
+    }
+    if (rc) {
+        printf ("invalid: %s\n", err);
+        ret = EXIT_ERROR;
+    } else if (cap.expires <= (uint64_t) (hal_clock_wall_ms () / 1000)) {
+        char when[64];
+        cli_kernel_utc (cap.expires, when, sizeof when);
+        printf ("expired at %s\n", when);
+        ret = EXIT_ERROR;
+    } else
+        printf ("valid\n");
+    if (fflush (stdout) != 0)
+        ret = s_output_failed ();
+    msgpack_unpacked_destroy (&u);
+    chan_buf_fini (&packed);
+    return ret;
+}
+
+/*  ---- approve, deny, approvals, policy reload ------------------------- */
+
+static int
+s_cmd_approve (s_app_t *app)
+{
+    chan_buf_t req;
+    msgpack_packer pk;
+    s_req_begin (&req, &pk, 3);
+    s_req_str (&pk, "op", "approve");
+    s_req_str (&pk, "audit_id", app->args[0]);
+    s_req_str (&pk, "scope", app->scope ? app->scope : "once");
+    int ret = s_kernel_simple (app, "kernel.approvals", &req, NULL);
+    chan_buf_fini (&req);
+    return ret;
+}
+
+static int
+s_cmd_deny (s_app_t *app)
+{
+    chan_buf_t req;
+    msgpack_packer pk;
+    s_req_begin (&req, &pk, app->reason ? 3 : 2);
+    s_req_str (&pk, "op", "deny");
+    s_req_str (&pk, "audit_id", app->args[0]);
+    if (app->reason)
+        s_req_str (&pk, "reason", app->reason);
+    int ret = s_kernel_simple (app, "kernel.approvals", &req, NULL);
+    chan_buf_fini (&req);
+    return ret;
+}
+
+static int
+s_cmd_approvals (s_app_t *app)
+{
+    const char *chan = "kernel.approvals";
+    chan_buf_t req;
+    msgpack_packer pk;
+    int ret;
+    if (app->revoke) {
+        s_req_begin (&req, &pk, 2);
+        s_req_str (&pk, "op", "revoke");
+        s_req_str (&pk, "id", app->revoke);
+        ret = s_kernel_simple (app, chan, &req, NULL);
+        chan_buf_fini (&req);
+        return ret;
+    }
+    s_req_begin (&req, &pk, 1);
+    s_req_str (&pk, "op", "list");
+    ret = s_kernel_open (app, chan);
+    cli_kernel_reply_t reply;
+    memset (&reply, 0, sizeof reply);
+    if (ret == 0)
+        ret = s_kernel_ask (app, chan, &req, &reply);
+    chan_buf_fini (&req);
+    if (ret == 0)
+        ret = s_answer_check (reply.data, NULL);
+    if (ret == 0)
+        ret = s_print_items (reply.data, "pending", "pending");
+    if (ret == 0)
+        ret = s_print_items (reply.data, "approvals", "approval");
+    cli_kernel_reply_fini (&reply);
+    if (app->client)
+        s_bye (app, false);
+    return ret;
+}
+
+static int
+s_cmd_policy_reload (s_app_t *app)
+{
+    int ret = s_connect (app);
+    if (ret == 0)
+        ret = s_dock (app, NULL);
+    if (ret)
+        return ret;
+    chan_body_t b;
+    chan_body_init (&b);
+    chan_body_str (&b, "op", "reload");
+    chan_reply_t reply;
+    ret = s_call (app, "CTL", &b, &reply);
+    if (ret == 0)
+        ret = s_print_body (&reply, CLI_JSON_COMPACT);
+    else if (!app->privileged && chan_reply_code (&reply) == 403)
+        fprintf (stderr, "aaax: ('policy reload' is privileged: give --data "
+                         "DIR, the kernel's data directory)\n");
+    chan_reply_fini (&reply);
+    chan_body_fini (&b);
+    s_bye (app, false);
+    return ret;
+}
+
+/*  ---- audit tail, show, verify (offline) ------------------------------ */
+
+static hal_audit_reader_t *
+s_audit_open (s_app_t *app)
+{
+    char err[300] = "";
+    hal_audit_reader_t *r = hal_audit_reader_open (app->data, err, sizeof err);
+    if (!r)
+        fprintf (stderr, "aaax: cannot open the audit log in %s: %s\n",
+                 app->data, err[0] ? err : "unknown error");
+    return r;
+}
+
+typedef struct {
+    uint64_t last;    /* the last seq printed */
+    uint64_t printed; /* records printed */
+    bool failed;      /* stdout failed (errno tells) */
+    bool skipped;     /* a record could not be shown */
+} s_audit_out_t;
+
+static int
+s_audit_print (void *arg, uint64_t seq, const uint8_t *hash, const void *body,
+               size_t bodylen)
+{
+    s_audit_out_t *o = (s_audit_out_t *) arg;
+    char err[160];
+    char *text =
+        cli_kernel_audit_json (seq, hash, body, bodylen, err, sizeof err);
+    o->last = seq;
+    if (!text) {
+        fprintf (stderr,
+                 "aaax: warning: audit record %" PRIu64
+                 " cannot be shown as JSON (%s)\n",
+                 seq, err);
+        o->skipped = true;
+        return 0;
+    }
+    int rc = fputs (text, stdout) == EOF ? S_OUT_FAILED : s_flush_line ();
+    free (text);
+    if (rc == S_OUT_FAILED) {
+        o->failed = true;
+        return 1; /* stop the walk */
+    }
+    o->printed++;
+    return 0;
+}
+
+/*  The exit code after a walk that returned rc. */
+static int
+s_audit_done (s_app_t *app, const s_audit_out_t *o, int rc)
+{
+    if (o->failed)
+        return errno == EPIPE ? EXIT_OK : s_output_failed ();
+    if (rc < 0) {
+        fprintf (stderr, "aaax: cannot read the audit log in %s: %s\n",
+                 app->data, aaax_strerror (rc));
+        return EXIT_ERROR;
+    }
+    return o->skipped ? EXIT_ERROR : EXIT_OK;
+}
+
+static int
+s_cmd_audit_tail (s_app_t *app)
+{
+    hal_audit_reader_t *r = s_audit_open (app);
+    if (!r)
+        return EXIT_ERROR;
+    s_audit_out_t o;
+    memset (&o, 0, sizeof o);
+    uint64_t last = hal_audit_reader_last (r);
+    o.last = last;
+    int rc = 0;
+    if (app->lines > 0 && last > 0) {
+        uint64_t from = last > app->lines ? last - app->lines + 1 : 1;
+        rc = hal_audit_reader_scan (r, from, last, s_audit_print, &o);
+    }
+    while (app->follow && rc >= 0 && !o.failed && !s_interrupted) {
+        for (int t = 0; t < S_AUDIT_POLL_MS / 20 && !s_interrupted; t++)
+            zclock_sleep (20);
+        if (s_interrupted)
+            break;
+        uint64_t now = hal_audit_reader_last (r);
+        if (now > o.last)
+            rc = hal_audit_reader_scan (r, o.last + 1, now, s_audit_print, &o);
+    }
+    int ret = s_audit_done (app, &o, rc);
+    hal_audit_reader_close (&r);
+    return ret;
+}
+
+static int
+s_cmd_audit_show (s_app_t *app)
+{
+    uint64_t seq;
+    if (!s_parse_uint (app->args[0], 1, UINT64_MAX, &seq))
+        return s_usage (app->cmd, "ID must be a record's seq (1, 2, ...)");
+    hal_audit_reader_t *r = s_audit_open (app);
+    if (!r)
+        return EXIT_ERROR;
+    s_audit_out_t o;
+    memset (&o, 0, sizeof o);
+    int rc = hal_audit_reader_scan (r, seq, seq, s_audit_print, &o);
+    int ret = s_audit_done (app, &o, rc);
+    if (ret == EXIT_OK && o.printed == 0) {
+        fprintf (stderr,
+                 "aaax: no audit record %" PRIu64 " (the log has %" PRIu64
+                 ")\n",
+                 seq, hal_audit_reader_last (r));
+        ret = EXIT_ERROR;
+    }
+    hal_audit_reader_close (&r);
+    return ret;
+}
+
+static int
+s_cmd_audit_verify (s_app_t *app)
+{
+    uint8_t pk[HAL_KEYS_PK_BYTES];
+    int ret = s_public_key (app, pk);
+    if (ret)
+        return ret;
+    hal_audit_reader_t *r = s_audit_open (app);
+    if (!r)
+        return EXIT_ERROR;
+    hal_audit_verify_t v;
+    memset (&v, 0, sizeof v);
+    int rc = hal_audit_verify (r, pk, &v);
+    hal_audit_reader_close (&r);
+    if (rc == 0)
+        printf ("audit: %" PRIu64 " records verified, %" PRIu64
+                " checkpoints, %" PRIu64 " unsigned at the tail\n",
+                v.records, v.checkpoints, v.unsigned_tail);
+    else if (rc == AAAX_EINVAL) {
+        printf ("audit: damaged at record %" PRIu64 ": %s (%" PRIu64
+                " record%s before it verified)\n",
+                v.first_bad, v.why[0] ? v.why : "no reason given", v.records,
+                v.records == 1 ? "" : "s");
+        ret = EXIT_ERROR;
+    } else {
+        fprintf (stderr, "aaax: cannot read the audit log in %s: %s\n",
+                 app->data, aaax_strerror (rc));
+        return EXIT_ERROR;
+    }
+    return fflush (stdout) == 0 ? ret : s_output_failed ();
 }
 
 /*  ---- main ------------------------------------------------------------ */
@@ -1400,22 +2767,39 @@ main (int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *name = argv[1];
+    int used = 0;
     if (strcmp (name, "--help") == 0 || strcmp (name, "-h") == 0
         || strcmp (name, "help") == 0) {
         if (argc > 2 && strcmp (name, "help") == 0) {
-            for (size_t i = 0; i < S_NCOMMANDS; i++)
-                if (strcmp (argv[2], s_commands[i].name) == 0)
-                    return s_cmd_help (&s_commands[i]);
+            const s_command_t *c = s_find (argc - 2, argv + 2, &used);
+            if (c)
+                return s_cmd_help (c);
+            if (s_is_group (argv[2])) {
+                s_group_usage (stdout, argv[2]);
+                return EXIT_OK;
+            }
         }
         s_main_usage (stdout);
         return EXIT_OK;
     }
+    char version_word[] = "version";
     if (strcmp (name, "--version") == 0)
-        name = "version";
-    const s_command_t *cmd = NULL;
-    for (size_t i = 0; i < S_NCOMMANDS; i++)
-        if (strcmp (name, s_commands[i].name) == 0)
-            cmd = &s_commands[i];
+        name = argv[1] = version_word;
+    const s_command_t *cmd = s_find (argc - 1, argv + 1, &used);
+    if (!cmd && s_is_group (name)) {
+        /*  "aaax cap", "aaax cap --help", "aaax cap frob". */
+        const char *sub = argc > 2 ? argv[2] : NULL;
+        if (sub && (strcmp (sub, "--help") == 0 || strcmp (sub, "-h") == 0)) {
+            s_group_usage (stdout, name);
+            return EXIT_OK;
+        }
+        if (sub)
+            fprintf (stderr, "aaax: unknown subcommand '%s %s'\n\n", name, sub);
+        else
+            fprintf (stderr, "aaax: '%s' needs a subcommand\n\n", name);
+        s_group_usage (stderr, name);
+        return EXIT_USAGE;
+    }
     if (!cmd) {
         fprintf (stderr, "aaax: unknown subcommand '%s'\n\n", name);
         s_main_usage (stderr);
@@ -1424,7 +2808,7 @@ main (int argc, char **argv)
     s_app_t app;
     memset (&app, 0, sizeof app);
     app.cmd = cmd;
-    int ret = s_parse (&app, argc - 1, argv + 1);
+    int ret = s_parse (&app, argc - used, argv + used);
     if (ret < 0)
         return s_cmd_help (cmd);
     if (ret)
