@@ -564,8 +564,9 @@ static const s_command_t s_commands[] = {
       "was revoked.\n"
       "\n"
       "Examples:\n"
-      "  aaax cap revoke 01JD8X5Y6Z7A8B9C0D1E2F3G4H --system w1\n"
-      "  aaax cap revoke 01JD8X5Y6Z7A8B9C0D1E2F3G4H --data ./aaax-data\n",
+      "  aaax cap revoke cap_9e9e168197119262b54dceec076079ef --system w1\n"
+      "  aaax cap revoke cap_9e9e168197119262b54dceec076079ef --data "
+      "./aaax-data\n",
       0, S_ACTOR_EXITS },
     { "cap verify", s_cmd_cap_verify, BIT (OPT_PUB), 1, 1,
       "aaax cap verify FILE (--pub FILE | --data DIR)",
@@ -645,7 +646,8 @@ static const s_command_t s_commands[] = {
       "  aaax approvals --data ./aaax-data\n"
       "  aaax approvals --data ./aaax-data | jq -r "
       "'select(.type == \"pending\") | .audit_id'\n"
-      "  aaax approvals --data ./aaax-data --revoke 57\n",
+      "  aaax approvals --data ./aaax-data --revoke "
+      "apr_a9df5717f59b0b0411e95e40\n",
       S_PRIV, S_ACTOR_EXITS },
     { "policy reload", s_cmd_policy_reload, 0, 0, 0,
       "aaax policy reload --data DIR [options]",
