@@ -440,10 +440,13 @@ typedef struct {
 
 static void
 s_pack_approval (void *arg, const char *id, const char *subject,
-                 const char *action, const char *target, bool session)
+                 const char *action, const char *target, bool session,
+                 double ts)
 {
     msgpack_packer *pk = ((s_list_t *) arg)->pk;
-    msgpack_pack_map (pk, 5);
+    msgpack_pack_map (pk, 6);
+    chan_pack_cstr (pk, "ts");
+    msgpack_pack_double (pk, ts);
     chan_pack_cstr (pk, "id");
     chan_pack_cstr (pk, id);
     chan_pack_cstr (pk, "subject");
@@ -458,7 +461,8 @@ s_pack_approval (void *arg, const char *id, const char *subject,
 
 static void
 s_count_approval (void *arg, const char *id, const char *subject,
-                  const char *action, const char *target, bool session)
+                  const char *action, const char *target, bool session,
+                  double ts)
 {
     (*(uint32_t *) arg)++;
 }
@@ -677,8 +681,14 @@ s_load_approval (void *arg, const void *key, size_t klen, const void *val,
         if (act_get_str (&u.data, "id", id, sizeof id)
             && act_get_str (&u.data, "subject", subject, sizeof subject)
             && act_get_str (&u.data, "action", action, sizeof action)
-            && act_get_str (&u.data, "target", target, sizeof target))
-            gate_core_approve (self->core, id, subject, action, target, false);
+            && act_get_str (&u.data, "target", target, sizeof target)
+            && gate_core_approve (self->core, id, subject, action, target,
+                                  false)
+                   == 0) {
+            const msgpack_object *ts = chan_obj_get (&u.data, "ts");
+            if (ts && ts->type == MSGPACK_OBJECT_FLOAT64)
+                gate_core_approval_set_ts (self->core, id, ts->via.f64);
+        }
     }
     msgpack_unpacked_destroy (&u);
     (void) key;

@@ -7,10 +7,12 @@
 
 #include "aaax.h"
 #include "act_gate_core.h"
+#include "hal_clock.h"
 
 typedef struct {
     char *id, *subject, *action, *target;
     bool session;
+    double ts;
 } s_approval_t;
 
 typedef struct {
@@ -124,6 +126,7 @@ gate_core_approve (gate_core_t *self, const char *id, const char *subject,
     a->action = strdup (action);
     a->target = strdup (target);
     a->session = session;
+    a->ts = hal_clock_wall_s ();
     if (!a->id || !a->subject || !a->action || !a->target) {
         void *p = a;
         s_approval_free (&p);
@@ -138,6 +141,16 @@ gate_core_approve (gate_core_t *self, const char *id, const char *subject,
         zhashx_delete (self->approvals, key);
         return AAAX_ENOMEM;
     }
+    return 0;
+}
+
+int
+gate_core_approval_set_ts (gate_core_t *self, const char *id, double ts)
+{
+    s_approval_t *a = (s_approval_t *) zhashx_lookup (self->by_id, id);
+    if (!a)
+        return AAAX_ENOENT;
+    a->ts = ts;
     return 0;
 }
 
@@ -275,5 +288,5 @@ gate_core_approvals (gate_core_t *self, gate_core_approval_fn *fn, void *arg)
 {
     for (s_approval_t *a = (s_approval_t *) zhashx_first (self->by_id); a;
          a = (s_approval_t *) zhashx_next (self->by_id))
-        fn (arg, a->id, a->subject, a->action, a->target, a->session);
+        fn (arg, a->id, a->subject, a->action, a->target, a->session, a->ts);
 }

@@ -34,6 +34,10 @@ policy_t *gate_core_policy (gate_core_t *self);
 int gate_core_approve (gate_core_t *self, const char *id, const char *subject,
                        const char *action, const char *target, bool session);
 
+/*  Sets when an approval was given (Unix seconds; gate_core_approve
+    records the current time). 0 or AAAX_ENOENT. */
+int gate_core_approval_set_ts (gate_core_t *self, const char *id, double ts);
+
 /*  Whether a standing approval with this id exists. */
 bool gate_core_has_approval (gate_core_t *self, const char *id);
 
@@ -60,7 +64,8 @@ void gate_core_decide (gate_core_t *self, const char *subject,
 /*  Calls fn for each standing approval. */
 typedef void (gate_core_approval_fn) (void *arg, const char *id,
                                       const char *subject, const char *action,
-                                      const char *target, bool session);
+                                      const char *target, bool session,
+                                      double ts);
 void gate_core_approvals (gate_core_t *self, gate_core_approval_fn *fn,
                           void *arg);
 

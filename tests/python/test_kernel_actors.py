@@ -197,6 +197,7 @@ def test_approval_always_persists_across_a_restart_and_can_be_revoked(
     ask = c.gate("net.fetch", "https://d.example")
     r = approvals(a, op="approve", audit_id=ask["audit_id"], scope="always")
     assert r["ok"] and r["approval_id"].startswith("apr_")
+    before_restart = time.time()
     k.close_clients()
     k.stop()
     k.start()
@@ -205,6 +206,9 @@ def test_approval_always_persists_across_a_restart_and_can_be_revoked(
     a = admin(k)
     listed = approvals(a, op="list")["approvals"]
     assert [x["id"] for x in listed] == [r["approval_id"]]
+    # when it was given, kept across the restart
+    assert before_restart - 5 < listed[0]["ts"] <= before_restart
+    assert listed[0]["scope"] == "always"
     assert approvals(a, op="revoke", id=r["approval_id"])["ok"]
     assert c.gate("net.fetch", "https://d.example")["decision"] == "ask"
     assert approvals(a, op="revoke", id=r["approval_id"])["ok"] is False
