@@ -731,7 +731,7 @@ s_load (broker_config_t *self, const char *path, const char *src, size_t srclen,
     //  lines of policy rules reads the same.
     char *text = NULL;
     if (path) {
-        int rc = policy_read_text (path, &text, &srclen, err, errlen);
+        int rc = hal_luadata_read_file (path, &text, &srclen, err, errlen);
         if (rc)
             return rc;
         src = text;
@@ -907,7 +907,7 @@ broker_config_reload_policy (const broker_config_t *cfg, policy_t **out,
     if (cfg->policy_from == BROKER_POLICY_INLINE) {
         char *text = NULL;
         size_t len = 0;
-        int rc = policy_read_text (file, &text, &len, err, errlen);
+        int rc = hal_luadata_read_file (file, &text, &len, err, errlen);
         if (rc)
             return rc;
         char dir[4096];

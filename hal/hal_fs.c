@@ -67,6 +67,13 @@ int
 hal_fs_write_secret (const char *path, const void *data, size_t len, char *err,
                      size_t errlen)
 {
+    return hal_fs_write_atomic (path, data, len, 0600, err, errlen);
+}
+
+int
+hal_fs_write_atomic (const char *path, const void *data, size_t len,
+                     mode_t mode, char *err, size_t errlen)
+{
     char tmp[PATH_MAX];
     if ((size_t) snprintf (tmp, sizeof tmp, "%s.tmp%d", path, (int) getpid ())
         >= sizeof tmp) {
@@ -75,7 +82,7 @@ hal_fs_write_secret (const char *path, const void *data, size_t len, char *err,
     }
     unlink (tmp);
     int fd =
-        open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0) {
         snprintf (err, errlen, "cannot create %s: %s", tmp, strerror (errno));
         return AAAX_EIO;
@@ -91,7 +98,7 @@ hal_fs_write_secret (const char *path, const void *data, size_t len, char *err,
         p += n;
         left -= (size_t) n;
     }
-    if (fchmod (fd, 0600) != 0 || fsync (fd) != 0)
+    if (fchmod (fd, mode) != 0 || fsync (fd) != 0)
         goto err_unlink;
     close (fd);
     if (rename (tmp, path) != 0) {

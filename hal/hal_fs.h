@@ -6,6 +6,7 @@
 #define HAL_FS_H_INCLUDED
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /*  Creates dir and missing parents; dir itself ends with mode 0700 (a wider
     mode on an existing directory is narrowed). Refuses a dir that is not a
@@ -13,9 +14,13 @@
     with a message in err. */
 int hal_fs_prepare_dir (const char *dir, char *err, size_t errlen);
 
-/*  Writes data to path with mode 0600 through a temporary file, fsync and
-    rename, so readers see the old or the new content, never a part.
-    Returns 0 or AAAX_EIO with a message in err. */
+/*  Writes data to path with the given mode through a temporary file, fsync
+    and rename, so readers see the old or the new content, never a part.
+    Returns 0 or AAAX_EIO / AAAX_EINVAL with a message in err. */
+int hal_fs_write_atomic (const char *path, const void *data, size_t len,
+                         mode_t mode, char *err, size_t errlen);
+
+/*  hal_fs_write_atomic with mode 0600. */
 int hal_fs_write_secret (const char *path, const void *data, size_t len,
                          char *err, size_t errlen);
 

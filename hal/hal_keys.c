@@ -115,55 +115,6 @@ hal_keys_read_public (const char *path, uint8_t pk[HAL_KEYS_PK_BYTES],
     return 0;
 }
 
-/*  Writes an ordinary (0644) file atomically: temporary file, fsync,
-    rename. */
-static int
-s_write_public (const char *path, const void *data, size_t len, char *err,
-                size_t errlen)
-{
-    char tmp[PATH_MAX];
-    if ((size_t) snprintf (tmp, sizeof tmp, "%s.tmp%d", path, (int) getpid ())
-        >= sizeof tmp) {
-        aaax_seterr (err, errlen, "path too long: %s", path);
-        return AAAX_EINVAL;
-    }
-    unlink (tmp);
-    int fd =
-        open (tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) {
-        aaax_seterr (err, errlen, "cannot create %s: %s", tmp,
-                     strerror (errno));
-        return AAAX_EIO;
-    }
-    const char *p = (const char *) data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write (fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            goto err_unlink;
-        p += n;
-        left -= (size_t) n;
-    }
-    if (fchmod (fd, 0644) != 0 || fsync (fd) != 0)
-        goto err_unlink;
-    close (fd);
-    if (rename (tmp, path) != 0) {
-        aaax_seterr (err, errlen, "cannot rename %s: %s", tmp,
-                     strerror (errno));
-        unlink (tmp);
-        return AAAX_EIO;
-    }
-    return 0;
-
-err_unlink:
-    aaax_seterr (err, errlen, "cannot write %s: %s", tmp, strerror (errno));
-    close (fd);
-    unlink (tmp);
-    return AAAX_EIO;
-}
-
 /*  Makes a new key pair in self and writes both files. */
 static int
 s_create (hal_keys_t *self, const char *key_path, const char *pub_path,
@@ -187,7 +138,7 @@ s_create (hal_keys_t *self, const char *key_path, const char *pub_path,
     char pub[S_PK_HEX + 2];
     sodium_bin2hex (pub, S_PK_HEX + 1, self->pk, HAL_KEYS_PK_BYTES);
     pub[S_PK_HEX] = '\n';
-    rc = s_write_public (pub_path, pub, S_PK_HEX + 1, err, errlen);
+    rc = hal_fs_write_atomic (pub_path, pub, S_PK_HEX + 1, 0644, err, errlen);
     if (rc)
         unlink (key_path); /* never used: leave no half identity behind */
     return rc;

@@ -388,11 +388,9 @@ hal_luadata_run_string (lua_State *L, const char *src, size_t len,
     return rc;
 }
 
-/*  Reads the whole file into a new buffer (caller frees). Returns 0,
-    AAAX_ENOENT or AAAX_ELIMIT (larger than the memory cap). */
-static int
-s_read_file (const char *path, char **buf_p, size_t *len_p, char *err,
-             size_t errlen)
+int
+hal_luadata_read_file (const char *path, char **buf_p, size_t *len_p, char *err,
+                       size_t errlen)
 {
     int fd = open (path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -410,13 +408,13 @@ s_read_file (const char *path, char **buf_p, size_t *len_p, char *err,
     //  Read at most one byte more than the cap, to tell "too large".
     size_t cap = 4096, len = 0;
     size_t most = (size_t) HAL_LUADATA_MEM_MAX + 1;
-    char *buf = (char *) malloc (cap);
+    char *buf = (char *) malloc (cap + 1); /* + the NUL */
     if (!buf)
         goto err_nomem;
     while (len < most) {
         if (len == cap) {
             size_t bigger_cap = cap * 2 < most ? cap * 2 : most;
-            char *bigger = (char *) realloc (buf, bigger_cap);
+            char *bigger = (char *) realloc (buf, bigger_cap + 1);
             if (!bigger)
                 goto err_nomem;
             buf = bigger;
@@ -444,6 +442,7 @@ s_read_file (const char *path, char **buf_p, size_t *len_p, char *err,
         return AAAX_ELIMIT;
     }
     close (fd);
+    buf[len] = '\0';
     *buf_p = buf;
     *len_p = len;
     return 0;
@@ -464,7 +463,7 @@ hal_luadata_run_file (lua_State *L, const char *path, char *err, size_t errlen)
     }
     char *buf = NULL;
     size_t len = 0;
-    int rc = s_read_file (path, &buf, &len, err, errlen);
+    int rc = hal_luadata_read_file (path, &buf, &len, err, errlen);
     if (rc)
         return rc;
     size_t pathlen = strlen (path);

@@ -28,6 +28,13 @@ void hal_luadata_destroy (lua_State **L_p);
 int hal_luadata_run_file (lua_State *L, const char *path, char *err,
                           size_t errlen);
 
+/*  Reads the whole file at path into a new NUL-terminated buffer (caller
+    frees *buf_p; *len_p excludes the NUL). Returns 0, AAAX_ENOENT when it
+    cannot be read (or is a directory), AAAX_ELIMIT when larger than
+    HAL_LUADATA_MEM_MAX, AAAX_ENOMEM; err then holds "path: problem". */
+int hal_luadata_read_file (const char *path, char **buf_p, size_t *len_p,
+                           char *err, size_t errlen);
+
 /*  As hal_luadata_run_file, from a string; chunkname names it in messages. */
 int hal_luadata_run_string (lua_State *L, const char *src, size_t len,
                             const char *chunkname, char *err, size_t errlen);

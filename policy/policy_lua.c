@@ -2,14 +2,10 @@
     access (lua_next, lua_rawgeti) and no allocation in the Lua state, so
     that no metamethod runs and no Lua error can be raised outside a pcall. */
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -277,77 +273,6 @@ policy_from_lua_at (lua_State *L, int idx, const char *file, const int *lines,
 }
 
 int
-policy_read_text (const char *path, char **text_p, size_t *len_p, char *err,
-                  size_t errlen)
-{
-    if (err && errlen)
-        err[0] = '\0';
-    if (!path || !text_p || !len_p) {
-        aaax_seterr (err, errlen, "policy_read_text: invalid arguments");
-        return AAAX_EINVAL;
-    }
-    int fd = open (path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        aaax_seterr (err, errlen, "%s: cannot open: %s", path,
-                     strerror (errno));
-        return AAAX_ENOENT;
-    }
-    struct stat st;
-    if (fstat (fd, &st) == 0 && S_ISDIR (st.st_mode)) {
-        aaax_seterr (err, errlen, "%s: cannot open: %s", path,
-                     strerror (EISDIR));
-        close (fd);
-        return AAAX_ENOENT;
-    }
-    //  Read at most one byte more than the cap, to tell "too large".
-    size_t cap = 4096, len = 0;
-    size_t most = (size_t) HAL_LUADATA_MEM_MAX + 1;
-    char *text = (char *) malloc (cap + 1);
-    if (!text)
-        goto err_nomem;
-    while (len < most) {
-        if (len == cap) {
-            size_t bigger_cap = cap * 2 < most ? cap * 2 : most;
-            char *bigger = (char *) realloc (text, bigger_cap + 1);
-            if (!bigger)
-                goto err_nomem;
-            text = bigger;
-            cap = bigger_cap;
-        }
-        ssize_t got = read (fd, text + len, cap - len);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            aaax_seterr (err, errlen, "%s: cannot read: %s", path,
-                         strerror (errno));
-            free (text);
-            close (fd);
-            return AAAX_ENOENT;
-        }
-        if (got == 0)
-            break;
-        len += (size_t) got;
-    }
-    close (fd);
-    if (len > HAL_LUADATA_MEM_MAX) {
-        aaax_seterr (err, errlen, "%s: file too large (more than %u bytes)",
-                     path, (unsigned) HAL_LUADATA_MEM_MAX);
-        free (text);
-        return AAAX_ELIMIT;
-    }
-    text[len] = '\0';
-    *text_p = text;
-    *len_p = len;
-    return 0;
-
-err_nomem:
-    aaax_seterr (err, errlen, "%s: out of memory", path);
-    free (text);
-    close (fd);
-    return AAAX_ENOMEM;
-}
-
-int
 policy_load_text (const char *text, size_t len, const char *file,
                   policy_t **out, char *err, size_t errlen)
 {
@@ -387,7 +312,7 @@ policy_load_file (const char *path, policy_t **out, char *err, size_t errlen)
     //  One read serves both Lua and the line scan, so they see one text.
     char *text = NULL;
     size_t len = 0;
-    int rc = policy_read_text (path, &text, &len, err, errlen);
+    int rc = hal_luadata_read_file (path, &text, &len, err, errlen);
     if (rc)
         return rc;
     rc = policy_load_text (text, len, path, out, err, errlen);

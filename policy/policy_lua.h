@@ -24,13 +24,6 @@ int policy_from_lua_at (lua_State *L, int idx, const char *file,
                         const int *lines, size_t nlines, policy_t **out,
                         char *err, size_t errlen);
 
-/*  Reads the whole file at path into a new NUL-terminated buffer (caller
-    frees *text_p; *len_p excludes the NUL). Returns 0, AAAX_ENOENT when it
-    cannot be read, AAAX_ELIMIT when larger than HAL_LUADATA_MEM_MAX,
-    AAAX_ENOMEM; err then holds "path: problem". */
-int policy_read_text (const char *path, char **text_p, size_t *len_p, char *err,
-                      size_t errlen);
-
 /*  Runs text (len bytes), the contents of a policy file, in a hal_luadata
     state and reads the list it returns, naming each rule "file:line" where
     the list is a literal table. Errors as policy_from_lua_at, plus those of
@@ -38,7 +31,7 @@ int policy_read_text (const char *path, char **text_p, size_t *len_p, char *err,
 int policy_load_text (const char *text, size_t len, const char *file,
                       policy_t **out, char *err, size_t errlen);
 
-/*  Reads the policy file at path (policy_read_text) and loads it
+/*  Reads the policy file at path (hal_luadata_read_file) and loads it
     (policy_load_text). */
 int policy_load_file (const char *path, policy_t **out, char *err,
                       size_t errlen);

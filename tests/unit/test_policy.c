@@ -1566,13 +1566,14 @@ test_rule_lines (const char *dir)
     CHECK_EQ_STR (err, want);
     char *text = NULL;
     size_t len = 0;
-    CHECK_EQ_INT (policy_read_text (path, &text, &len, err, sizeof (err)), 0);
+    CHECK_EQ_INT (hal_luadata_read_file (path, &text, &len, err, sizeof (err)),
+                  0);
     CHECK (text && len == strlen (text) && strncmp (text, "return {", 8) == 0);
     free (text);
-    CHECK_EQ_INT (policy_read_text (dir, &text, &len, err, sizeof (err)),
+    CHECK_EQ_INT (hal_luadata_read_file (dir, &text, &len, err, sizeof (err)),
                   AAAX_ENOENT);
     unlink (path);
-    CHECK_EQ_INT (policy_read_text (path, &text, &len, err, sizeof (err)),
+    CHECK_EQ_INT (hal_luadata_read_file (path, &text, &len, err, sizeof (err)),
                   AAAX_ENOENT);
     snprintf (want, sizeof (want), "%s: cannot open: %s", path,
               strerror (ENOENT));
@@ -1674,7 +1675,7 @@ test_doc_examples (void)
     char *doc = NULL;
     size_t len = 0;
     char err[512];
-    if (policy_read_text (path, &doc, &len, err, sizeof (err))) {
+    if (hal_luadata_read_file (path, &doc, &len, err, sizeof (err))) {
         fprintf (stderr, "  %s\n", err);
         CHECK (0);
         return;
