@@ -105,30 +105,37 @@ s_publish (s_self_t *self, const char *event, const s_cap_t *c,
     chan_buf_fini (&b);
 }
 
-/*  Removes c everywhere: the switchboard's table, the journal (with an
-    audit record of kind "revoke"), the registry. c is freed. */
+/*  Takes a capability out of the switchboard's table (CTL revoke). */
 static void
-s_end (s_self_t *self, s_cap_t *c, const char *by, const char *reason,
-       const char *corr)
+s_uninstall (s_self_t *self, const char *id)
 {
-    if (strncmp (c->resource, "chan:", 5) == 0) {
-        chan_body_t b;
-        chan_body_init (&b);
-        chan_body_str (&b, "cap", c->id);
-        chan_reply_t reply;
-        int rc = act_ctl (self->conn, "revoke", &b, &reply);
-        chan_body_fini (&b);
-        if (rc != AAAX_ETIMEDOUT && rc != AAAX_EIO)
-            chan_reply_fini (&reply);
-    }
+    chan_body_t b;
+    chan_body_init (&b);
+    chan_body_str (&b, "cap", id);
+    chan_reply_t reply;
+    int rc = act_ctl (self->conn, "revoke", &b, &reply);
+    chan_body_fini (&b);
+    if (rc != AAAX_ETIMEDOUT && rc != AAAX_EIO)
+        chan_reply_fini (&reply);
+}
+
+/*  Ends c: out of the switchboard's table when uninstall is true (an
+    explicit revoke; at undock and expiry the switchboard has dropped it
+    itself), out of the journal with an audit record of kind "revoke",
+    announced on the registry. c is freed. */
+static void
+s_end (s_self_t *self, s_cap_t *c, const char *reason, const char *corr,
+       bool uninstall)
+{
+    if (uninstall && strncmp (c->resource, "chan:", 5) == 0)
+        s_uninstall (self, c->id);
     hal_audit_rec_t rec = { .kind = "revoke",
                             .subject = c->subject,
                             .action = "cap.revoke",
                             .target = c->resource,
                             .verdict = "revoked",
                             .reason = reason,
-                            .corr = corr,
-                            .rule = by };
+                            .corr = corr };
     hal_audit_put_t put = { HAL_AUDIT_DB_CAPS, c->id, strlen (c->id), NULL, 0 };
     if (s_audit (self, &rec, &put, NULL) != 0)
         zsys_error ("capability: the revocation of %s could not be written "
@@ -167,9 +174,10 @@ s_install (s_self_t *self, const char *id, const char *subject,
 
 /*  ---- requests -------------------------------------------------------- */
 
+/*  A request being answered. */
 typedef struct {
     s_self_t *self;
-    act_batch_t batch;
+    act_batch_t *batch;
 } s_turn_t;
 
 static void
@@ -179,7 +187,7 @@ s_answer (s_turn_t *t, act_req_t *req, chan_buf_t *b)
         zsys_error ("capability: out of memory answering %s", req->from);
         return;
     }
-    act_batch_send (&t->batch, req->from, req->id, b->data, b->len);
+    act_batch_send (t->batch, req->from, req->id, b->data, b->len);
 }
 
 static void
@@ -411,16 +419,8 @@ s_grant (s_turn_t *t, act_req_t *req)
         granted = false;
         snprintf (reason, sizeof reason,
                   "the audit log could not be written; nothing granted");
-        if (chan) {
-            chan_body_t b;
-            chan_body_init (&b);
-            chan_body_str (&b, "cap", id);
-            chan_reply_t reply;
-            int rc = act_ctl (self->conn, "revoke", &b, &reply);
-            chan_body_fini (&b);
-            if (rc != AAAX_ETIMEDOUT && rc != AAAX_EIO)
-                chan_reply_fini (&reply);
-        }
+        if (chan)
+            s_uninstall (self, id);
     }
     s_cap_t *c = NULL;
     if (granted) {
@@ -528,7 +528,7 @@ s_revoke (s_turn_t *t, act_req_t *req)
     }
     char by[AAAX_MAX_NAME + 16];
     snprintf (by, sizeof by, "by %s", req->from);
-    s_end (self, c, NULL, by, req->id);
+    s_end (self, c, by, req->id, true);
     s_ok_reason (t, req, true, "revoked", true, "revoked");
 }
 
@@ -595,9 +595,10 @@ s_verify (s_turn_t *t, act_req_t *req)
 }
 
 static void
-s_one (void *arg, act_req_t *req)
+s_one (void *arg, act_batch_t *batch, act_req_t *req)
 {
-    s_turn_t *t = (s_turn_t *) arg;
+    s_turn_t turn = { (s_self_t *) arg, batch };
+    s_turn_t *t = &turn;
     char op[16];
     const char *o = act_get_str (req->data, "op", op, sizeof op);
     if (!o)
@@ -616,16 +617,12 @@ s_one (void *arg, act_req_t *req)
         s_answer_err (t, req,
                       "\"op\" must be \"grant\", \"revoke\", \"list\" or "
                       "\"verify\"");
-    act_batch_ack (&t->batch, req->id);
 }
 
 static void
 s_batch (void *arg, const char *queue, const chan_reply_t *claim)
 {
-    s_turn_t t = { (s_self_t *) arg, { 0 } };
-    act_batch_init (&t.batch, t.self->conn, queue);
-    act_claimed_each (claim, s_one, &t);
-    act_batch_finish (&t.batch);
+    act_batch_each (((s_self_t *) arg)->conn, queue, claim, s_one, arg);
 }
 
 /*  ---- events ---------------------------------------------------------- */
@@ -666,7 +663,7 @@ s_push (void *arg, const chan_reply_t *msg)
              id = (char *) zlistx_next (ids)) {
             s_cap_t *c = (s_cap_t *) zhashx_lookup (self->caps, id);
             if (c)
-                s_end (self, c, NULL, reason, NULL);
+                s_end (self, c, reason, NULL, false);
         }
         zlistx_destroy (&ids);
     }
@@ -712,8 +709,9 @@ s_load_one (void *arg, const void *key, size_t klen, const void *val,
     }
     memcpy (c->packed, val, vlen);
     c->plen = vlen;
-    (void) key;
-    (void) klen;
+    snprintf (c->id, sizeof c->id, "%.*s",
+              (int) (klen < sizeof c->id ? klen : sizeof c->id - 1),
+              (const char *) key);
     zlistx_add_end (list, c);
     return 0;
 }
@@ -746,52 +744,34 @@ s_docked (void *arg)
             && cap.idlen < sizeof c->id && cap.subjectlen < sizeof c->subject
             && cap.resourcelen < sizeof c->resource;
         if (ok) {
+            memset (c->id, 0, sizeof c->id);
             memcpy (c->id, cap.id, cap.idlen);
             memcpy (c->subject, cap.subject, cap.subjectlen);
             memcpy (c->resource, cap.resource, cap.resourcelen);
             c->expires = cap.expires;
         }
+        /*  Channel capabilities are in the switchboard's table already:
+            it installs them from the journal at boot (broker_boot_caps). */
         bool keep = ok && cap.expires > now;
-        if (keep && strncmp (c->resource, "chan:", 5) == 0) {
-            const char *rights[HAL_CAP_MAX_RIGHTS];
-            char rbuf[HAL_CAP_MAX_RIGHTS][8];
-            size_t nr = 0;
-            for (size_t i = 0; i < cap.nrights && nr < HAL_CAP_MAX_RIGHTS; i++)
-                if (cap.rightslen[i] < 8) {
-                    memcpy (rbuf[nr], cap.rights[i], cap.rightslen[i]);
-                    rbuf[nr][cap.rightslen[i]] = 0;
-                    rights[nr] = rbuf[nr];
-                    nr++;
-                }
-            char w[200];
-            /*  The switchboard installed it at boot already (409), unless
-                the system or the channel has gone since. */
-            int irc = s_install (self, c->id, c->subject, c->resource + 5,
-                                 rights, nr, c->expires, w, sizeof w);
-            if (irc != 0 && irc != AAAX_EEXIST) {
-                zsys_warning ("capability: %s not reinstalled: %s", c->id, w);
-                keep = false;
-            }
-        }
         msgpack_unpacked_destroy (&u);
         if (keep && zhashx_insert (self->caps, c->id, c) == 0) {
             live++;
             continue;
         }
-        /*  Expired, unreadable or refused: out of the journal. */
+        /*  Expired or unreadable: out of the journal. */
         expired++;
-        if (ok) {
-            hal_audit_rec_t rec = { .kind = "revoke",
-                                    .subject = c->subject,
-                                    .action = "cap.expire",
-                                    .target = c->resource,
-                                    .verdict = "revoked",
-                                    .reason = "expired while the kernel was "
-                                              "down, or no longer valid" };
-            hal_audit_put_t put = { HAL_AUDIT_DB_CAPS, c->id, strlen (c->id),
-                                    NULL, 0 };
-            s_audit (self, &rec, &put, NULL);
-        }
+        hal_audit_rec_t rec = {
+            .kind = "revoke",
+            .subject = ok ? c->subject : S_SYSTEM,
+            .action = "cap.expire",
+            .target = ok ? c->resource : c->id,
+            .verdict = "revoked",
+            .reason = ok ? "expired while the kernel was down"
+                         : "unreadable or not signed by this kernel's key"
+        };
+        hal_audit_put_t put = { HAL_AUDIT_DB_CAPS, c->id, strlen (c->id), NULL,
+                                0 };
+        s_audit (self, &rec, &put, NULL);
         free (c->packed);
         free (c);
     }
@@ -822,7 +802,7 @@ s_tick (void *arg, int64_t now)
          id = (char *) zlistx_next (ids)) {
         s_cap_t *c = (s_cap_t *) zhashx_lookup (self->caps, id);
         if (c)
-            s_end (self, c, NULL, "expired", NULL);
+            s_end (self, c, "expired", NULL, false);
     }
     zlistx_destroy (&ids);
     return self->next_sweep;

@@ -538,31 +538,25 @@ s_unapprove (s_self_t *self, act_batch_t *batch, act_req_t *req)
     s_answer (self, batch, req, true, "revoked", NULL, NULL);
 }
 
-typedef struct {
-    s_self_t *self;
-    act_batch_t batch;
-} s_aturn_t;
-
 static void
-s_approvals_one (void *arg, act_req_t *req)
+s_approvals_one (void *arg, act_batch_t *batch, act_req_t *req)
 {
-    s_aturn_t *t = (s_aturn_t *) arg;
+    s_self_t *self = (s_self_t *) arg;
     char op[16];
     const char *o = act_get_str (req->data, "op", op, sizeof op);
     if (o && streq (o, "approve"))
-        s_approve (t->self, &t->batch, req, true);
+        s_approve (self, batch, req, true);
     else if (o && streq (o, "deny"))
-        s_approve (t->self, &t->batch, req, false);
+        s_approve (self, batch, req, false);
     else if (o && streq (o, "list"))
-        s_list (t->self, &t->batch, req);
+        s_list (self, batch, req);
     else if (o && streq (o, "revoke"))
-        s_unapprove (t->self, &t->batch, req);
+        s_unapprove (self, batch, req);
     else
-        s_answer (t->self, &t->batch, req, false,
+        s_answer (self, batch, req, false,
                   "\"op\" must be \"approve\", \"deny\", \"list\" or "
                   "\"revoke\"",
                   NULL, NULL);
-    act_batch_ack (&t->batch, req->id);
 }
 
 static void
@@ -573,14 +567,34 @@ s_batch (void *arg, const char *queue, const chan_reply_t *claim)
         s_gate_batch (self, queue, claim);
         return;
     }
-    s_aturn_t t = { self, { 0 } };
-    act_batch_init (&t.batch, self->conn, queue);
-    act_claimed_each (claim, s_approvals_one, &t);
-    act_batch_finish (&t.batch);
+    act_batch_each (self->conn, queue, claim, s_approvals_one, self);
 }
 
 /*  ---- events and state ------------------------------------------------ */
 
+/*  Keeps an action capability (a map as hal_cap_pack makes) for the
+    decision; anything else is ignored. */
+static void
+s_action_cap (s_self_t *self, const msgpack_object *obj)
+{
+    hal_cap_t cap;
+    char why[128], id[64], subject[AAAX_MAX_NAME + 1],
+        pattern[AAAX_MAX_NAME + 1];
+    if (!obj || hal_cap_from_obj (obj, &cap, why, sizeof why) != 0
+        || cap.idlen >= sizeof id || cap.subjectlen >= sizeof subject
+        || cap.resourcelen <= 7 || cap.resourcelen - 7 >= sizeof pattern
+        || memcmp (cap.resource, "action:", 7) != 0)
+        return;
+    memcpy (id, cap.id, cap.idlen);
+    id[cap.idlen] = 0;
+    memcpy (subject, cap.subject, cap.subjectlen);
+    subject[cap.subjectlen] = 0;
+    memcpy (pattern, cap.resource + 7, cap.resourcelen - 7);
+    pattern[cap.resourcelen - 7] = 0;
+    gate_core_cap_add (self->core, id, subject, pattern, cap.expires);
+}
+
+/*  A kernel.capabilities event: a grant adds, anything else ends. */
 static void
 s_cap_event (s_self_t *self, const msgpack_object *data)
 {
@@ -588,25 +602,10 @@ s_cap_event (s_self_t *self, const msgpack_object *data)
     if (!act_get_str (data, "event", event, sizeof event)
         || !act_get_str (data, "id", id, sizeof id))
         return;
-    if (!streq (event, "grant")) {
+    if (streq (event, "grant"))
+        s_action_cap (self, chan_obj_get (data, "cap"));
+    else
         gate_core_cap_del (self->core, id);
-        return;
-    }
-    hal_cap_t cap;
-    char why[128];
-    const msgpack_object *c = chan_obj_get (data, "cap");
-    if (!c || hal_cap_from_obj (c, &cap, why, sizeof why) != 0
-        || cap.resourcelen < 8 || memcmp (cap.resource, "action:", 7) != 0)
-        return;
-    char subject[AAAX_MAX_NAME + 1], pattern[AAAX_MAX_NAME + 1];
-    if (cap.subjectlen >= sizeof subject
-        || cap.resourcelen - 7 >= sizeof pattern)
-        return;
-    memcpy (subject, cap.subject, cap.subjectlen);
-    subject[cap.subjectlen] = 0;
-    memcpy (pattern, cap.resource + 7, cap.resourcelen - 7);
-    pattern[cap.resourcelen - 7] = 0;
-    gate_core_cap_add (self->core, id, subject, pattern, cap.expires);
 }
 
 static void
@@ -638,29 +637,11 @@ static int
 s_load_cap (void *arg, const void *key, size_t klen, const void *val,
             size_t vlen)
 {
-    s_self_t *self = (s_self_t *) arg;
     msgpack_unpacked u;
     msgpack_unpacked_init (&u);
     if (msgpack_unpack_next (&u, (const char *) val, vlen, NULL)
-        == MSGPACK_UNPACK_SUCCESS) {
-        /*  Shaped as a registry event so one path reads both. */
-        hal_cap_t cap;
-        char why[128], id[64];
-        if (hal_cap_from_obj (&u.data, &cap, why, sizeof why) == 0
-            && cap.idlen < sizeof id && cap.resourcelen > 7
-            && memcmp (cap.resource, "action:", 7) == 0
-            && cap.subjectlen <= AAAX_MAX_NAME
-            && cap.resourcelen - 7 <= AAAX_MAX_NAME) {
-            char subject[AAAX_MAX_NAME + 1], pattern[AAAX_MAX_NAME + 1];
-            memcpy (id, cap.id, cap.idlen);
-            id[cap.idlen] = 0;
-            memcpy (subject, cap.subject, cap.subjectlen);
-            subject[cap.subjectlen] = 0;
-            memcpy (pattern, cap.resource + 7, cap.resourcelen - 7);
-            pattern[cap.resourcelen - 7] = 0;
-            gate_core_cap_add (self->core, id, subject, pattern, cap.expires);
-        }
-    }
+        == MSGPACK_UNPACK_SUCCESS)
+        s_action_cap ((s_self_t *) arg, &u.data);
     msgpack_unpacked_destroy (&u);
     (void) key;
     (void) klen;

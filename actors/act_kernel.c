@@ -339,6 +339,32 @@ act_claimed_each (const chan_reply_t *reply, act_req_fn *fn, void *arg)
     }
 }
 
+typedef struct {
+    act_batch_t batch;
+    act_one_fn *fn;
+    void *self;
+} s_each_t;
+
+static void
+s_each_one (void *arg, act_req_t *req)
+{
+    s_each_t *e = (s_each_t *) arg;
+    e->fn (e->self, &e->batch, req);
+    act_batch_ack (&e->batch, req->id);
+}
+
+void
+act_batch_each (act_conn_t *conn, const char *queue, const chan_reply_t *claim,
+                act_one_fn *fn, void *self)
+{
+    s_each_t e;
+    act_batch_init (&e.batch, conn, queue);
+    e.fn = fn;
+    e.self = self;
+    act_claimed_each (claim, s_each_one, &e);
+    act_batch_finish (&e.batch);
+}
+
 /*  ---- serving -------------------------------------------------------- */
 
 void

@@ -100,6 +100,13 @@ void act_batch_ack (act_batch_t *b, const char *id);
 /*  Waits for every SEND's answer (logging refusals), then ACKs. */
 void act_batch_finish (act_batch_t *b);
 
+/*  Serves a claimed batch one request at a time: fn answers req through
+    batch (act_batch_send); each request is ACKed; the answers are
+    collected and the ACK sent at the end (act_batch_finish). */
+typedef void (act_one_fn) (void *self, act_batch_t *batch, act_req_t *req);
+void act_batch_each (act_conn_t *conn, const char *queue,
+                     const chan_reply_t *claim, act_one_fn *fn, void *self);
+
 /*  Sends one message now and waits for its answer. 0, or an AAAX_E*. */
 int act_send_now (act_conn_t *conn, const char *to, const char *corr,
                   const void *data, size_t len);

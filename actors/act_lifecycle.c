@@ -136,9 +136,10 @@ s_audit (s_self_t *self, const char *op, const char *target, bool ok,
 
 /*  ---- requests -------------------------------------------------------- */
 
+/*  A request being answered. */
 typedef struct {
     s_self_t *self;
-    act_batch_t batch;
+    act_batch_t *batch;
 } s_turn_t;
 
 static void
@@ -157,7 +158,7 @@ s_answer (s_turn_t *t, act_req_t *req, bool ok, const char *reason)
     chan_pack_cstr (&pk, "reason");
     chan_pack_cstr (&pk, reason);
     if (!b.oom)
-        act_batch_send (&t->batch, req->from, req->id, b.data, b.len);
+        act_batch_send (t->batch, req->from, req->id, b.data, b.len);
     chan_buf_fini (&b);
 }
 
@@ -187,16 +188,16 @@ s_list (s_turn_t *t, act_req_t *req)
         msgpack_pack_array (&pk, 0);
     chan_reply_fini (&reply);
     if (!b.oom)
-        act_batch_send (&t->batch, req->from, req->id, b.data, b.len);
+        act_batch_send (t->batch, req->from, req->id, b.data, b.len);
     chan_buf_fini (&b);
 }
 
 static void
-s_one (void *arg, act_req_t *req)
+s_one (void *arg, act_batch_t *batch, act_req_t *req)
 {
-    s_turn_t *t = (s_turn_t *) arg;
+    s_turn_t turn = { (s_self_t *) arg, batch };
+    s_turn_t *t = &turn;
     s_self_t *self = t->self;
-    act_batch_ack (&t->batch, req->id);
     char op[16], target[AAAX_MAX_NAME + 1], rbuf[200], why[300];
     const char *o = act_get_str (req->data, "op", op, sizeof op);
     if (!o) {
@@ -314,10 +315,7 @@ s_one (void *arg, act_req_t *req)
 static void
 s_batch (void *arg, const char *queue, const chan_reply_t *claim)
 {
-    s_turn_t t = { (s_self_t *) arg, { 0 } };
-    act_batch_init (&t.batch, t.self->conn, queue);
-    act_claimed_each (claim, s_one, &t);
-    act_batch_finish (&t.batch);
+    act_batch_each (((s_self_t *) arg)->conn, queue, claim, s_one, arg);
 }
 
 static int64_t

@@ -748,13 +748,14 @@ s_housekeeping (broker_t *self, int64_t now, int64_t wall)
 {
     chan_idem_expire (self->idem, wall);
     policy_rate_gc (self->policy, now);
-    /*  Forget systems idle past forget_after_s with nothing kept for them. */
+    /*  Forget systems idle past forget_after_s with nothing kept for them
+        (capabilities included: self->caps points at their holder). */
     int64_t horizon = wall - (int64_t) self->cfg->forget_after_s * 1000;
     zlistx_t *gone = zlistx_new ();
     for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems);
          sys && gone; sys = (broker_sys_t *) zhashx_next (self->systems))
         if (!sys->session && sys->last_seen < horizon && sys->mbox.count == 0
-            && sys->holder.count == 0 && !sys->paused)
+            && sys->holder.count == 0 && !sys->paused && !sys->caps)
             zlistx_add_end (gone, sys->id);
     for (char *id = gone ? (char *) zlistx_first (gone) : NULL; id;
          id = (char *) zlistx_next (gone)) {

@@ -324,16 +324,8 @@ s_boot_cap (void *arg, const void *key, size_t klen, const void *val,
         broker_sys_t *sys = broker_sys_find (self, subject);
         broker_chan_t *ch = broker_chan_find (self, chan);
         uint8_t rights = 0;
-        for (size_t i = 0; i < cap.nrights; i++) {
-            if (cap.rightslen[i] == 4 && !memcmp (cap.rights[i], "read", 4))
-                rights |= R_READ;
-            else if (cap.rightslen[i] == 5
-                     && !memcmp (cap.rights[i], "write", 5))
-                rights |= R_WRITE;
-            else if (cap.rightslen[i] == 5
-                     && !memcmp (cap.rights[i], "claim", 5))
-                rights |= R_CLAIM;
-        }
+        for (size_t i = 0; i < cap.nrights; i++)
+            rights |= broker_right_bit (cap.rights[i], cap.rightslen[i]);
         broker_cap_t *c = NULL;
         if (sys && ch && rights && !zhashx_lookup (self->caps, id))
             c = (broker_cap_t *) calloc (1, sizeof *c);

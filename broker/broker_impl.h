@@ -269,6 +269,9 @@ void broker_claim_reply (broker_t *self, broker_rq_t *rq, broker_chan_t *ch,
                          int64_t now, bool wait);
 void broker_stat_heartbeat (broker_t *self, msgpack_packer *pk);
 
+/*  R_READ / R_WRITE / R_CLAIM for "read" / "write" / "claim", else 0. */
+uint8_t broker_right_bit (const char *name, size_t len);
+
 /*  Capabilities in the switchboard's table (installed by CTL grant). */
 void broker_caps_apply_all (broker_t *self, broker_session_t *s);
 void broker_caps_drop (broker_t *self, broker_sys_t *sys);

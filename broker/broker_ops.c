@@ -256,6 +256,18 @@ static void s_publish (broker_t *self, broker_chan_t *ch, uint64_t seq,
                        const void *pairs, size_t len);
 static bool s_has (broker_session_t *s, const void *target, uint8_t right);
 
+uint8_t
+broker_right_bit (const char *name, size_t len)
+{
+    if (len == 4 && memcmp (name, "read", 4) == 0)
+        return R_READ;
+    if (len == 5 && memcmp (name, "write", 5) == 0)
+        return R_WRITE;
+    if (len == 5 && memcmp (name, "claim", 5) == 0)
+        return R_CLAIM;
+    return 0;
+}
+
 /*  The rights bits of a CTL grant's "rights"; 0 when one is unknown. */
 static uint8_t
 s_rights_of (chan_span_t rights)
@@ -264,14 +276,10 @@ s_rights_of (chan_span_t rights)
     size_t pos = 0;
     chan_span_t sp;
     while (chan_req_next_str (rights, &pos, &sp)) {
-        if (sp.len == 4 && memcmp (sp.ptr, "read", 4) == 0)
-            bits |= R_READ;
-        else if (sp.len == 5 && memcmp (sp.ptr, "write", 5) == 0)
-            bits |= R_WRITE;
-        else if (sp.len == 5 && memcmp (sp.ptr, "claim", 5) == 0)
-            bits |= R_CLAIM;
-        else
+        uint8_t bit = broker_right_bit (sp.ptr, sp.len);
+        if (!bit)
             return 0;
+        bits |= bit;
     }
     return bits;
 }
