@@ -1914,21 +1914,6 @@ s_cmd_stat (s_app_t *app)
 
 /*  ---- asking the kernel's actors ------------------------------------- */
 
-/*  Connects and docks for a request to chan. HELLO lists no channel: the
-    kernel's common grants give every system write on kernel.gate and
-    kernel.capability_requests, and privileged ones on kernel.lifecycle and
-    kernel.approvals; listing a queue could only add rights not needed
-    (claim). Exit code. */
-static int
-s_kernel_open (s_app_t *app, const char *chan)
-{
-    (void) chan;
-    int ret = s_connect (app);
-    if (ret == 0)
-        ret = s_dock (app, NULL);
-    return ret;
-}
-
 /*  Says why a kernel request failed; exit code. */
 static int
 s_kernel_failed (s_app_t *app, const cli_kernel_t *k)
@@ -1945,12 +1930,23 @@ s_kernel_failed (s_app_t *app, const cli_kernel_t *k)
     return EXIT_ERROR;
 }
 
-/*  Writes the packed request req to the work-queue chan and waits up to
-    --timeout for the answer (a map). Exit code; on 0 reply holds it. */
+/*  Connects and docks, writes the packed request req to the work-queue
+    chan and waits up to --timeout for the answer (a map). HELLO lists no
+    channel: the kernel's common grants give every system write on
+    kernel.gate and kernel.capability_requests, and privileged ones on
+    kernel.lifecycle and kernel.approvals; listing a queue could only add
+    rights not needed (claim). Exit code; on 0 reply holds the answer (fini
+    it either way). */
 static int
 s_kernel_ask (s_app_t *app, const char *chan, const chan_buf_t *req,
               cli_kernel_reply_t *reply)
 {
+    memset (reply, 0, sizeof *reply);
+    int ret = s_connect (app);
+    if (ret == 0)
+        ret = s_dock (app, NULL);
+    if (ret)
+        return ret;
     cli_kernel_t k;
     cli_kernel_init (&k, app->client, app->system);
     k.stop = &s_interrupted;
@@ -2010,15 +2006,13 @@ static int
 s_kernel_simple (s_app_t *app, const char *chan, chan_buf_t *req,
                  const char *key)
 {
-    int ret = s_kernel_open (app, chan);
-    if (ret)
-        return ret;
     cli_kernel_reply_t reply;
-    ret = s_kernel_ask (app, chan, req, &reply);
+    int ret = s_kernel_ask (app, chan, req, &reply);
     if (ret == 0)
         ret = s_answer_print (reply.data, key);
     cli_kernel_reply_fini (&reply);
-    s_bye (app, false);
+    if (app->client)
+        s_bye (app, false);
     return ret;
 }
 
@@ -2036,6 +2030,22 @@ s_req_str (msgpack_packer *pk, const char *key, const char *value)
 {
     chan_pack_cstr (pk, key);
     chan_pack_cstr (pk, value);
+}
+
+/*  Asks chan for {op: "list"} and checks the answer. Exit code; reply as
+    s_kernel_ask. */
+static int
+s_kernel_list (s_app_t *app, const char *chan, cli_kernel_reply_t *reply)
+{
+    chan_buf_t req;
+    msgpack_packer pk;
+    s_req_begin (&req, &pk, 1);
+    s_req_str (&pk, "op", "list");
+    int ret = s_kernel_ask (app, chan, &req, reply);
+    chan_buf_fini (&req);
+    if (ret == 0)
+        ret = s_answer_check (reply->data, NULL);
+    return ret;
 }
 
 /*  Prints every element of the array data[key] as one JSON line, each map
@@ -2179,18 +2189,8 @@ static int
 s_cmd_ps (s_app_t *app)
 {
     const char *chan = "kernel.lifecycle";
-    chan_buf_t req;
-    msgpack_packer pk;
-    s_req_begin (&req, &pk, 1);
-    s_req_str (&pk, "op", "list");
-    int ret = s_kernel_open (app, chan);
     cli_kernel_reply_t reply;
-    memset (&reply, 0, sizeof reply);
-    if (ret == 0)
-        ret = s_kernel_ask (app, chan, &req, &reply);
-    chan_buf_fini (&req);
-    if (ret == 0)
-        ret = s_answer_check (reply.data, NULL);
+    int ret = s_kernel_list (app, chan, &reply);
     if (ret == 0) {
         const msgpack_object *systems = chan_obj_get (reply.data, "systems");
         if (!systems || systems->type != MSGPACK_OBJECT_ARRAY) {
@@ -2271,11 +2271,8 @@ s_cmd_gate (s_app_t *app)
     chan_pack_cstr (&pk, "args");
     chan_buf_append (&req, args.data, args.len);
     chan_buf_fini (&args);
-    ret = s_kernel_open (app, chan);
     cli_kernel_reply_t reply;
-    memset (&reply, 0, sizeof reply);
-    if (ret == 0)
-        ret = s_kernel_ask (app, chan, &req, &reply);
+    ret = s_kernel_ask (app, chan, &req, &reply);
     chan_buf_fini (&req);
     if (ret) {
         if (app->client)
@@ -2355,18 +2352,8 @@ static int
 s_cmd_cap_list (s_app_t *app)
 {
     const char *chan = "kernel.capability_requests";
-    chan_buf_t req;
-    msgpack_packer pk;
-    s_req_begin (&req, &pk, 1);
-    s_req_str (&pk, "op", "list");
-    int ret = s_kernel_open (app, chan);
     cli_kernel_reply_t reply;
-    memset (&reply, 0, sizeof reply);
-    if (ret == 0)
-        ret = s_kernel_ask (app, chan, &req, &reply);
-    chan_buf_fini (&req);
-    if (ret == 0)
-        ret = s_answer_check (reply.data, NULL);
+    int ret = s_kernel_list (app, chan, &reply);
     if (ret == 0)
         ret = s_print_items (reply.data, "caps", NULL);
     cli_kernel_reply_fini (&reply);
@@ -2559,16 +2546,8 @@ s_cmd_approvals (s_app_t *app)
         chan_buf_fini (&req);
         return ret;
     }
-    s_req_begin (&req, &pk, 1);
-    s_req_str (&pk, "op", "list");
-    ret = s_kernel_open (app, chan);
     cli_kernel_reply_t reply;
-    memset (&reply, 0, sizeof reply);
-    if (ret == 0)
-        ret = s_kernel_ask (app, chan, &req, &reply);
-    chan_buf_fini (&req);
-    if (ret == 0)
-        ret = s_answer_check (reply.data, NULL);
+    ret = s_kernel_list (app, chan, &reply);
     if (ret == 0)
         ret = s_print_items (reply.data, "pending", "pending");
     if (ret == 0)
