@@ -430,12 +430,10 @@ act_serve (zsock_t *pipe, act_conn_t *conn, const char **queues, size_t nqueues,
                 chan_reply_fini (&r);
                 continue;
             }
-            bool mine = false;
             if (chan_obj_get_uint (&r.body, "req", &req))
                 for (size_t q = 0; q < nqueues; q++)
                     if (claim_out[q] && claim_req[q] == req) {
                         claim_out[q] = false;
-                        mine = true;
                         int code = chan_reply_code (&r);
                         if (code) {
                             char why[160];
@@ -449,15 +447,15 @@ act_serve (zsock_t *pipe, act_conn_t *conn, const char **queues, size_t nqueues,
                             ops->batch (self, queues[q], &r);
                         break;
                     }
-            (void) mine;
             chan_reply_fini (&r);
         }
         now = hal_clock_mono_ms ();
         int64_t next = ops->tick ? ops->tick (self, now) : INT64_MAX;
         if (!conn->docked && retry_at < next)
             next = retry_at;
-        /*  Something may have been kept while tick or batch made calls. */
-        bool again = false;
+        /*  Look again at once when tick's calls kept a message (the socket
+            will not say so) or a CLAIM is to be sent. */
+        bool again = chan_client_kept (conn->client) > 0;
         for (size_t q = 0; q < nqueues; q++)
             if (conn->docked && !claim_out[q])
                 again = true;

@@ -353,6 +353,12 @@ chan_client_call (chan_client_t *self, const char *cmd, chan_body_t *body,
     return s_wait_req (self, req, reply);
 }
 
+size_t
+chan_client_kept (const chan_client_t *self)
+{
+    return zlistx_size (self->kept);
+}
+
 int
 chan_client_wait (chan_client_t *self, uint64_t req, chan_reply_t *reply)
 {

@@ -86,6 +86,10 @@ int chan_client_call (chan_client_t *self, const char *cmd, chan_body_t *body,
     (pipelining: send several, then wait for each). As chan_client_call. */
 int chan_client_wait (chan_client_t *self, uint64_t req, chan_reply_t *reply);
 
+/*  How many messages chan_client_call / chan_client_wait kept for
+    chan_client_recv (they do not make the socket readable). */
+size_t chan_client_kept (const chan_client_t *self);
+
 /*  The next message not yet taken (kept ones first), waiting up to
     timeout_ms (-1: forever). 0, AAAX_ETIMEDOUT or AAAX_EIO. */
 int chan_client_recv (chan_client_t *self, chan_reply_t *reply, int timeout_ms);
