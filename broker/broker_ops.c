@@ -323,13 +323,8 @@ s_drop_unreadable (broker_t *self, broker_session_t *s)
         return;
     for (size_t i = s->nsubs; i-- > 0;) {
         chan_sub_t *sub = s->subs[i];
-        broker_chan_t *ch = NULL;
-        for (broker_chan_t *c = (broker_chan_t *) zhashx_first (self->channels);
-             c; c = (broker_chan_t *) zhashx_next (self->channels))
-            if (c->bcast && c->bcast == sub->chan) {
-                ch = c;
-                break;
-            }
+        broker_chan_t *ch =
+            broker_chan_find (self, chan_bcast_name (sub->chan));
         if (!ch || s_has (s, ch, R_READ))
             continue;
         chan_bcast_unsubscribe (sub);
