@@ -180,17 +180,39 @@ broker_next_id (broker_t *self, int64_t wall_ms, char *id)
 /*  ---- output --------------------------------------------------------- */
 
 /*  One message [rid, cmd, body] without blocking: 0, AAAX_ELIMIT when the
-    peer's pipe is full, AAAX_ENOENT when the peer is gone. */
+    peer's pipe is full, AAAX_ENOENT when the peer is gone. For a hosted
+    session (hostlen > 0) the first hostlen bytes of rid route to the host
+    and the rest goes last, as the slot frame. */
 static int
-s_send3 (broker_t *self, const uint8_t *rid, size_t ridlen, int cmd,
-         const void *body, size_t len)
+s_send3 (broker_t *self, const uint8_t *rid, size_t ridlen, size_t hostlen,
+         int cmd, const void *body, size_t len)
 {
-    if (zmq_send (self->router, rid, ridlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+    size_t route = hostlen ? hostlen : ridlen;
+    if (zmq_send (self->router, rid, route, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return errno == EAGAIN ? AAAX_ELIMIT : AAAX_ENOENT;
     const char *name = s_out_names[cmd];
     zmq_send (self->router, name, strlen (name), ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (self->router, body, len, ZMQ_DONTWAIT);
+    if (hostlen) {
+        zmq_send (self->router, body, len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (self->router, rid + hostlen, ridlen - hostlen, ZMQ_DONTWAIT);
+    } else
+        zmq_send (self->router, body, len, ZMQ_DONTWAIT);
     return 0;
+}
+
+int
+broker_send_rid (broker_t *self, broker_session_t *s)
+{
+    return zmq_send (self->router, s->rid, s->hostlen ? s->hostlen : s->ridlen,
+                     ZMQ_SNDMORE | ZMQ_DONTWAIT);
+}
+
+void
+broker_send_slot (broker_t *self, broker_session_t *s)
+{
+    if (s->hostlen)
+        zmq_send (self->router, s->rid + s->hostlen, s->ridlen - s->hostlen,
+                  ZMQ_DONTWAIT);
 }
 
 void
@@ -268,7 +290,8 @@ s_outq_flush (broker_t *self, broker_session_t *s)
 {
     while (s->outq_head && !s->dead) {
         broker_out_t *o = s->outq_head;
-        int rc = s_send3 (self, s->rid, s->ridlen, o->cmd, o->body, o->len);
+        int rc = s_send3 (self, s->rid, s->ridlen, s->hostlen, o->cmd, o->body,
+                          o->len);
         if (rc == AAAX_ELIMIT)
             return;
         if (rc == AAAX_ENOENT) {
@@ -288,19 +311,19 @@ s_outq_flush (broker_t *self, broker_session_t *s)
 
 void
 broker_send_ctl (broker_t *self, const uint8_t *rid, size_t ridlen,
-                 broker_session_t *session, int cmd, const void *body,
-                 size_t len)
+                 size_t hostlen, broker_session_t *session, int cmd,
+                 const void *body, size_t len)
 {
     if (!session) {
         /*  Not docked: nothing to queue against; a peer that does not read
             its replies loses them. */
-        s_send3 (self, rid, ridlen, cmd, body, len);
+        s_send3 (self, rid, ridlen, hostlen, cmd, body, len);
         return;
     }
     if (session->dead)
         return;
     if (!session->outq_head) {
-        int rc = s_send3 (self, rid, ridlen, cmd, body, len);
+        int rc = s_send3 (self, rid, ridlen, hostlen, cmd, body, len);
         if (rc == 0) {
             session->msgs_out++;
             return;
@@ -332,17 +355,20 @@ broker_begin (broker_t *self, broker_rq_t *rq, uint32_t n, msgpack_packer *pk)
     return pk;
 }
 
-/*  Pending reply record: [u64 batch][u8 cmd][u8 ridlen][u32 len][rid][body] */
+/*  Pending reply record:
+    [u64 batch][u8 cmd][u8 ridlen][u32 len][u8 hostlen][rid][body] */
+#define S_PENDING_HDR 15
 static void
 s_pending_push (broker_t *self, uint64_t batch, int cmd, const uint8_t *rid,
-                size_t ridlen, const void *body, size_t len)
+                size_t ridlen, size_t hostlen, const void *body, size_t len)
 {
-    uint8_t hdr[14];
+    uint8_t hdr[S_PENDING_HDR];
     memcpy (hdr, &batch, 8);
     hdr[8] = (uint8_t) cmd;
     hdr[9] = (uint8_t) ridlen;
     uint32_t l = (uint32_t) len;
     memcpy (hdr + 10, &l, 4);
+    hdr[14] = (uint8_t) hostlen;
     chan_buf_t *p = &self->pending;
     if (chan_buf_reserve (p, sizeof hdr + ridlen + len) != 0) {
         zsys_error ("broker: no memory for a pending reply");
@@ -365,11 +391,11 @@ broker_reply (broker_t *self, broker_rq_t *rq, int cmd, bool durable)
         if (horizon > hal_store_committed (self->store)) {
             hal_store_note_waiter (self->store, (uintptr_t) rq->session);
             s_pending_push (self, horizon, cmd, rq->rid, rq->ridlen,
-                            self->out.data, self->out.len);
+                            rq->hostlen, self->out.data, self->out.len);
             return;
         }
     }
-    broker_send_ctl (self, rq->rid, rq->ridlen, rq->session, cmd,
+    broker_send_ctl (self, rq->rid, rq->ridlen, rq->hostlen, rq->session, cmd,
                      self->out.data, self->out.len);
 }
 
@@ -383,8 +409,8 @@ broker_error (broker_t *self, broker_rq_t *rq, int code, const char *reason)
     chan_pack_str (&pk, "reason", 6);
     chan_pack_cstr (&pk, reason);
     self->errors++;
-    broker_send_ctl (self, rq->rid, rq->ridlen, rq->session, OUT_ERROR,
-                     self->out.data, self->out.len);
+    broker_send_ctl (self, rq->rid, rq->ridlen, rq->hostlen, rq->session,
+                     OUT_ERROR, self->out.data, self->out.len);
 }
 
 /*  Releases replies whose batch is committed (status: that batch's). */
@@ -392,7 +418,7 @@ static void
 s_release (broker_t *self, uint64_t batch, int status)
 {
     chan_buf_t *p = &self->pending;
-    while (p->len - self->pending_off >= 14) {
+    while (p->len - self->pending_off >= S_PENDING_HDR) {
         uint8_t *r = p->data + self->pending_off;
         uint64_t b;
         uint32_t len;
@@ -402,11 +428,12 @@ s_release (broker_t *self, uint64_t batch, int status)
         int cmd = r[8];
         size_t ridlen = r[9];
         memcpy (&len, r + 10, 4);
-        const uint8_t *rid = r + 14;
+        size_t hostlen = r[14];
+        const uint8_t *rid = r + S_PENDING_HDR;
         const uint8_t *body = rid + ridlen;
         broker_session_t *s = broker_session_find (self, rid, ridlen);
         if (status == 0)
-            broker_send_ctl (self, rid, ridlen, s, cmd, body, len);
+            broker_send_ctl (self, rid, ridlen, hostlen, s, cmd, body, len);
         else {
             /*  The commit failed: the change is not on disk. Answer 500 with
                 the request's req. */
@@ -414,6 +441,7 @@ s_release (broker_t *self, uint64_t batch, int status)
             memset (&rq, 0, sizeof rq);
             rq.rid = rid;
             rq.ridlen = ridlen;
+            rq.hostlen = (uint8_t) hostlen;
             rq.session = s;
             rq.req.has_req = chan_req_peek_req (body, len, &rq.req.req);
             char reason[160];
@@ -423,7 +451,7 @@ s_release (broker_t *self, uint64_t batch, int status)
                       aaax_strerror (status));
             broker_error (self, &rq, 500, reason);
         }
-        self->pending_off += 14 + ridlen + len;
+        self->pending_off += S_PENDING_HDR + ridlen + len;
     }
     if (self->pending_off == p->len) {
         chan_buf_reset (p);
@@ -539,6 +567,7 @@ s_waiter_rq (const broker_waiter_t *w, broker_rq_t *rq)
     memset (rq, 0, sizeof *rq);
     rq->rid = w->session->rid;
     rq->ridlen = w->session->ridlen;
+    rq->hostlen = w->session->hostlen;
     rq->session = w->session;
     rq->req.has_req = true;
     rq->req.req = w->req;
@@ -635,7 +664,8 @@ broker_mbox_pump (broker_t *self, broker_sys_t *sys)
         msgpack_pack_str_body (&pk, sys->id, strlen (sys->id));
         chan_pack_str (&pk, "msg", 3);
         chan_env_map (b, pairs, len, chan_mmsg_attempt (m));
-        broker_send_ctl (self, s->rid, s->ridlen, s, OUT_MSG, b->data, b->len);
+        broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s, OUT_MSG,
+                         b->data, b->len);
         if (s->dead)
             return;
     }
@@ -647,6 +677,24 @@ broker_undock (broker_t *self, broker_session_t *s, const char *reason,
 {
     int64_t now = hal_clock_mono_ms (), wall = hal_clock_wall_ms ();
     broker_sys_t *sys = s->sys;
+    /*  A host takes its hosted sessions with it; a hosted session leaves
+        its host's list. */
+    while (s->hosted) {
+        char why[160];
+        snprintf (why, sizeof why, "its app host %s undocked (%s)", sys->id,
+                  reason);
+        broker_undock (self, s->hosted, why, keep_leases);
+    }
+    if (s->host) {
+        if (s->hosted_prev)
+            s->hosted_prev->hosted_next = s->hosted_next;
+        else
+            s->host->hosted = s->hosted_next;
+        if (s->hosted_next)
+            s->hosted_next->hosted_prev = s->hosted_prev;
+        s->host = NULL;
+        s->hosted_prev = s->hosted_next = NULL;
+    }
     zsys_info ("broker: %s undocked (%s)", sys->id, reason);
     /*  Every capability of the system ends with its session; the
         capability actor hears it on kernel.systems. */
@@ -805,7 +853,9 @@ s_timers (broker_t *self, int64_t now)
     int64_t limit = now - 3 * (int64_t) self->cfg->heartbeat_ms;
     while (self->lru_head && self->lru_head->last_active < limit) {
         broker_session_t *s = self->lru_head;
-        if (s->kernel || s->nwaiters) {
+        /*  Kernel actors do not time out; hosted sessions live as long
+            as their host. */
+        if (s->kernel || s->nwaiters || s->host) {
             broker_touch (self, s, now);
             continue;
         }
@@ -882,6 +932,23 @@ s_serve_one (broker_t *self, int64_t now)
     if (rq.session) {
         rq.session->msgs_in++;
         broker_touch (self, rq.session, now);
+    }
+    /*  An app host (a kernel session) speaks for its hosted sessions with
+        a third frame, the slot: the session is the host's routing id and
+        the slot together. Any other connection must send two frames. */
+    uint8_t vrid[BROKER_RID_MAX];
+    if (total == 4 && rq.session && rq.session->kernel && !rq.session->host
+        && zmq_msg_size (&parts[3]) == BROKER_SLOT_LEN
+        && rq.ridlen + BROKER_SLOT_LEN <= BROKER_RID_MAX) {
+        memcpy (vrid, rq.rid, rq.ridlen);
+        memcpy (vrid + rq.ridlen, zmq_msg_data (&parts[3]), BROKER_SLOT_LEN);
+        rq.hostlen = (uint8_t) rq.ridlen;
+        rq.rid = vrid;
+        rq.ridlen += BROKER_SLOT_LEN;
+        rq.session = broker_session_find (self, rq.rid, rq.ridlen);
+        if (rq.session)
+            rq.session->msgs_in++;
+        total = 3;
     }
     if (oversize) {
         char reason[96];
@@ -1103,10 +1170,19 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
         snprintf (err, errlen, "cannot start the store writer");
         goto err_free;
     }
-    for (size_t i = 0; i < cfg->napps; i++)
-        zsys_warning ("broker: apps[%zu] = %s not loaded: this build has no "
-                      "Lua app host yet",
-                      i + 1, cfg->apps[i]);
+    snprintf (path, sizeof path, "%s/kv", self->data_dir);
+    self->kv = hal_kv_open (path, (size_t) cfg->kv_map_mb << 20, err, errlen);
+    if (!self->kv)
+        goto err_free;
+    app_limits_cfg_default (&self->app_limits);
+    self->app_limits.memory_kb = cfg->app_memory_kb;
+    self->app_limits.memory_max_kb = cfg->app_memory_max_kb;
+    self->app_limits.instructions = cfg->app_instructions;
+    self->app_limits.instructions_max = cfg->app_instructions_max;
+    self->app_limits.files_kb = cfg->app_files_kb;
+    self->app_limits.files_max_kb = cfg->app_files_max_kb;
+    self->app_limits.kv_kb = cfg->app_kv_kb;
+    self->app_limits.kv_max_kb = cfg->app_kv_max_kb;
     self->next_housekeeping = hal_clock_mono_ms () + 1000;
     *cfg_p = NULL;
     return self;
@@ -1125,7 +1201,7 @@ broker_destroy (broker_t **self_p)
         return;
     broker_t *self = *self_p;
     zactor_destroy (&self->heartbeat);
-    for (int i = 0; i < 3; i++)
+    for (int i = 3; i >= 0; i--)
         zactor_destroy (&self->actors[i]);
     if (self->sessions) {
         /*  Leases and in-flight marks of live sessions stay as they are in
@@ -1139,6 +1215,7 @@ broker_destroy (broker_t **self_p)
     hal_store_destroy (&self->store);
     /*  The final signed checkpoint goes in when the journal closes. */
     hal_audit_close (&self->audit);
+    hal_kv_destroy (&self->kv);
     hal_keys_destroy (&self->keys);
     act_policy_destroy (&self->shared_policy);
     zhashx_destroy (&self->caps);
@@ -1260,9 +1337,14 @@ broker_run (broker_t *self, int sigfd, void *pipe)
                               self->cfg->heartbeat_ms,
                               self->cfg->lifecycle_rate,
                               self->cfg->stop_grace_ms,
-                              self->cfg->ask_timeout_s };
-    zactor_fn *fns[3] = { act_capability, act_gate, act_lifecycle };
-    for (int i = 0; i < 3; i++) {
+                              self->cfg->ask_timeout_s,
+                              &self->app_limits,
+                              self->cfg->app_workers,
+                              (const char *const *) self->cfg->apps,
+                              self->cfg->napps,
+                              self->kv };
+    zactor_fn *fns[4] = { act_capability, act_gate, act_lifecycle, act_loader };
+    for (int i = 0; i < 4; i++) {
         self->actors[i] = zactor_new (fns[i], &self->actx);
         if (!self->actors[i])
             zsys_error ("broker: cannot start a kernel actor");
@@ -1415,7 +1497,7 @@ broker_run (broker_t *self, int sigfd, void *pipe)
         s_outq_flush (self, s);
     }
     zactor_destroy (&self->heartbeat);
-    for (int i = 0; i < 3; i++)
+    for (int i = 3; i >= 0; i--)
         zactor_destroy (&self->actors[i]);
     s_meta_put_u64 (self, "last_ms", self->ids.last_ms);
     s_reap_dead (self);

@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <czmq.h>
 
 #include "aaax.h"
+#include "app_host.h"
 #include "broker_config.h"
 #include "hal_luadata.h"
 #include "policy_lines.h"
@@ -23,6 +25,11 @@
 #endif
 #ifndef BROKER_DEFAULT_SPIN_US
 #define BROKER_DEFAULT_SPIN_US 50
+#endif
+
+/*  The example apps of this source tree, run by the embedded defaults. */
+#ifndef AAAX_APPS_DIR
+#define AAAX_APPS_DIR "apps"
 #endif
 
 static const char s_defaults[] =
@@ -43,6 +50,9 @@ static const char s_defaults[] =
     "kept\n"
     "    { name = \"events\", kind = \"broadcast\", visibility = \"public\", "
     "retain = 100 },\n"
+    "    -- the watchdog app's alerts (a system left the heartbeat)\n"
+    "    { name = \"alerts\", kind = \"broadcast\", visibility = \"public\", "
+    "retain = 100 },\n"
     "  },\n"
     "  policy = {\n"
     "    { subject = \"*\", action = \"chan.write\", target = \"jobs\",   "
@@ -53,8 +63,31 @@ static const char s_defaults[] =
     "effect = \"allow\" },\n"
     "    { subject = \"*\", action = \"chan.write\", target = \"events\", "
     "effect = \"allow\" },\n"
+    "    -- the example apps (apps/, docs/LUA.md)\n"
+    "    { subject = \"*\", action = \"chan.read\",  target = \"alerts\", "
+    "effect = \"allow\" },\n"
+    "    { subject = \"watchdog\", action = \"chan.read\", target = "
+    "\"heartbeat\", effect = \"allow\" },\n"
+    "    { subject = \"watchdog\", action = \"chan.write\", target = "
+    "\"alerts\", effect = \"allow\" },\n"
+    "    { subject = \"toolrunner\", action = \"tool.echo\", target = "
+    "\"*\", effect = \"allow\" },\n"
+    "    { subject = \"toolrunner\", action = \"tool.note\", target = "
+    "\"*\", effect = \"allow\" },\n"
+    "    { subject = \"toolrunner\", action = \"tool.*\", target = "
+    "\"https://*\", effect = \"ask\" },\n"
+    "    { subject = \"toolrunner\", action = \"fs.*\", target = "
+    "\"notes/*\", effect = \"allow\" },\n"
+    "    { subject = \"toolrunner\", action = \"fs.list\", target = "
+    "\"*\", effect = \"allow\" },\n"
     "  },\n"
-    "  apps = {},\n"
+    "  -- app directories loaded at boot (relative paths: to this file)\n"
+    "  apps = { \"" AAAX_APPS_DIR "/echo\", \"" AAAX_APPS_DIR "/counter\",\n"
+    "           \"" AAAX_APPS_DIR "/toolrunner\", \"" AAAX_APPS_DIR
+    "/watchdog\" },\n"
+    "  app_memory_kb = 4096,         -- per app (manifest limits.memory_kb "
+    "up to app_memory_max_kb)\n"
+    "  app_instructions = 10000000,  -- per callback slice\n"
     "  -- kernel actors\n"
     "  audit_map_mb = 256,            -- the audit journal's LMDB map size\n"
     "  audit_checkpoint_every = 1000, -- audit records between signed "
@@ -96,7 +129,8 @@ enum {
     SET_AUDIT_CKPT = 1u << 19,
     SET_LC_RATE = 1u << 20,
     SET_GRACE = 1u << 21,
-    SET_ASK = 1u << 22
+    SET_ASK = 1u << 22,
+    SET_APPCFG = 1u << 23 /* app_* and kv_map_mb: copied when non-zero */
 };
 
 static void
@@ -561,6 +595,18 @@ s_read_table (lua_State *L, s_ctx_t *ctx, const char *dir,
         } else if (streq (k, "apps")) {
             rc = s_get_strv (L, -1, ctx, k, 10000, &scratch->apps,
                              &scratch->napps);
+            /*  Relative to the configuration file, like a policy path. */
+            for (size_t i = 0; rc == 0 && dir && i < scratch->napps; i++)
+                if (scratch->apps[i][0] != '/') {
+                    char *joined = NULL;
+                    if (asprintf (&joined, "%s/%s", dir, scratch->apps[i])
+                        < 0) {
+                        rc = AAAX_ENOMEM;
+                        break;
+                    }
+                    free (scratch->apps[i]);
+                    scratch->apps[i] = joined;
+                }
             *set |= SET_APPS;
         } else if (streq (k, "store_map_mb")) {
             rc = s_get_uint (L, -1, ctx, k, 16, 1u << 20, &u);
@@ -615,6 +661,42 @@ s_read_table (lua_State *L, s_ctx_t *ctx, const char *dir,
             rc = s_get_uint (L, -1, ctx, k, 1, 86400, &u);
             scratch->ask_timeout_s = (uint32_t) u;
             *set |= SET_ASK;
+        } else if (streq (k, "app_workers")) {
+            rc = s_get_uint (L, -1, ctx, k, 1, 16, &u);
+            scratch->app_workers = (uint32_t) u;
+            *set |= SET_APPCFG;
+        } else if (streq (k, "kv_map_mb")) {
+            rc = s_get_uint (L, -1, ctx, k, 1, 1u << 20, &u);
+            scratch->kv_map_mb = (uint32_t) u;
+            *set |= SET_APPCFG;
+        } else if (streq (k, "app_memory_kb")
+                   || streq (k, "app_memory_max_kb")) {
+            rc = s_get_uint (L, -1, ctx, k, 64, 1048576, &u);
+            if (streq (k, "app_memory_kb"))
+                scratch->app_memory_kb = (uint32_t) u;
+            else
+                scratch->app_memory_max_kb = (uint32_t) u;
+            *set |= SET_APPCFG;
+        } else if (streq (k, "app_instructions")
+                   || streq (k, "app_instructions_max")) {
+            rc = s_get_uint (L, -1, ctx, k, 1000, 10000000000ULL, &u);
+            if (streq (k, "app_instructions"))
+                scratch->app_instructions = u;
+            else
+                scratch->app_instructions_max = u;
+            *set |= SET_APPCFG;
+        } else if (streq (k, "app_files_kb") || streq (k, "app_files_max_kb")
+                   || streq (k, "app_kv_kb") || streq (k, "app_kv_max_kb")) {
+            rc = s_get_uint (L, -1, ctx, k, 1, 16777216, &u);
+            if (streq (k, "app_files_kb"))
+                scratch->app_files_kb = (uint32_t) u;
+            else if (streq (k, "app_files_max_kb"))
+                scratch->app_files_max_kb = (uint32_t) u;
+            else if (streq (k, "app_kv_kb"))
+                scratch->app_kv_kb = (uint32_t) u;
+            else
+                scratch->app_kv_max_kb = (uint32_t) u;
+            *set |= SET_APPCFG;
         } else if (streq (k, "max_sessions")) {
             rc = s_get_uint (L, -1, ctx, k, 1, 1000000, &u);
             scratch->max_sessions = (uint32_t) u;
@@ -674,6 +756,22 @@ s_merge (broker_config_t *dst, broker_config_t *src, uint32_t set)
         s_free_strv (dst->apps, dst->napps);
         MOVE (apps);
         MOVE (napps);
+    }
+    if (set & SET_APPCFG) {
+#define S_IFSET(field) \
+    if (src->field)    \
+        dst->field = src->field;
+        S_IFSET (app_workers);
+        S_IFSET (kv_map_mb);
+        S_IFSET (app_memory_kb);
+        S_IFSET (app_memory_max_kb);
+        S_IFSET (app_instructions);
+        S_IFSET (app_instructions_max);
+        S_IFSET (app_files_kb);
+        S_IFSET (app_files_max_kb);
+        S_IFSET (app_kv_kb);
+        S_IFSET (app_kv_max_kb);
+#undef S_IFSET
     }
     if (set & SET_MAP)
         dst->store_map_mb = src->store_map_mb;
@@ -798,6 +896,21 @@ broker_config_new (char *err, size_t errlen)
     self->lifecycle_rate_ms = 1000;
     self->stop_grace_ms = 5000;
     self->ask_timeout_s = 300;
+    {
+        app_limits_cfg_t lim;
+        app_limits_cfg_default (&lim);
+        long cores = sysconf (_SC_NPROCESSORS_ONLN);
+        self->app_workers = cores < 1 ? 1 : cores > 16 ? 16 : (uint32_t) cores;
+        self->kv_map_mb = 1024;
+        self->app_memory_kb = lim.memory_kb;
+        self->app_memory_max_kb = lim.memory_max_kb;
+        self->app_instructions = lim.instructions;
+        self->app_instructions_max = lim.instructions_max;
+        self->app_files_kb = lim.files_kb;
+        self->app_files_max_kb = lim.files_max_kb;
+        self->app_kv_kb = lim.kv_kb;
+        self->app_kv_max_kb = lim.kv_max_kb;
+    }
     self->policy = policy_new ();
     if (!self->policy || !self->lifecycle_rate
         || s_load (self, NULL, s_defaults, strlen (s_defaults),

@@ -67,6 +67,13 @@ typedef struct {
     uint32_t lifecycle_rate_ms; /* its period in milliseconds */
     uint32_t stop_grace_ms;     /* lifecycle stop: TERM, then KILL after */
     uint32_t ask_timeout_s;     /* a gate "ask" waits this long for approval */
+    /*  The app host (docs/CONFIG.md). */
+    uint32_t app_workers; /* worker actors (default: one per core) */
+    uint32_t kv_map_mb;   /* apps' key-value LMDB map size */
+    uint32_t app_memory_kb, app_memory_max_kb;
+    uint64_t app_instructions, app_instructions_max;
+    uint32_t app_files_kb, app_files_max_kb;
+    uint32_t app_kv_kb, app_kv_max_kb;
     char *source; /* where the file part came from ("embedded defaults") */
     /*  Where the policy was defined, for broker_config_reload_policy (read
         them through broker_config_policy_source). */

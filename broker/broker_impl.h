@@ -23,11 +23,14 @@
 #include "chan_req.h"
 #include "hal_audit.h"
 #include "hal_keys.h"
+#include "hal_kv.h"
+#include "app_host.h"
 #include "hal_store.h"
 #include "policy.h"
 #include "act_kernel.h"
 
 #define BROKER_RID_MAX 255
+#define BROKER_SLOT_LEN 4           /* the slot frame of a hosted session */
 #define BROKER_SEQ_BLOCK (1u << 20) /* ids reserved in the store at once */
 #define BROKER_DRAIN_MAX 4096       /* requests read in one loop turn */
 #define BROKER_OUTQ_MAX 65536       /* control messages queued per session */
@@ -56,6 +59,7 @@ typedef struct {
     bool paused;                   /* survives re-docking */
     int64_t first_seen, last_seen; /* wall ms */
     broker_cap_t *caps;            /* live capabilities on channels */
+    char app_state[16]; /* an app's, from the loader (CTL appstate), or "" */
 } broker_sys_t;
 
 /*  A channel of the table. */
@@ -117,6 +121,15 @@ struct _broker_waiter_t {
 struct _broker_session_t {
     uint8_t rid[BROKER_RID_MAX];
     uint8_t ridlen;
+    /*  A hosted session (an app of an app host, docs/PROTOCOL.md "Hosted
+        sessions"): rid is the host's routing id (hostlen bytes) followed by
+        the 4-byte slot the host put in a third frame; messages to it go to
+        the host with that slot frame appended. 0 for a connection's own
+        session. */
+    uint8_t hostlen;
+    broker_session_t *host;   /* the host's own session */
+    broker_session_t *hosted; /* a host's: its hosted sessions */
+    broker_session_t *hosted_prev, *hosted_next; /* in the host's list */
     broker_sys_t *sys;
     char session_id[33];
     bool privileged, kernel;
@@ -145,6 +158,7 @@ struct _broker_session_t {
 typedef struct {
     const uint8_t *rid;
     size_t ridlen;
+    uint8_t hostlen; /* > 0: a hosted session's request (see the session) */
     broker_session_t *session; /* NULL when the connection is not docked */
     const char *peer;          /* HELLO only: the Peer-Address property, NULL
                                   for inproc */
@@ -203,8 +217,10 @@ struct _broker_t {
 
     chan_qmsg_t **claim_buf; /* AAAX_MAX_CLAIM slots for CLAIM replies */
     zactor_t *heartbeat;
-    zactor_t *actors[3]; /* capability, gate, lifecycle */
-    act_ctx_t actx;      /* what they share; outlives them */
+    zactor_t *actors[4]; /* capability, gate, lifecycle, loader */
+    hal_kv_t *kv;        /* apps' key-value spaces (<data>/kv) */
+    app_limits_cfg_t app_limits;
+    act_ctx_t actx; /* what they share; outlives them */
     int64_t next_housekeeping;
     uint64_t requests, errors, published, dropped_subs;
 };
@@ -215,8 +231,16 @@ struct _broker_t {
     queued behind earlier ones when the peer's pipe is full; a session
     whose queue overflows is undocked. */
 void broker_send_ctl (broker_t *self, const uint8_t *rid, size_t ridlen,
-                      broker_session_t *session, int cmd, const void *body,
-                      size_t len);
+                      size_t hostlen, broker_session_t *session, int cmd,
+                      const void *body, size_t len);
+
+/*  Sends the routing frames of a message to session s: the routing id, and
+    for a hosted session the host's routing id (the slot frame then follows
+    the body: broker_send_slot). ZMQ_SNDMORE is set. <0 as zmq_send. */
+int broker_send_rid (broker_t *self, broker_session_t *s);
+/*  Ends a message to a hosted session with its slot frame (after a body
+    sent with ZMQ_SNDMORE); nothing for other sessions. */
+void broker_send_slot (broker_t *self, broker_session_t *s);
 
 /*  Frees every grant of s (its rights count goes to 0). */
 void broker_grants_clear (broker_session_t *s);

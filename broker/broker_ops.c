@@ -341,8 +341,8 @@ s_drop_unreadable (broker_t *self, broker_session_t *s)
         chan_pack_cstr (&np, "the read right on this channel ended (revoked, "
                              "expired, or withdrawn by a policy reload)");
         if (!note.oom)
-            broker_send_ctl (self, s->rid, s->ridlen, s, OUT_DROPPED, note.data,
-                             note.len);
+            broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s,
+                             OUT_DROPPED, note.data, note.len);
         chan_buf_fini (&note);
     }
 }
@@ -480,6 +480,8 @@ s_session_kind (broker_session_t *s, const char *peer)
 {
     if (s->kernel)
         s->kind = "kernel";
+    else if (s->host)
+        s->kind = "app";
     else if (!peer || strncmp (peer, "localhost:", 10) == 0)
         s->kind = "local";
     else {
@@ -684,6 +686,11 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         return;
     }
     bool kernel = false;
+    if (r->privileged && rq->hostlen) {
+        broker_error (self, rq, 403,
+                      "an app host's session cannot be privileged");
+        return;
+    }
     if (r->privileged) {
         if (!r->token.ptr) {
             broker_error (self, rq, 401,
@@ -724,9 +731,12 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
     broker_sys_t *sys = broker_sys_find (self, sysid);
     if (!s && sys && sys->session) {
         broker_session_t *other = sys->session;
+        /*  A hosted session is live while its host is (a kernel actor,
+            which never goes silent). */
         if (!other->dead
-            && other->last_active
-                   >= now - 3 * (int64_t) self->cfg->heartbeat_ms) {
+            && (other->host
+                || other->last_active
+                       >= now - 3 * (int64_t) self->cfg->heartbeat_ms)) {
             char reason[200];
             snprintf (reason, sizeof reason,
                       "system \"%s\" is docked on "
@@ -755,6 +765,15 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         }
         memcpy (s->rid, rq->rid, rq->ridlen);
         s->ridlen = (uint8_t) rq->ridlen;
+        if (rq->hostlen) {
+            /*  A hosted session: on its host's list, ending with it. */
+            s->hostlen = rq->hostlen;
+            s->host = broker_session_find (self, rq->rid, rq->hostlen);
+            s->hosted_next = s->host->hosted;
+            if (s->hosted_next)
+                s->hosted_next->hosted_prev = s;
+            s->host->hosted = s;
+        }
         s->sys = sys;
         uint8_t raw[16];
         randombytes_buf (raw, sizeof raw);
@@ -899,9 +918,7 @@ s_publish (broker_t *self, broker_chan_t *ch, uint64_t seq, const void *pairs,
             broker_session_t *s = (broker_session_t *) sub->owner;
             if (s->dead || s->sys->paused)
                 continue;
-            int rc = s->outq_head ? -1
-                                  : zmq_send (self->router, s->rid, s->ridlen,
-                                              ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            int rc = s->outq_head ? -1 : broker_send_rid (self, s);
             if (rc < 0) {
                 if (!s->outq_head && errno == EHOSTUNREACH) {
                     broker_mark_dead (self, s);
@@ -931,8 +948,8 @@ s_publish (broker_t *self, broker_chan_t *ch, uint64_t seq, const void *pairs,
                                      "resume (SUB since replays what is "
                                      "retained)");
                 if (!note.oom)
-                    broker_send_ctl (self, s->rid, s->ridlen, s, OUT_DROPPED,
-                                     note.data, note.len);
+                    broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s,
+                                     OUT_DROPPED, note.data, note.len);
                 chan_buf_fini (&note);
                 continue;
             }
@@ -940,8 +957,11 @@ s_publish (broker_t *self, broker_chan_t *ch, uint64_t seq, const void *pairs,
             zmq_msg_t copy;
             zmq_msg_init (&copy);
             zmq_msg_copy (&copy, &proto);
-            if (zmq_msg_send (&copy, self->router, ZMQ_DONTWAIT) < 0)
+            if (zmq_msg_send (&copy, self->router,
+                              ZMQ_DONTWAIT | (s->hostlen ? ZMQ_SNDMORE : 0))
+                < 0)
                 zmq_msg_close (&copy);
+            broker_send_slot (self, s);
             s->msgs_out++;
         }
     }
@@ -1206,7 +1226,8 @@ s_replay_cb (void *arg, const void *body, size_t len)
     void **a = (void **) arg;
     broker_t *self = (broker_t *) a[0];
     broker_session_t *s = (broker_session_t *) a[1];
-    broker_send_ctl (self, s->rid, s->ridlen, s, OUT_MSG, body, len);
+    broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s, OUT_MSG, body,
+                     len);
 }
 
 static chan_sub_t *
@@ -1331,7 +1352,7 @@ void
 broker_stat_heartbeat (broker_t *self, msgpack_packer *pk)
 {
     int64_t now = hal_clock_mono_ms ();
-    msgpack_pack_map (pk, 7);
+    msgpack_pack_map (pk, 8);
     chan_pack_str (pk, "kernel_id", 9);
     chan_pack_cstr (pk, self->kernel_id);
     chan_pack_str (pk, "timestamp", 9);
@@ -1356,6 +1377,21 @@ broker_stat_heartbeat (broker_t *self, msgpack_packer *pk)
         chan_pack_cstr (pk, ch->name);
         msgpack_pack_uint64 (pk, s_depth (ch));
     }
+    /*  Extension: the state of every loaded app (a failed one included,
+        which is not among the docked systems). */
+    uint32_t napps = 0;
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems); sys;
+         sys = (broker_sys_t *) zhashx_next (self->systems))
+        if (sys->app_state[0])
+            napps++;
+    chan_pack_str (pk, "apps", 4);
+    msgpack_pack_map (pk, napps);
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems); sys;
+         sys = (broker_sys_t *) zhashx_next (self->systems))
+        if (sys->app_state[0]) {
+            chan_pack_cstr (pk, sys->id);
+            chan_pack_cstr (pk, sys->app_state);
+        }
 }
 
 static void
@@ -1485,7 +1521,12 @@ s_ctl_list (broker_t *self, broker_rq_t *rq)
     msgpack_pack_array (&pk, (uint32_t) self->nsessions);
     for (broker_session_t *s = self->lru_head; s; s = s->lru_next) {
         bool remote = s->kind && streq (s->kind, "remote");
-        msgpack_pack_map (&pk, remote ? 11 : 10);
+        bool app = s->sys->app_state[0] != 0;
+        msgpack_pack_map (&pk, 10 + (remote ? 1 : 0) + (app ? 1 : 0));
+        if (app) {
+            chan_pack_cstr (&pk, "app_state");
+            chan_pack_cstr (&pk, s->sys->app_state);
+        }
         chan_pack_cstr (&pk, "id");
         chan_pack_cstr (&pk, s->sys->id);
         chan_pack_cstr (&pk, "kind");
@@ -1636,6 +1677,25 @@ s_ctl (broker_t *self, broker_rq_t *rq, int64_t now)
     }
     if (streq (op, "reload")) {
         s_ctl_reload (self, rq);
+        return;
+    }
+    if (streq (op, "appstate")) {
+        /*  The loader tells the state of an app (heartbeat, ps). */
+        char state[17];
+        broker_sys_t *sys;
+        if (!s->kernel) {
+            broker_error (self, rq, 403, "CTL appstate is for the loader");
+            return;
+        }
+        if (!s_span_cstr (rq->req.system, sysid, sizeof sysid)
+            || !s_span_cstr (rq->req.state, state, sizeof state)
+            || !(sys = broker_sys_get (self, sysid, hal_clock_wall_ms ()))) {
+            broker_error (self, rq, 400, "CTL appstate needs system, state");
+            return;
+        }
+        memcpy (sys->app_state, state, sizeof sys->app_state);
+        sys->app_state[sizeof sys->app_state - 1] = 0;
+        s_ok_empty (self, rq);
         return;
     }
     if (streq (op, "grant") || streq (op, "revoke")) {

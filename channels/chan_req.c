@@ -79,6 +79,7 @@ static const key_t_ s_keys[] = {
     KEY ("cap", CHAN_F_CAP, K_STR, 64),
     KEY ("rights", CHAN_F_RIGHTS, K_STRS, 16),
     KEY ("expires", CHAN_F_EXPIRES, K_UINT, 0),
+    KEY ("state", CHAN_F_STATE, K_STR, 16),
 };
 #define NKEYS (sizeof s_keys / sizeof s_keys[0])
 
@@ -158,6 +159,7 @@ s_span_for (chan_req_t *req, uint32_t bit)
     case CHAN_F_SINCE: return &req->since;
     case CHAN_F_OP: return &req->op;
     case CHAN_F_CAP: return &req->cap;
+    case CHAN_F_STATE: return &req->state;
     default: return NULL;
     }
 }

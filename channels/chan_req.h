@@ -56,7 +56,8 @@ enum {
     CHAN_F_OP = 1u << 18,
     CHAN_F_CAP = 1u << 19,
     CHAN_F_RIGHTS = 1u << 20,
-    CHAN_F_EXPIRES = 1u << 21
+    CHAN_F_EXPIRES = 1u << 21,
+    CHAN_F_STATE = 1u << 22
 };
 
 /*  Bounds checked at decode (an ERROR 400 outside them). */
@@ -70,6 +71,7 @@ typedef struct {
     uint64_t req;
     uint32_t fields;
     chan_span_t system, token, chan, to, corr, key, since, op, cap;
+    chan_span_t state;    /* CTL appstate */
     chan_span_t data;     /* the raw msgpack value */
     chan_span_t channels; /* raw array of strings, nchannels long */
     uint32_t nchannels;
