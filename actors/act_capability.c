@@ -829,7 +829,7 @@ act_capability (zsock_t *pipe, void *args)
         s_policy_refresh (&self);
         const char *queues[] = { S_QUEUE };
         const char *subs[] = { "kernel.systems" };
-        act_ops_t ops = { s_batch, s_push, s_tick, s_docked };
+        act_ops_t ops = { s_batch, s_push, s_tick, s_docked, NULL };
         act_serve (pipe, self.conn, queues, 1, subs, 1, &ops, &self);
     }
     zhashx_destroy (&self.caps);

@@ -739,7 +739,7 @@ act_gate (zsock_t *pipe, void *args)
         s_policy_refresh (&self);
         const char *queues[] = { S_QUEUE, S_APPROVALS };
         const char *subs[] = { "kernel.systems", "kernel.capabilities" };
-        act_ops_t ops = { s_batch, s_push, s_tick, s_docked };
+        act_ops_t ops = { s_batch, s_push, s_tick, s_docked, NULL };
         act_serve (pipe, self.conn, queues, 2, subs, 2, &ops, &self);
     }
     zhashx_destroy (&self.pending);

@@ -464,9 +464,18 @@ act_serve (zsock_t *pipe, act_conn_t *conn, const char **queues, size_t nqueues,
             timeout = 0;
         if (timeout > 1000)
             timeout = 1000;
-        zmq_pollitem_t items[2] = { { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
-                                    { sock, 0, ZMQ_POLLIN, 0 } };
-        int rc = zmq_poll (items, 2, timeout);
+        zmq_pollitem_t items[2 + 16] = { { zsock_resolve (pipe), 0, ZMQ_POLLIN,
+                                           0 },
+                                         { sock, 0, ZMQ_POLLIN, 0 } };
+        size_t nitems = 2;
+        if (ops->watch) {
+            void *socks[16];
+            size_t n = ops->watch (self, socks, 16);
+            for (size_t i = 0; i < n; i++)
+                items[nitems++] =
+                    (zmq_pollitem_t){ socks[i], 0, ZMQ_POLLIN, 0 };
+        }
+        int rc = zmq_poll (items, (int) nitems, timeout);
         if (rc < 0)
             break;
         if (items[0].revents & ZMQ_POLLIN) {

@@ -16,7 +16,9 @@
 #include "aaax.h"
 #include "chan_client.h"
 #include "hal_audit.h"
+#include "app_host.h"
 #include "hal_keys.h"
+#include "hal_kv.h"
 #include "policy.h"
 
 /*  ---- the shared policy ----------------------------------------------- */
@@ -50,6 +52,12 @@ typedef struct {
     const char *lifecycle_rate; /* "N/s" ... */
     uint32_t stop_grace_ms;
     uint32_t ask_timeout_s;
+    /*  The loader and its app host (issue 4). */
+    const app_limits_cfg_t *app_limits;
+    uint32_t app_workers;         /* worker actors in the pool */
+    const char *const *boot_apps; /* app directories loaded at boot */
+    size_t nboot_apps;
+    hal_kv_t *kv; /* apps' key-value spaces, pins */
 } act_ctx_t;
 
 /*  ---- a kernel actor's connection ----------------------------------- */
@@ -138,6 +146,9 @@ typedef struct {
     int64_t (*tick) (void *self, int64_t now);
     /*  After docking (again): reload state (e.g. a snapshot by CTL). */
     void (*docked) (void *self);
+    /*  More sockets to wake on (e.g. worker actors' pipes): fills socks,
+        returns how many (at most max). tick runs after they are readable. */
+    size_t (*watch) (void *self, void **socks, size_t max);
 } act_ops_t;
 
 /*  Serves queues[0..nqueues) until $TERM on pipe: keeps one long-poll CLAIM
@@ -159,5 +170,6 @@ const char *act_get_str (const msgpack_object *map, const char *key, char *buf,
 void act_capability (zsock_t *pipe, void *args);
 void act_gate (zsock_t *pipe, void *args);
 void act_lifecycle (zsock_t *pipe, void *args);
+void act_loader (zsock_t *pipe, void *args);
 
 #endif

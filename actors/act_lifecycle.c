@@ -1,6 +1,7 @@
 /*  act_lifecycle.c — the lifecycle actor: serves kernel.lifecycle (written
     by privileged systems only): list, pause, resume, stop, kill, and
-    start/restart for apps (which arrive with the app host).
+    start/restart for apps, which it hands to kernel.loader (the loader
+    answers the caller).
 
     Signals reach a system as messages in its mailbox from
     kernel.lifecycle: {signal: "TERM" | "STOP" | "CONT" | "KILL", reason,
@@ -235,10 +236,28 @@ s_one (void *arg, act_batch_t *batch, act_req_t *req)
         return;
     }
     if (start) {
-        snprintf (why, sizeof why,
-                  "%s works on apps, and this kernel has no app host yet", o);
-        s_audit (self, o, target, false, req->from, why, req->id);
-        s_answer (t, req, false, why);
+        /*  Apps are the loader's: it answers the caller itself. */
+        chan_buf_t b;
+        chan_buf_init (&b);
+        msgpack_packer pk;
+        chan_buf_packer (&b, &pk);
+        msgpack_pack_map (&pk, 4);
+        chan_pack_cstr (&pk, "op");
+        chan_pack_cstr (&pk, o);
+        chan_pack_cstr (&pk, "name");
+        chan_pack_cstr (&pk, target);
+        chan_pack_cstr (&pk, "reply_to");
+        chan_pack_cstr (&pk, req->from);
+        chan_pack_cstr (&pk, "reply_corr");
+        chan_pack_cstr (&pk, req->id);
+        int rc = b.oom ? AAAX_ENOMEM
+                       : act_write (self->conn, "kernel.loader", b.data, b.len);
+        chan_buf_fini (&b);
+        s_audit (self, o, target, rc == 0, req->from,
+                 rc == 0 ? "handed to kernel.loader" : aaax_strerror (rc),
+                 req->id);
+        if (rc != 0)
+            s_answer (t, req, false, "the loader could not be reached");
         return;
     }
     if (strncmp (target, "kernel.", 7) == 0 || streq (target, req->from)) {
@@ -386,7 +405,7 @@ act_lifecycle (zsock_t *pipe, void *args)
     } else {
         zlistx_set_destructor (self.stops, s_free_stop);
         const char *queues[] = { S_QUEUE };
-        act_ops_t ops = { s_batch, NULL, s_tick, NULL };
+        act_ops_t ops = { s_batch, NULL, s_tick, NULL, NULL };
         act_serve (pipe, self.conn, queues, 1, NULL, 0, &ops, &self);
     }
     zlistx_destroy (&self.stops);

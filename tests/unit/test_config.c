@@ -43,7 +43,7 @@ load (broker_config_t *c, const char *src)
                      (needle));                                      \
             CHECK (strstr (s_err, (needle)) != NULL);                \
         }                                                            \
-        CHECK_EQ_INT (c_->nchannels, 2);                             \
+        CHECK_EQ_INT (c_->nchannels, 3);                             \
         CHECK_EQ_INT (c_->heartbeat_ms, 1000);                       \
         CHECK_EQ_STR (c_->source, "embedded defaults");              \
         broker_config_destroy (&c_);                                 \
@@ -91,7 +91,18 @@ test_defaults (void)
     CHECK (!c->insecure);
     CHECK_EQ_INT (c->heartbeat_ms, 1000);
     CHECK_EQ_INT (c->max_frame, 1048576);
-    CHECK_EQ_INT (c->napps, 0);
+    /*  The example apps of the source tree, by absolute path. */
+    CHECK_EQ_INT (c->napps, 4);
+    if (c->napps == 4) {
+        CHECK (strstr (c->apps[0], "/apps/echo") != NULL);
+        CHECK (strstr (c->apps[3], "/apps/watchdog") != NULL);
+        CHECK (c->apps[0][0] == '/');
+    }
+    CHECK_EQ_INT (c->app_memory_kb, 4096);
+    CHECK_EQ_INT (c->app_memory_max_kb, 65536);
+    CHECK_EQ_INT (c->app_instructions, 10000000);
+    CHECK (c->app_workers >= 1 && c->app_workers <= 16);
+    CHECK_EQ_INT (c->kv_map_mb, 1024);
     CHECK_EQ_INT (c->store_map_mb, 4096);
     CHECK_EQ_INT (c->sndhwm, 4096);
     CHECK_EQ_INT (c->mailbox_max_len, 100000);
@@ -118,7 +129,8 @@ test_defaults (void)
     CHECK_EQ_INT (c->policy_from, BROKER_POLICY_TEXT);
     CHECK (c->policy_text == NULL);
 
-    CHECK_EQ_INT (c->nchannels, 2);
+    CHECK_EQ_INT (c->nchannels, 3);
+    CHECK (chan (c, "alerts") != NULL);
     const broker_chan_cfg_t *jobs = chan (c, "jobs");
     CHECK (jobs != NULL);
     if (jobs) {
@@ -141,8 +153,10 @@ test_defaults (void)
     }
     //  policy rules
     CHECK (c->policy != NULL);
-    CHECK_EQ_INT (policy_size (c->policy), 4);
+    CHECK_EQ_INT (policy_size (c->policy), 12);
     CHECK_EQ_INT (decide (c, "anyone", "chan.write", "jobs"), POLICY_ALLOW);
+    CHECK_EQ_INT (decide (c, "watchdog", "chan.write", "alerts"), POLICY_ALLOW);
+    CHECK_EQ_INT (decide (c, "anyone", "chan.write", "alerts"), POLICY_DENY);
     CHECK_EQ_INT (decide (c, "anyone", "chan.claim", "jobs"), POLICY_ALLOW);
     CHECK_EQ_INT (decide (c, "anyone", "chan.claim", "jobs.dlq"), POLICY_ALLOW);
     CHECK_EQ_INT (decide (c, "anyone", "chan.read", "events"), POLICY_ALLOW);
@@ -164,9 +178,20 @@ test_overlay (void)
     //  one key: only it changes
     CHECK_EQ_INT (load (c, "return { heartbeat_ms = 500 }"), 0);
     CHECK_EQ_INT (c->heartbeat_ms, 500);
-    CHECK_EQ_INT (c->nchannels, 2);
+    CHECK_EQ_INT (c->nchannels, 3);
     CHECK_EQ_INT (c->nbinds, 1);
-    CHECK_EQ_INT (policy_size (c->policy), 4);
+    CHECK_EQ_INT (policy_size (c->policy), 12);
+    //  app host keys, with their bounds
+    CHECK_EQ_INT (load (c, "return { app_workers = 3, app_memory_kb = 128, "
+                           "app_kv_max_kb = 10 }"),
+                  0);
+    CHECK_EQ_INT (c->app_workers, 3);
+    CHECK_EQ_INT (c->app_memory_kb, 128);
+    CHECK_EQ_INT (c->app_kv_max_kb, 10);
+    CHECK_EQ_INT (c->app_memory_max_kb, 65536); /* untouched */
+    CHECK (load (c, "return { app_workers = 0 }") != 0);
+    CHECK (load (c, "return { app_memory_kb = 10 }") != 0);
+    CHECK (load (c, "return { app_instructions = 5 }") != 0);
     CHECK_EQ_STR (c->source, "test.lua");
     //  lists replace whole
     CHECK_EQ_INT (load (c, "return { bind = { 'tcp://127.0.0.1:7000', "
@@ -702,7 +727,7 @@ test_files (void)
     CHECK_EQ_INT (c->nchannels, 1);
     CHECK_EQ_STR (c->channels[0].name, "only");
     CHECK_EQ_INT (policy_size (c->policy), 1);
-    CHECK_EQ_INT (c->napps, 0);
+    CHECK_EQ_INT (c->napps, 4);
     //  a syntax error: "path:line:" in the message, nothing changed
     f = fopen (path, "w");
     fputs ("return {\n  heartbeat_ms = = 5,\n}\n", f);
@@ -782,7 +807,7 @@ test_reload (void)
         0);
     CHECK_EQ_STR (src, "embedded defaults");
     CHECK (p && p != c->policy);
-    CHECK_EQ_INT (policy_size (p), 4);
+    CHECK_EQ_INT (policy_size (p), 12);
     CHECK_EQ_STR (policy_digest (p), policy_digest (c->policy));
     policy_destroy (&p);
     //  A file that does not set the policy keeps the defaults' (and a
@@ -791,7 +816,7 @@ test_reload (void)
     CHECK_EQ_STR (broker_config_policy_source (c), "embedded defaults");
     CHECK_EQ_INT (broker_config_reload_policy (c, &p, NULL, 0, err, sizeof err),
                   0);
-    CHECK_EQ_INT (policy_size (p), 4);
+    CHECK_EQ_INT (policy_size (p), 12);
     policy_destroy (&p);
     //  A string chunk is kept and read again.
     CHECK_EQ_INT (load (c, "return { policy = {\n { subject = 's', action = "
@@ -900,7 +925,7 @@ test_reload (void)
         broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
         0);
     CHECK_EQ_STR (src, "embedded defaults");
-    CHECK_EQ_INT (policy_size (p), 4);
+    CHECK_EQ_INT (policy_size (p), 12);
     policy_destroy (&p);
     //  the file is gone
     unlink (path);
