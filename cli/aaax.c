@@ -24,6 +24,7 @@
 #include "aaax.h"
 #include "chan_client.h"
 #include "chan_req.h"
+#include "cli_app.h"
 #include "cli_json.h"
 #include "cli_kernel.h"
 #include "hal_audit.h"
@@ -743,6 +744,7 @@ s_main_usage (FILE *out)
     for (size_t i = 0; i < S_NCOMMANDS; i++)
         fprintf (out, "  %-14s %s\n", s_commands[i].name,
                  s_commands[i].summary);
+    cli_app_summaries (out);
     fprintf (out,
              "\n"
              "'aaax SUBCOMMAND --help' describes one, with its options "
@@ -2752,6 +2754,8 @@ main (int argc, char **argv)
     if (strcmp (name, "--help") == 0 || strcmp (name, "-h") == 0
         || strcmp (name, "help") == 0) {
         if (argc > 2 && strcmp (name, "help") == 0) {
+            if (strcmp (argv[2], "app") == 0)
+                return cli_app_help (argc > 3 ? argv[3] : NULL);
             const s_command_t *c = s_find (argc - 2, argv + 2, &used);
             if (c)
                 return s_cmd_help (c);
@@ -2763,6 +2767,9 @@ main (int argc, char **argv)
         s_main_usage (stdout);
         return EXIT_OK;
     }
+    /*  "aaax app ...": Lua apps (cli/cli_app.c). */
+    if (strcmp (name, "app") == 0)
+        return cli_app_main (argc - 1, argv + 1);
     char version_word[] = "version";
     if (strcmp (name, "--version") == 0)
         name = argv[1] = version_word;

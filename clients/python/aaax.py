@@ -511,3 +511,18 @@ class Client:
         audit_id}``."""
         return self.kernel_request("kernel.gate", {"action": action, "target": target,
                                            "args": args or {}}, timeout)
+
+    def loader(self, op, timeout=30.0, **body):
+        """Asks the module loader (``kernel.loader``; privileged sessions
+        only) and returns the ``data`` of its answer, e.g.
+        ``loader("load", path="/abs/apps/echo")`` →
+        ``{"ok": True, "modules": [...]}``, ``loader("list")``,
+        ``loader("unload", name="echo")``; ops ``load`` (``path`` or
+        ``paths``), ``unload``, ``reload``, ``list``, ``pin``, ``unpin``,
+        ``start``, ``stop``, ``restart``, ``kill`` (``name``). A refusal is
+        an answer with ``ok`` False and a ``reason``, not an exception.
+        Paths are resolved by the kernel in its own working directory: give
+        absolute ones. The default ``timeout`` is longer than other
+        requests' as a load waits for the apps' ``start()``."""
+        body["op"] = op
+        return self.kernel_request("kernel.loader", body, timeout)
