@@ -734,6 +734,12 @@ test_load (void)
                   AAAX_ENOENT);
     snprintf (path, sizeof path, "%s: no manifest.lua", dir);
     CHECK_EQ_STR (s_err, path);
+    make_dir (dir, "manifest.lua");
+    CHECK_EQ_INT (app_manifest_load (dir, &m, s_err, sizeof s_err),
+                  AAAX_EINVAL);
+    CHECK (strstr (s_err, "/manifest.lua: not a regular file") != NULL);
+    snprintf (path, sizeof path, "%s/manifest.lua", dir);
+    CHECK_EQ_INT (rmdir (path), 0);
 
     //  Too big (checked before reading).
     char *big = (char *) malloc (APP_MANIFEST_MAX_SIZE + 2);
