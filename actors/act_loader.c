@@ -1059,7 +1059,7 @@ s_one (void *arg, act_batch_t *batch, act_req_t *req)
     if (streq (op, "unload")) {
         s_dependents (self, name, why, sizeof why);
         if (why[0]) {
-            char msg[1000];
+            char msg[1200];
             snprintf (msg, sizeof msg,
                       "app '%s' is needed by %s; unload them first", name, why);
             s_reply_one (self, to, corr, false, msg);

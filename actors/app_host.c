@@ -1819,11 +1819,17 @@ s_api_fs (lua_State *L, int op, const char *fn)
 {
     s_app_t *a = s_app (L);
     s_need_docked (L, a, fn);
-    const char *path =
-        op == FS_LIST ? luaL_optstring (L, 1, "") : luaL_checkstring (L, 1);
+    size_t plen = 0;
+    const char *path = op == FS_LIST ? luaL_optlstring (L, 1, "", &plen)
+                                     : luaL_checklstring (L, 1, &plen);
     char err[300];
-    if (!(op == FS_LIST && !*path)
-        && hal_vfs_check_path (path, err, sizeof err) != 0) {
+    /*  A directory to list may end with '/'; a NUL byte anywhere is
+        refused, never cut short. */
+    size_t check = plen;
+    if (op == FS_LIST && check > 1 && path[check - 1] == '/')
+        check--;
+    if (!(op == FS_LIST && plen == 0)
+        && hal_vfs_check_pathn (path, check, err, sizeof err) != 0) {
         lua_pushnil (L);
         lua_pushfstring (L, "400 %s", err);
         return 2;

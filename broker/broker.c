@@ -694,6 +694,7 @@ broker_undock (broker_t *self, broker_session_t *s, const char *reason,
             s->hosted_next->hosted_prev = s->hosted_prev;
         s->host = NULL;
         s->hosted_prev = s->hosted_next = NULL;
+        self->nhosted--;
     }
     zsys_info ("broker: %s undocked (%s)", sys->id, reason);
     /*  Every capability of the system ends with its session; the
@@ -1301,6 +1302,7 @@ s_free_sessions (broker_t *self)
     zhashx_purge (self->sessions);
     self->nsessions = 0;
     self->nkernel = 0;
+    self->nhosted = 0;
 }
 
 int

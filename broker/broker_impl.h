@@ -199,6 +199,7 @@ struct _broker_t {
     broker_session_t *dead_list;
     size_t nsessions;
     size_t nkernel; /* of which kernel actors (not counted in max_sessions) */
+    size_t nhosted; /* and apps of the app host (not counted either) */
     broker_session_t *blocked; /* sessions with queued control output */
     chan_heap_t waiter_heap;
     chan_heap_t queue_heap; /* work-queues with deadlines, by the earliest */

@@ -748,8 +748,9 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         /*  The other connection went silent: it is over. */
         broker_undock (self, other, "replaced by a new connection", false);
     }
-    if (!s && !kernel
-        && self->nsessions - self->nkernel >= self->cfg->max_sessions) {
+    if (!s && !kernel && !rq->hostlen
+        && self->nsessions - self->nkernel - self->nhosted
+               >= self->cfg->max_sessions) {
         broker_error (self, rq, 429, "too many sessions");
         return;
     }
@@ -765,15 +766,6 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         }
         memcpy (s->rid, rq->rid, rq->ridlen);
         s->ridlen = (uint8_t) rq->ridlen;
-        if (rq->hostlen) {
-            /*  A hosted session: on its host's list, ending with it. */
-            s->hostlen = rq->hostlen;
-            s->host = broker_session_find (self, rq->rid, rq->hostlen);
-            s->hosted_next = s->host->hosted;
-            if (s->hosted_next)
-                s->hosted_next->hosted_prev = s;
-            s->host->hosted = s;
-        }
         s->sys = sys;
         uint8_t raw[16];
         randombytes_buf (raw, sizeof raw);
@@ -790,6 +782,16 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
             free (s);
             broker_error (self, rq, 500, "out of memory");
             return;
+        }
+        if (rq->hostlen) {
+            /*  A hosted session: on its host's list, ending with it. */
+            s->hostlen = rq->hostlen;
+            s->host = broker_session_find (self, rq->rid, rq->hostlen);
+            s->hosted_next = s->host->hosted;
+            if (s->hosted_next)
+                s->hosted_next->hosted_prev = s;
+            s->host->hosted = s;
+            self->nhosted++;
         }
         sys->session = s;
         self->nsessions++;

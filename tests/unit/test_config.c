@@ -153,7 +153,7 @@ test_defaults (void)
     }
     //  policy rules
     CHECK (c->policy != NULL);
-    CHECK_EQ_INT (policy_size (c->policy), 12);
+    CHECK_EQ_INT (policy_size (c->policy), 11);
     CHECK_EQ_INT (decide (c, "anyone", "chan.write", "jobs"), POLICY_ALLOW);
     CHECK_EQ_INT (decide (c, "watchdog", "chan.write", "alerts"), POLICY_ALLOW);
     CHECK_EQ_INT (decide (c, "anyone", "chan.write", "alerts"), POLICY_DENY);
@@ -180,7 +180,7 @@ test_overlay (void)
     CHECK_EQ_INT (c->heartbeat_ms, 500);
     CHECK_EQ_INT (c->nchannels, 3);
     CHECK_EQ_INT (c->nbinds, 1);
-    CHECK_EQ_INT (policy_size (c->policy), 12);
+    CHECK_EQ_INT (policy_size (c->policy), 11);
     //  app host keys, with their bounds
     CHECK_EQ_INT (load (c, "return { app_workers = 3, app_memory_kb = 128, "
                            "app_kv_max_kb = 10 }"),
@@ -807,7 +807,7 @@ test_reload (void)
         0);
     CHECK_EQ_STR (src, "embedded defaults");
     CHECK (p && p != c->policy);
-    CHECK_EQ_INT (policy_size (p), 12);
+    CHECK_EQ_INT (policy_size (p), 11);
     CHECK_EQ_STR (policy_digest (p), policy_digest (c->policy));
     policy_destroy (&p);
     //  A file that does not set the policy keeps the defaults' (and a
@@ -816,7 +816,7 @@ test_reload (void)
     CHECK_EQ_STR (broker_config_policy_source (c), "embedded defaults");
     CHECK_EQ_INT (broker_config_reload_policy (c, &p, NULL, 0, err, sizeof err),
                   0);
-    CHECK_EQ_INT (policy_size (p), 12);
+    CHECK_EQ_INT (policy_size (p), 11);
     policy_destroy (&p);
     //  A string chunk is kept and read again.
     CHECK_EQ_INT (load (c, "return { policy = {\n { subject = 's', action = "
@@ -925,7 +925,7 @@ test_reload (void)
         broker_config_reload_policy (c, &p, src, sizeof src, err, sizeof err),
         0);
     CHECK_EQ_STR (src, "embedded defaults");
-    CHECK_EQ_INT (policy_size (p), 12);
+    CHECK_EQ_INT (policy_size (p), 11);
     policy_destroy (&p);
     //  the file is gone
     unlink (path);
