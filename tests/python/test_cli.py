@@ -514,7 +514,9 @@ def test_tail_exits_1_when_kernel_goes_away(kernel):
     assert kernel.stop() == 0
     rc, out, err = finish(proc, timeout=15)
     assert rc == 1
-    assert "no answer" in err
+    # Either the kernel said it is going (503) before it went, or it was
+    # gone before the next PING was answered.
+    assert "no answer" in err or "shutting down" in err
 
 
 # ---- mailboxes: send, tail @ME, send --wait --------------------------------

@@ -1,8 +1,7 @@
 """The kernel channels of contract section 6 and the replies of section 7.
 
-The loader actor (kernel.loader) arrives with the app host: its test is a
-strict xfail until then. The other actors' behaviour is tested in depth in
-test_kernel_actors.py."""
+The actors' behaviour is tested in depth in test_kernel_actors.py (the
+loader's, kernel.loader, in test_apps.py)."""
 
 import pytest
 
@@ -29,11 +28,6 @@ return {
   },
 }
 """
-
-NOT_YET = pytest.mark.xfail(
-    reason="the loader actor arrives with the app host: nothing answers "
-           "requests written to kernel.loader yet", strict=True)
-
 
 def test_kernel_channels_exist_with_their_kind_and_visibility(kernel):
     admin = kernel.client("admin", privileged=True, token=kernel.token)
@@ -113,10 +107,11 @@ def test_lifecycle_list_answered_in_the_mailbox(kernel):
     assert r["data"]["ok"] is True and "root" in str(r["data"]["systems"])
 
 
-@NOT_YET
 def test_loader_list_answered_in_the_mailbox(kernel):
     c = kernel.client("root", privileged=True, token=kernel.token)
     rid = c.write("kernel.loader", {"op": "list"})
-    r = reply_to(c, rid)
+    r = reply_to(c, rid, timeout=5.0)
     assert r is not None, "no reply in the mailbox"
+    assert r["from"] == "kernel.loader" and r["to"] == "root"
     assert r["data"]["ok"] is True and "modules" in r["data"]
+    assert isinstance(r["data"]["modules"], list)
