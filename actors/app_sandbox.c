@@ -54,11 +54,12 @@ struct _app_sandbox_t {
 
 enum { S_KILL_NONE = 0, S_KILL_INSTR, S_KILL_MEM };
 
-/*  Values in the registry's host-thread table, a weak-keyed set of the
-    threads app_sandbox_thread made: the app may not resume, close or yield
-    them, and the host may not resume a killed one. */
-enum { S_HOST_LIVE = 1, S_HOST_KILLED = 2 };
-static const char s_hosts_key = 'h'; /* its address is the registry key */
+/*  The registry's thread table, weak-keyed, says what each thread is: the
+    threads app_sandbox_thread made (the app may not resume, close or yield
+    them; the host may not resume a killed one) and the app's own (which may
+    not be closed once they died while the sandbox was killed). */
+enum { S_HOST_LIVE = 1, S_HOST_KILLED, S_APP_LIVE, S_APP_DEAD };
+static const char s_threads_key = 't'; /* its address is the registry key */
 
 static app_sandbox_t *
 s_self (lua_State *L)
@@ -71,7 +72,10 @@ s_self (lua_State *L)
 static void s_hook (lua_State *L, lua_Debug *ar);
 
 /*  Sets L's count hook: every instruction once killed, else at the next
-    interval or when the budget runs out, whichever is first. */
+    interval or when the budget runs out, whichever is first. Lua resets the
+    count after each call of the hook by itself; lua_sethook walks the whole
+    CallInfo list (settraps), which a deep recursion makes long, so it is
+    called only when something changes. */
 static void
 s_arm (app_sandbox_t *self, lua_State *L)
 {
@@ -83,7 +87,9 @@ s_arm (app_sandbox_t *self, lua_State *L)
         if (left < (uint64_t) count)
             count = left > 0 ? (int) left : 1;
     }
-    lua_sethook (L, s_hook, LUA_MASKCOUNT, count);
+    if (lua_gethook (L) != s_hook || lua_gethookmask (L) != LUA_MASKCOUNT
+        || lua_gethookcount (L) != count)
+        lua_sethook (L, s_hook, LUA_MASKCOUNT, count);
 }
 
 /*  Marks the sandbox killed and makes the hook fire at the next instruction
@@ -429,28 +435,75 @@ s_table_remove (lua_State *L)
     return 1;
 }
 
-/*  Whether the value at idx is a thread app_sandbox_thread made. */
+/*  The state of the thread at idx in the thread table (S_*), 0 if absent. */
+static int
+s_thread_state (lua_State *L, int idx)
+{
+    idx = lua_absindex (L, idx);
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_threads_key);
+    lua_pushvalue (L, idx);
+    lua_rawget (L, -2);
+    int state = (int) lua_tointeger (L, -1);
+    lua_pop (L, 2);
+    return state;
+}
+
+/*  Sets it; a new entry allocates, changing an existing one does not. */
+static void
+s_set_thread_state (lua_State *L, int idx, int state)
+{
+    idx = lua_absindex (L, idx);
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_threads_key);
+    lua_pushvalue (L, idx);
+    lua_pushinteger (L, state);
+    lua_rawset (L, -3);
+    lua_pop (L, 1);
+}
+
 static int
 s_is_host (lua_State *L, int idx)
 {
-    idx = lua_absindex (L, idx);
-    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_hosts_key);
-    lua_pushvalue (L, idx);
-    int host = lua_rawget (L, -2) != LUA_TNIL;
-    lua_pop (L, 2);
-    return host;
+    int state = s_thread_state (L, idx);
+    return state == S_HOST_LIVE || state == S_HOST_KILLED;
+}
+
+/*  xpcall (f, msgh, ...): an error raised by the hook is raised inside the
+    hook, where hooks are off, and Lua calls the message handler right there
+    (luaG_errormsg): an app's handler would then run unbudgeted. Once
+    killed, the handler is skipped and the message passes unchanged. */
+static int
+s_msgh (lua_State *L)
+{
+    if (s_self (L)->killed)
+        return 1;
+    lua_pushvalue (L, lua_upvalueindex (1));
+    lua_insert (L, 1);
+    lua_call (L, lua_gettop (L) - 1, 1);
+    return 1;
+}
+
+static int
+s_xpcall (lua_State *L)
+{
+    luaL_checktype (L, 2, LUA_TFUNCTION);
+    lua_pushvalue (L, 2);
+    lua_pushcclosure (L, s_msgh, 1);
+    lua_replace (L, 2);
+    return s_orig (L);
 }
 
 /*  coroutine.create / wrap: the new thread copied its creator's hook and
     count; give it the short interval and charge that interval now, as what
-    it runs after its last hook call is never charged. */
+    it runs after its last hook call is never charged. It goes into the
+    thread table now, so that marking it dead later allocates nothing. */
 static int
-s_adopt (lua_State *L, lua_State *co)
+s_adopt (lua_State *L)
 {
     app_sandbox_t *self = s_self (L);
     if (s_charge (L, APP_SANDBOX_CO_INTERVAL))
         return s_raise_killed (L, self);
-    s_arm (self, co);
+    s_set_thread_state (L, -1, S_APP_LIVE);
+    s_arm (self, lua_tothread (L, -1));
     return 1;
 }
 
@@ -458,17 +511,19 @@ static int
 s_co_create (lua_State *L)
 {
     s_orig (L); /* pushes the thread */
-    return s_adopt (L, lua_tothread (L, -1));
+    return s_adopt (L);
 }
 
-static int
-s_co_wrap (lua_State *L)
+/*  After a resume of the app's thread at idx: a thread that died while the
+    sandbox was killed may have died of an error raised inside the hook, and
+    then keeps hooks off (nothing restores its allowhook): closing it would
+    run its __close handlers unbudgeted. It is marked, and never closed. */
+static void
+s_after_resume (lua_State *L, int idx)
 {
-    s_orig (L); /* pushes a C closure whose upvalue is the thread */
-    lua_getupvalue (L, -1, 1);
-    lua_State *co = lua_tothread (L, -1);
-    lua_pop (L, 1);
-    return s_adopt (L, co);
+    lua_State *co = lua_tothread (L, idx);
+    if (s_self (L)->killed && co && lua_status (co) > LUA_YIELD)
+        s_set_thread_state (L, idx, S_APP_DEAD);
 }
 
 /*  coroutine.resume / close: a callback coroutine belongs to the host (it
@@ -478,7 +533,63 @@ s_co_resume (lua_State *L)
 {
     if (lua_type (L, 1) == LUA_TTHREAD && s_is_host (L, 1))
         return luaL_error (L, "cannot resume or close a host coroutine");
+    int n = s_orig (L);
+    s_after_resume (L, 1);
+    return n;
+}
+
+static int
+s_co_close (lua_State *L)
+{
+    if (lua_type (L, 1) == LUA_TTHREAD) {
+        int state = s_thread_state (L, 1);
+        if (state == S_HOST_LIVE || state == S_HOST_KILLED)
+            return luaL_error (L, "cannot resume or close a host coroutine");
+        if (state == S_APP_DEAD) {
+            lua_pushboolean (L, 0);
+            lua_pushliteral (L, "cannot close a killed coroutine");
+            return 2;
+        }
+    }
     return s_orig (L);
+}
+
+/*  The function coroutine.wrap returns (upvalues: the thread, the original
+    coroutine.resume): luaB_auxwrap of lcorolib.c, except that a killed
+    thread is not reset (see s_after_resume). */
+static int
+s_co_wrapped (lua_State *L)
+{
+    lua_pushvalue (L, lua_upvalueindex (1));
+    lua_insert (L, 1);
+    int n = lua_tocfunction (L, lua_upvalueindex (2)) (L);
+    s_after_resume (L, 1);
+    if (lua_toboolean (L, -n))
+        return n - 1; /* the results, without resume's true */
+    lua_State *co = lua_tothread (L, 1);
+    int status = lua_status (co);
+    if (status != LUA_OK && status != LUA_YIELD
+        && s_thread_state (L, 1) != S_APP_DEAD) {
+        status = lua_resetthread (co); /* close its tbc variables */
+        lua_xmove (co, L, 1);
+    }
+    if (status != LUA_ERRMEM && lua_type (L, -1) == LUA_TSTRING) {
+        luaL_where (L, 1);
+        lua_insert (L, -2);
+        lua_concat (L, 2);
+    }
+    return lua_error (L);
+}
+
+/*  coroutine.wrap (upvalues: the original create and resume). */
+static int
+s_co_wrap (lua_State *L)
+{
+    lua_tocfunction (L, lua_upvalueindex (1)) (L); /* pushes the thread */
+    s_adopt (L);
+    lua_pushvalue (L, lua_upvalueindex (2));
+    lua_pushcclosure (L, s_co_wrapped, 2);
+    return 1;
 }
 
 /*  coroutine.yield: a callback coroutine is the app's main thread; only the
@@ -557,6 +668,7 @@ s_open (lua_State *L)
         }
     }
     s_wrap (L, "setmetatable", s_setmetatable);
+    s_wrap (L, "xpcall", s_xpcall);
     s_wrap (L, "load", s_load);
     s_wrap (L, "collectgarbage", s_collectgarbage);
 
@@ -584,9 +696,14 @@ s_open (lua_State *L)
             lua_setfield (L, -2, "remove");
         } else if (lib->func == luaopen_coroutine) {
             s_wrap (L, "create", s_co_create);
-            s_wrap (L, "wrap", s_co_wrap);
+            lua_getfield (L, -1, "create");
+            lua_getupvalue (L, -1, 1); /* the original */
+            lua_remove (L, -2);
+            lua_getfield (L, -2, "resume");
+            lua_pushcclosure (L, s_co_wrap, 2);
+            lua_setfield (L, -2, "wrap");
             s_wrap (L, "resume", s_co_resume);
-            s_wrap (L, "close", s_co_resume);
+            s_wrap (L, "close", s_co_close);
             s_wrap (L, "yield", s_co_yield);
             s_wrap (L, "isyieldable", s_co_isyieldable);
         }
@@ -601,13 +718,13 @@ s_open (lua_State *L)
     lua_setfield (L, -2, "__metatable");
     lua_pop (L, 2);
 
-    //  The weak-keyed set of host threads.
+    //  The thread table.
     lua_newtable (L);
     lua_createtable (L, 0, 1);
     lua_pushliteral (L, "k");
     lua_setfield (L, -2, "__mode");
     lua_setmetatable (L, -2);
-    lua_rawsetp (L, LUA_REGISTRYINDEX, &s_hosts_key);
+    lua_rawsetp (L, LUA_REGISTRYINDEX, &s_threads_key);
     return 0;
 }
 
@@ -756,7 +873,7 @@ s_newthread (lua_State *L)
     lua_State *co = lua_newthread (L);
     lua_pushvalue (L, -1);
     lua_rawsetp (L, LUA_REGISTRYINDEX, co);
-    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_hosts_key);
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_threads_key);
     lua_pushvalue (L, -2);
     lua_pushinteger (L, S_HOST_LIVE);
     lua_rawset (L, -3);
@@ -809,7 +926,7 @@ app_sandbox_resume (app_sandbox_t *self, lua_State *co, int nargs, int *nres,
         aaax_seterr (err, errlen, "not a live thread of this sandbox");
         return APP_RUN_ERROR;
     }
-    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_hosts_key);
+    lua_rawgetp (L, LUA_REGISTRYINDEX, &s_threads_key);
     lua_pushvalue (L, base + 1);
     lua_rawget (L, base + 2);
     int state = (int) lua_tointeger (L, -1);
