@@ -4,6 +4,7 @@
     only whether everything that was sent was delivered and acknowledged.
     See bench/README.md. */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -38,6 +39,7 @@
 #include "chan_client.h"
 #include "chan_env.h"
 #include "chan_mpk.h"
+#include "cli_kernel.h"
 #include "hal_audit.h"
 #include "hal_clock.h"
 #include "hal_keys.h"
@@ -47,7 +49,7 @@
 #define S_CHAN_Q "bench.q"
 #define S_MAX_SUBS 4
 #define S_MAX_WORKERS 8
-#define S_MAX_RESULTS 12
+#define S_MAX_RESULTS 24
 #define S_PING_US 500000   /* receivers PING this often (heartbeat 1 s) */
 #define S_SETUP_MS 15000   /* docking and subscribing, per workload */
 #define S_QUEUE_REC_HDR 16 /* chan_queue.c: header before the envelope */
@@ -92,6 +94,9 @@ typedef struct {
     uint64_t decisions;     /* in-process gate decisions per policy */
     uint64_t audit_records; /* gate decisions appended to the journal */
     uint32_t gate_samples;  /* gate round trips measured */
+    uint64_t app_msgs;      /* messages to the app (and to the C consumer) */
+    size_t apps;            /* generated apps loaded (idle memory, load) */
+    const char *apps_dir;   /* bench/apps */
 } s_opts_t;
 
 enum {
@@ -100,7 +105,11 @@ enum {
     S_W_RTT = 4,
     S_W_GATE = 8,      /* in-process: decisions, decisions + audit */
     S_W_GATE_RTT = 16, /* the gate over tcp */
-    S_W_ALL = 31,
+    S_W_APP_MSGS = 32, /* the app host: each starts its own kernel */
+    S_W_APP_MEM = 64,
+    S_W_APP_LOAD = 128,
+    S_W_APPS = S_W_APP_MSGS | S_W_APP_MEM | S_W_APP_LOAD,
+    S_W_ALL = 255,
     S_W_KERNEL = S_W_BCAST | S_W_QUEUE | S_W_RTT | S_W_GATE_RTT
 };
 
@@ -127,6 +136,8 @@ typedef struct {
     char cmd_ep[64];
     char ipc_ep[PATH_MAX + 32];
     pid_t pid;
+    bool app_cfg; /* the kernel of an app workload: s_write_app_config */
+    char apps_dir[PATH_MAX];
     void *rawctx; /* the raw sockets' own context */
     bool failed;  /* something was lost, refused or timed out */
     s_result_t res[S_MAX_RESULTS];
@@ -3102,6 +3113,39 @@ s_write_config (s_bench_t *b)
     return fclose (f) == 0 ? 0 : -1;
 }
 
+/*  The config of an app workload's kernel: no app at boot, one app host
+    worker, the broadcast channel bench.b for bench.* systems (the C
+    subscriber, the publishers and bench/apps/bsink), mailboxes long enough
+    for every message of a run. */
+static int
+s_write_app_config (s_bench_t *b)
+{
+    FILE *f = fopen (b->cfg, "w");
+    if (!f)
+        return -1;
+    fprintf (f,
+             "-- written by aaax_bench for one app workload\n"
+             "return {\n"
+             "  heartbeat_ms = 1000,\n"
+             "  sndhwm = 100000,\n"
+             "  mailbox_max_len = 10000000,\n"
+             "  app_workers = 1,\n"
+             "  apps = {},\n"
+             "  channels = {\n"
+             "    { name = \"%s\", kind = \"broadcast\", visibility = "
+             "\"private\", retain = 0 },\n"
+             "  },\n"
+             "  policy = {\n"
+             "    { subject = \"bench.*\", action = \"chan.read\", target = "
+             "\"%s\", effect = \"allow\" },\n"
+             "    { subject = \"bench.*\", action = \"chan.write\", target = "
+             "\"%s\", effect = \"allow\" },\n"
+             "  },\n"
+             "}\n",
+             S_CHAN_B, S_CHAN_B, S_CHAN_B);
+    return fclose (f) == 0 ? 0 : -1;
+}
+
 static void
 s_log_tail (const s_bench_t *b)
 {
@@ -3123,7 +3167,8 @@ static int
 s_kernel_start (s_bench_t *b)
 {
     int port = s_free_port ();
-    if (port < 0 || s_write_config (b) != 0) {
+    if (port < 0
+        || (b->app_cfg ? s_write_app_config (b) : s_write_config (b)) != 0) {
         fprintf (stderr, "bench: cannot prepare %s\n", b->cfg);
         return -1;
     }
@@ -3213,6 +3258,1575 @@ s_rm_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
     (void) flag;
     (void) ftw;
     return remove (path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/*  ---- workloads 7-9: the Lua app host --------------------------------------
+    Each starts its own aaaxd (a data dir, config and log of its own in the
+    temp dir) whose config loads no app at boot (apps = {}) and runs one app
+    host worker (app_workers = 1). The bench asks the loader (kernel.loader,
+    privileged, over ipc) as `aaax app` does. */
+
+#define S_APP_SINK "bench.sink"   /* bench/apps/sink: an empty message() */
+#define S_APP_BSINK "bench.bsink" /* bench/apps/bsink: same, on bench.b */
+#define S_CSINK "bench.csink"     /* the C consumer of the same messages */
+#define S_APP_POLL_MS 5           /* loader list polls while measuring */
+#define S_APP_ACK_MAX 256         /* C consumer: ids per ACK, as the runtime */
+#define S_APP_REQ_MS 120000       /* wait for one loader answer */
+#define S_APP_SETTLE_MS 1000      /* before reading VmRSS */
+#define S_MAX_TASKS 256           /* aaaxd threads looked at */
+
+/*  The kernel of an app workload: its own paths in the temp dir. */
+static void
+s_app_paths (s_bench_t *b, const char *name)
+{
+    snprintf (b->data, sizeof b->data, "%.4000s/%s-data", b->tmp, name);
+    snprintf (b->cfg, sizeof b->cfg, "%.4000s/%s.lua", b->tmp, name);
+    snprintf (b->log, sizeof b->log, "%.4000s/%s.log", b->tmp, name);
+}
+
+static int s_kernel_start (s_bench_t *b);
+static int s_kernel_stop (s_bench_t *b);
+
+static int
+s_app_kernel_start (s_bench_t *b, const char *name)
+{
+    s_app_paths (b, name);
+    b->app_cfg = true;
+    int rc = s_kernel_start (b);
+    b->app_cfg = false;
+    if (rc == 0)
+        printf ("aaaxd (%s): pid %d, command %s, data %s\n", name, (int) b->pid,
+                b->cmd_ep, b->data);
+    return rc;
+}
+
+static void
+s_app_kernel_stop (s_bench_t *b)
+{
+    if (s_kernel_stop (b) != 0)
+        b->failed = true;
+}
+
+/*  ---- /proc: the kernel's memory and CPU ---- */
+
+/*  A field of /proc/PID/status in KiB ("VmRSS"), or 0. */
+static uint64_t
+s_proc_kb (pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
+    FILE *f = fopen (path, "r");
+    if (!f)
+        return 0;
+    size_t n = strlen (field);
+    uint64_t kb = 0;
+    while (fgets (line, sizeof line, f))
+        if (strncmp (line, field, n) == 0 && line[n] == ':') {
+            kb = strtoull (line + n + 1, NULL, 10);
+            break;
+        }
+    fclose (f);
+    return kb;
+}
+
+typedef struct {
+    int tid;
+    char comm[20];
+    uint64_t ns; /* time on a CPU (schedstat), else ticks converted */
+} s_task_t;
+
+typedef struct {
+    uint64_t ticks; /* utime + stime of the process, /proc/PID/stat */
+    size_t n;
+    s_task_t t[S_MAX_TASKS];
+} s_cpu_t;
+
+/*  utime + stime (fields 14, 15) of a stat file, in clock ticks. */
+static uint64_t
+s_stat_ticks (const char *path)
+{
+    char buf[1024];
+    FILE *f = fopen (path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread (buf, 1, sizeof buf - 1, f);
+    fclose (f);
+    buf[n] = 0;
+    char *p = strrchr (buf, ')');
+    unsigned long long ut = 0, st = 0;
+    if (!p
+        || sscanf (p + 1,
+                   " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                   &ut, &st)
+               != 2)
+        return 0;
+    return ut + st;
+}
+
+static void
+s_cpu_snap (pid_t pid, s_cpu_t *c)
+{
+    memset (c, 0, sizeof *c);
+    char path[128];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    c->ticks = s_stat_ticks (path);
+    snprintf (path, sizeof path, "/proc/%d/task", (int) pid);
+    DIR *d = opendir (path);
+    if (!d)
+        return;
+    long hz = sysconf (_SC_CLK_TCK);
+    struct dirent *e;
+    while ((e = readdir (d)) && c->n < S_MAX_TASKS) {
+        int tid = atoi (e->d_name);
+        if (tid <= 0)
+            continue;
+        s_task_t *t = &c->t[c->n];
+        t->tid = tid;
+        char p[192];
+        snprintf (p, sizeof p, "/proc/%d/task/%d/comm", (int) pid, tid);
+        FILE *f = fopen (p, "r");
+        if (f) {
+            if (fgets (t->comm, sizeof t->comm, f))
+                t->comm[strcspn (t->comm, "\n")] = 0;
+            fclose (f);
+        }
+        snprintf (p, sizeof p, "/proc/%d/task/%d/schedstat", (int) pid, tid);
+        unsigned long long ns = 0;
+        f = fopen (p, "r");
+        if (f) {
+            if (fscanf (f, "%llu", &ns) != 1)
+                ns = 0;
+            fclose (f);
+        }
+        if (!ns) {
+            snprintf (p, sizeof p, "/proc/%d/task/%d/stat", (int) pid, tid);
+            ns = s_stat_ticks (p) * (1000000000ULL / (hz > 0 ? hz : 100));
+        }
+        t->ns = ns;
+        c->n++;
+    }
+    closedir (d);
+}
+
+/*  A thread's CPU seconds between two snapshots (0 if it is not in both). */
+static double
+s_cpu_tid (const s_cpu_t *a, const s_cpu_t *b, int tid)
+{
+    uint64_t x = 0, y = 0;
+    bool ina = false, inb = false;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->t[i].tid == tid) {
+            x = a->t[i].ns;
+            ina = true;
+        }
+    for (size_t i = 0; i < b->n; i++)
+        if (b->t[i].tid == tid) {
+            y = b->t[i].ns;
+            inb = true;
+        }
+    return ina && inb && y >= x ? (double) (y - x) / 1e9 : 0;
+}
+
+/*  The process's CPU seconds (utime + stime) between two snapshots. */
+static double
+s_cpu_proc (const s_cpu_t *a, const s_cpu_t *b)
+{
+    long hz = sysconf (_SC_CLK_TCK);
+    return b->ticks >= a->ticks
+               ? (double) (b->ticks - a->ticks) / (double) (hz > 0 ? hz : 100)
+               : 0;
+}
+
+/*  ---- asking the loader ---- */
+
+typedef struct {
+    chan_client_t *cc;
+    cli_kernel_t k;
+    bool open;
+} s_admin_t;
+
+/*  Docks privileged over ipc (the token of the data dir). 0 or -1. */
+static int
+s_admin_open (s_bench_t *b, s_admin_t *a, const char *system)
+{
+    char token[65];
+    memset (a, 0, sizeof *a);
+    if (chan_client_read_token (b->data, token) != 0) {
+        fprintf (stderr, "bench: cannot read %s/session.token\n", b->data);
+        return -1;
+    }
+    a->cc = chan_client_new (b->ipc_ep, 10000);
+    if (!a->cc) {
+        fprintf (stderr, "bench: cannot connect to %s\n", b->ipc_ep);
+        return -1;
+    }
+    chan_reply_t r;
+    memset (&r, 0, sizeof r);
+    int rc = chan_client_hello (a->cc, system, token, true, NULL, 0, &r);
+    if (rc != 0) {
+        char why[256] = "";
+        if (r.raw)
+            chan_reply_reason (&r, why, sizeof why);
+        fprintf (stderr, "bench: privileged HELLO as %s failed: %s %s\n",
+                 system, aaax_strerror (rc), why);
+        chan_reply_fini (&r);
+        chan_client_destroy (&a->cc);
+        return -1;
+    }
+    chan_reply_fini (&r);
+    cli_kernel_init (&a->k, a->cc, system);
+    a->k.stop = &s_interrupted;
+    a->open = true;
+    return 0;
+}
+
+/*  A PING: a session idle for longer than the heartbeat allows is
+    undocked. */
+static void
+s_admin_ping (s_admin_t *a)
+{
+    chan_reply_t r;
+    memset (&r, 0, sizeof r);
+    if (chan_client_call (a->cc, "PING", NULL, &r) == 0)
+        chan_reply_fini (&r);
+}
+
+static void
+s_admin_close (s_admin_t *a)
+{
+    if (!a->open)
+        return;
+    chan_reply_t r;
+    memset (&r, 0, sizeof r);
+    if (chan_client_call (a->cc, "BYE", NULL, &r) == 0)
+        chan_reply_fini (&r);
+    chan_client_destroy (&a->cc);
+    a->open = false;
+}
+
+/*  {op: "load", path} or {op: "load", paths: [...]} (npaths > 1), or
+    {op: "list"} (npaths 0), packed into sb. */
+static void
+s_loader_pack (msgpack_sbuffer *sb, const char *op, char **paths, size_t npaths)
+{
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, npaths ? 2 : 1);
+    chan_pack_cstr (&pk, "op");
+    chan_pack_cstr (&pk, op);
+    if (npaths == 1) {
+        chan_pack_cstr (&pk, "path");
+        chan_pack_cstr (&pk, paths[0]);
+    } else if (npaths > 1) {
+        chan_pack_cstr (&pk, "paths");
+        msgpack_pack_array (&pk, npaths);
+        for (size_t i = 0; i < npaths; i++)
+            chan_pack_cstr (&pk, paths[i]);
+    }
+}
+
+/*  Whether a loader answer says ok; its reason into why otherwise. */
+static bool
+s_loader_ok (const msgpack_object *data, char *why, size_t size)
+{
+    const msgpack_object *ok = data ? chan_obj_get (data, "ok") : NULL;
+    if (ok && ok->type == MSGPACK_OBJECT_BOOLEAN && ok->via.boolean)
+        return true;
+    const char *r = "no ok in the answer";
+    size_t len = strlen (r);
+    if (data)
+        chan_obj_get_str (data, "reason", &r, &len);
+    snprintf (why, size, "%.*s", (int) len, r);
+    return false;
+}
+
+/*  One loader request and its answer. 0 with the answer's data in rep
+    (caller finis it), or -1 with a message on stderr. */
+static int
+s_loader_call (s_admin_t *a, const char *op, char **paths, size_t npaths,
+               cli_kernel_reply_t *rep)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init (&sb);
+    s_loader_pack (&sb, op, paths, npaths);
+    int rc = cli_kernel_request (&a->k, "kernel.loader", sb.data, sb.size,
+                                 S_APP_REQ_MS, rep);
+    msgpack_sbuffer_destroy (&sb);
+    if (rc != 0) {
+        fprintf (stderr, "bench: kernel.loader %s: %s\n", op, a->k.err);
+        return -1;
+    }
+    return 0;
+}
+
+/*  What "list" says. */
+typedef struct {
+    size_t n, running;
+    uint64_t mem_sum, mem_min, mem_max;
+    bool found;       /* the module named */
+    uint64_t handled; /* ... its handled count */
+    char state[16];   /* ... its state */
+} s_list_t;
+
+static int
+s_loader_list (s_admin_t *a, const char *name, s_list_t *out)
+{
+    memset (out, 0, sizeof *out);
+    out->mem_min = UINT64_MAX;
+    cli_kernel_reply_t rep;
+    if (s_loader_call (a, "list", NULL, 0, &rep) != 0)
+        return -1;
+    char why[300];
+    const msgpack_object *mods = s_loader_ok (rep.data, why, sizeof why)
+                                     ? chan_obj_get (rep.data, "modules")
+                                     : NULL;
+    if (!mods || mods->type != MSGPACK_OBJECT_ARRAY) {
+        fprintf (stderr, "bench: kernel.loader list: %s\n",
+                 mods ? "no modules" : why);
+        cli_kernel_reply_fini (&rep);
+        return -1;
+    }
+    for (uint32_t i = 0; i < mods->via.array.size; i++) {
+        const msgpack_object *m = &mods->via.array.ptr[i];
+        const char *nm, *st;
+        size_t nlen, slen;
+        uint64_t mem = 0, handled = 0;
+        chan_obj_get_uint (m, "memory", &mem);
+        chan_obj_get_uint (m, "handled", &handled);
+        bool has_st = chan_obj_get_str (m, "state", &st, &slen);
+        out->n++;
+        if (has_st && slen == 7 && memcmp (st, "running", 7) == 0)
+            out->running++;
+        out->mem_sum += mem;
+        if (mem < out->mem_min)
+            out->mem_min = mem;
+        if (mem > out->mem_max)
+            out->mem_max = mem;
+        if (name && chan_obj_get_str (m, "name", &nm, &nlen)
+            && nlen == strlen (name) && memcmp (nm, name, nlen) == 0) {
+            out->found = true;
+            out->handled = handled;
+            if (has_st)
+                snprintf (out->state, sizeof out->state, "%.*s", (int) slen,
+                          st);
+        }
+    }
+    if (!out->n)
+        out->mem_min = 0;
+    cli_kernel_reply_fini (&rep);
+    return 0;
+}
+
+/*  Loads one app directory (on a connection of its own); -1 with the
+    reason on stderr. */
+static int
+s_app_load (s_bench_t *b, const char *dir)
+{
+    s_admin_t a;
+    if (s_admin_open (b, &a, "bench.apps") != 0)
+        return -1;
+    char *paths[1] = { (char *) dir };
+    cli_kernel_reply_t rep;
+    bool ok = false;
+    if (s_loader_call (&a, "load", paths, 1, &rep) == 0) {
+        char why[600];
+        ok = s_loader_ok (rep.data, why, sizeof why);
+        if (!ok)
+            fprintf (stderr, "bench: load %s refused: %s\n", dir, why);
+        cli_kernel_reply_fini (&rep);
+    }
+    s_admin_close (&a);
+    return ok ? 0 : -1;
+}
+
+/*  Polls the loader's list for an app's handled count while a run goes on,
+    on a connection of its own. */
+typedef struct {
+    s_shared_t *sh;
+    const char *app;
+    uint64_t want;
+    atomic_uint_fast64_t handled;
+    _Atomic int64_t t_done_us; /* the answer that first said >= want */
+    atomic_int stop;
+    bool fail;
+    uint64_t polls;
+} s_poll_t;
+
+static void *
+s_poll_thread (void *arg)
+{
+    s_poll_t *p = (s_poll_t *) arg;
+    s_shared_t *sh = p->sh;
+    s_admin_t a;
+    if (s_admin_open (sh->b, &a, "bench.poll") != 0) {
+        p->fail = true;
+        atomic_fetch_add (&sh->ready, 1);
+        return NULL;
+    }
+    atomic_fetch_add (&sh->ready, 1);
+    while (!atomic_load (&p->stop)
+           && !s_shared_over (sh, hal_clock_mono_us ())) {
+        s_list_t l;
+        if (s_loader_list (&a, p->app, &l) != 0) {
+            p->fail = true;
+            break;
+        }
+        if (!l.found) {
+            fprintf (stderr, "bench: %s is not loaded\n", p->app);
+            p->fail = true;
+            break;
+        }
+        p->polls++;
+        atomic_store (&p->handled, l.handled);
+        if (l.handled >= p->want) {
+            atomic_store (&p->t_done_us, hal_clock_mono_us ());
+            break;
+        }
+        if (atomic_load (&sh->go) > 0)
+            s_sleep_ms (S_APP_POLL_MS);
+        else
+            s_sleep_ms (20);
+    }
+    s_admin_close (&a);
+    return NULL;
+}
+
+/*  ---- mailbox producers and the C consumer ---- */
+
+typedef struct {
+    s_shared_t *sh;
+    int idx;
+    uint32_t nthreads; /* seq = idx + k * nthreads */
+    const char *to;
+    bool fail;
+    uint64_t oks, errs;
+} s_mprod_t;
+
+static void *
+s_mprod (void *arg)
+{
+    s_mprod_t *w = (s_mprod_t *) arg;
+    s_shared_t *sh = w->sh;
+    s_bench_t *b = sh->b;
+    char system[32];
+    snprintf (system, sizeof system, "bench.mprod%d", w->idx);
+    s_cli_t c;
+    uint8_t *pay = s_payload_new (b->o.size);
+    if (!pay || s_cli_open (&c, b->cmd_ep, system, NULL, 0, NULL) != 0) {
+        free (pay);
+        w->fail = true;
+        atomic_fetch_add (&sh->ready, 1);
+        return NULL;
+    }
+    atomic_fetch_add (&sh->ready, 1);
+    uint64_t total = 0;
+    for (uint64_t s = (uint64_t) w->idx; s < sh->n; s += w->nthreads)
+        total++;
+    if (!s_shared_wait_go (sh))
+        goto done;
+    uint64_t sent = 0;
+    while (w->oks + w->errs < total) {
+        while (sent < total && sent - w->oks - w->errs < b->o.qwindow) {
+            s_payload_set (pay, (uint64_t) w->idx + sent * w->nthreads);
+            msgpack_packer *pk = s_cli_begin (&c, 2, NULL);
+            chan_pack_cstr (pk, "to");
+            chan_pack_cstr (pk, w->to);
+            chan_pack_cstr (pk, "data");
+            msgpack_pack_bin (pk, b->o.size);
+            msgpack_pack_bin_body (pk, pay, b->o.size);
+            if (s_cli_send (&c, "SEND") != 0)
+                break;
+            sent++;
+        }
+        if (s_shared_over (sh, hal_clock_mono_us ()))
+            break;
+        s_kind_t kind;
+        int got = s_cli_recv (&c, 100, &kind);
+        if (got < 0)
+            break;
+        if (got == 0)
+            continue;
+        if (kind == IN_OK)
+            w->oks++;
+        else if (kind == IN_ERROR) {
+            char why[300];
+            if (w->errs++ < 5)
+                fprintf (stderr, "bench: %s: SEND to %s: %s\n", system, w->to,
+                         s_cli_error (&c, why, sizeof why));
+        }
+    }
+    if (w->oks != total) {
+        fprintf (stderr,
+                 "bench: %s: %" PRIu64 " of %" PRIu64 " SENDs acknowledged\n",
+                 system, w->oks, total);
+        w->fail = true;
+    }
+done:
+    s_cli_close (&c, true);
+    free (pay);
+    return NULL;
+}
+
+typedef struct {
+    s_shared_t *sh;
+    uint64_t *seen; /* one bit per seq */
+    bool fail;
+    uint64_t got, dups, foreign, acks, ack_ids, acked, errors;
+    _Atomic int64_t t_done_us; /* when the last message arrived */
+} s_csink_t;
+
+/*  Sends one ACK of the ids gathered. */
+static int
+s_csink_ack (s_csink_t *k, s_cli_t *c, char (*ids)[48], uint32_t *nids)
+{
+    if (!*nids)
+        return 0;
+    msgpack_packer *pk = s_cli_begin (c, 2, NULL);
+    chan_pack_cstr (pk, "chan");
+    chan_pack_cstr (pk, "@" S_CSINK);
+    chan_pack_cstr (pk, "ids");
+    msgpack_pack_array (pk, *nids);
+    for (uint32_t i = 0; i < *nids; i++)
+        chan_pack_cstr (pk, ids[i]);
+    k->acks++;
+    k->ack_ids += *nids;
+    *nids = 0;
+    return s_cli_send (c, "ACK");
+}
+
+/*  Receives the mailbox's MSGs and ACKs them in batches of up to
+    S_APP_ACK_MAX ids (whatever is there when the socket has nothing more,
+    as the app runtime does); then waits for the ACKs' OKs. */
+static void *
+s_csink_thread (void *arg)
+{
+    s_csink_t *k = (s_csink_t *) arg;
+    s_shared_t *sh = k->sh;
+    s_cli_t c;
+    char (*ids)[48] = (char (*)[48]) calloc (S_APP_ACK_MAX, 48);
+    if (!ids || s_cli_open (&c, sh->b->cmd_ep, S_CSINK, NULL, 0, NULL) != 0) {
+        free (ids);
+        k->fail = true;
+        atomic_fetch_add (&sh->ready, 1);
+        return NULL;
+    }
+    atomic_fetch_add (&sh->ready, 1);
+    uint32_t nids = 0;
+    uint64_t n = sh->n;
+    while (k->got < n || k->acked < k->ack_ids + nids) {
+        int64_t now = hal_clock_mono_us ();
+        if (s_shared_over (sh, now)) {
+            k->fail = true;
+            break;
+        }
+        if (s_cli_keepalive (&c, now) != 0) {
+            k->fail = true;
+            break;
+        }
+        s_kind_t kind;
+        int got = s_cli_recv (&c, nids ? 0 : 100, &kind);
+        if (got < 0) {
+            k->fail = true;
+            break;
+        }
+        if (got == 0) {
+            if (s_csink_ack (k, &c, ids, &nids) != 0) {
+                k->fail = true;
+                break;
+            }
+            continue;
+        }
+        if (kind == IN_MSG) {
+            s_env_t e;
+            if (s_cli_msg_env (&c, &e) != 0 || !e.id || e.idlen >= 48) {
+                k->errors++;
+                continue;
+            }
+            memcpy (ids[nids], e.id, e.idlen);
+            ids[nids][e.idlen] = 0;
+            nids++;
+            uint64_t seq =
+                e.data ? s_payload_seq (e.data, e.datalen) : UINT64_MAX;
+            if (seq >= n)
+                k->foreign++;
+            else if (k->seen[seq >> 6] & ((uint64_t) 1 << (seq & 63)))
+                k->dups++;
+            else {
+                k->seen[seq >> 6] |= (uint64_t) 1 << (seq & 63);
+                if (++k->got == n)
+                    atomic_store (&k->t_done_us, hal_clock_mono_us ());
+            }
+            if (nids == S_APP_ACK_MAX && s_csink_ack (k, &c, ids, &nids) != 0) {
+                k->fail = true;
+                break;
+            }
+        } else if (kind == IN_OK) {
+            size_t len;
+            const void *body = s_cli_body (&c, &len);
+            uint64_t v;
+            if (s_body_uint (body, len, "acked", &v))
+                k->acked += v;
+        } else if (kind == IN_ERROR) {
+            char why[300];
+            if (k->errors++ < 5)
+                fprintf (stderr, "bench: %s: %s\n", S_CSINK,
+                         s_cli_error (&c, why, sizeof why));
+        }
+    }
+    free (ids);
+    s_cli_close (&c, true);
+    return NULL;
+}
+
+/*  ---- one measured run ---- */
+
+typedef struct {
+    double rate;     /* msgs/s, wall */
+    double proc_cpu; /* aaaxd utime + stime, s */
+    s_cpu_t c0, c1;  /* per-thread snapshots at start and end */
+    bool fail;
+    uint64_t lost;
+} s_run_t;
+
+/*  Waits until *t_done is set (then snapshots the CPU) or the run is
+    over. */
+static void
+s_run_wait (s_bench_t *b, s_shared_t *sh, _Atomic int64_t *t_done, s_run_t *run,
+            int64_t t0)
+{
+    while (!atomic_load (t_done) && !s_shared_over (sh, hal_clock_mono_us ()))
+        usleep (200);
+    s_cpu_snap (b->pid, &run->c1);
+    int64_t t = atomic_load (t_done);
+    if (t > t0)
+        run->rate = (double) sh->n * 1e6 / (double) (t - t0);
+    else
+        run->fail = true;
+    run->proc_cpu = s_cpu_proc (&run->c0, &run->c1);
+}
+
+/*  n messages SENT by np producers to @to, consumed by the app `to` (the
+    loader's list says when it has handled them all) or, when to is
+    S_CSINK, by the C consumer. */
+static void
+s_mbox_run (s_bench_t *b, const char *to, uint64_t n, s_run_t *run)
+{
+    memset (run, 0, sizeof *run);
+    bool app = strcmp (to, S_CSINK) != 0;
+    uint32_t np = b->o.producers;
+    s_shared_t sh;
+    s_shared_init (&sh, b, n);
+    s_mprod_t w[S_MAX_WORKERS];
+    pthread_t th[S_MAX_WORKERS + 1];
+    uint32_t started = 0;
+    bool sink_started = false;
+    s_poll_t poll;
+    s_csink_t k;
+    memset (&poll, 0, sizeof poll);
+    memset (&k, 0, sizeof k);
+    poll.sh = k.sh = &sh;
+    poll.app = to;
+    poll.want = n;
+    atomic_init (&poll.handled, 0);
+    atomic_init (&poll.t_done_us, 0);
+    atomic_init (&poll.stop, 0);
+    atomic_init (&k.t_done_us, 0);
+    k.seen = (uint64_t *) calloc ((n + 63) / 64, sizeof (uint64_t));
+    _Atomic int64_t *t_done = app ? &poll.t_done_us : &k.t_done_us;
+    if (!k.seen
+        || pthread_create (&th[S_MAX_WORKERS], NULL,
+                           app ? s_poll_thread : s_csink_thread,
+                           app ? (void *) &poll : (void *) &k)
+               != 0)
+        run->fail = true;
+    else
+        sink_started = true;
+    for (uint32_t i = 0; i < np && !run->fail; i++) {
+        memset (&w[i], 0, sizeof w[i]);
+        w[i].sh = &sh;
+        w[i].idx = (int) i;
+        w[i].nthreads = np;
+        w[i].to = to;
+        if (pthread_create (&th[i], NULL, s_mprod, &w[i]) != 0)
+            break;
+        started++;
+    }
+    if (started < np || !s_shared_wait_ready (&sh, (int) np + 1))
+        run->fail = true;
+    for (uint32_t i = 0; i < started; i++)
+        run->fail |= w[i].fail;
+    run->fail |= poll.fail || k.fail;
+    if (run->fail) {
+        fprintf (stderr, "bench: mailbox run to %s: setup failed\n", to);
+        atomic_store (&sh.go, -1);
+    } else {
+        s_cpu_snap (b->pid, &run->c0);
+        int64_t t0 = hal_clock_mono_us ();
+        atomic_store (&sh.deadline_us, t0 + (int64_t) b->o.limit_s * 1000000);
+        atomic_store (&sh.go, 1);
+        s_run_wait (b, &sh, t_done, run, t0);
+    }
+    for (uint32_t i = 0; i < started; i++) {
+        pthread_join (th[i], NULL);
+        run->fail |= w[i].fail;
+    }
+    atomic_store (&poll.stop, 1);
+    if (sink_started)
+        pthread_join (th[S_MAX_WORKERS], NULL);
+    if (app) {
+        uint64_t h = atomic_load (&poll.handled);
+        run->lost = h < n ? n - h : 0;
+        run->fail |= poll.fail || h != n;
+        if (h != n)
+            fprintf (stderr,
+                     "bench: %s handled %" PRIu64 " of %" PRIu64 " messages\n",
+                     to, h, n);
+    } else {
+        run->lost = n - k.got;
+        run->fail |=
+            k.fail || k.got != n || k.dups || k.foreign || k.acked != n;
+        if (k.got != n || k.dups || k.foreign || k.acked != n)
+            fprintf (stderr,
+                     "bench: %s got %" PRIu64 " of %" PRIu64 " (dups %" PRIu64
+                     ", foreign %" PRIu64 "), acked %" PRIu64 "\n",
+                     S_CSINK, k.got, n, k.dups, k.foreign, k.acked);
+    }
+    free (k.seen);
+    if (run->fail)
+        run->rate = 0;
+}
+
+/*  Raw libzmq: np PUSH sockets -> one PULL, tcp loopback, the same
+    payloads. The rate from the start until the PULL has all n. */
+typedef struct {
+    s_shared_t *sh;
+    const char *ep;
+    int idx;
+    uint32_t nthreads;
+    bool fail;
+} s_rpush_t;
+
+static void *
+s_rpush_thread (void *arg)
+{
+    s_rpush_t *p = (s_rpush_t *) arg;
+    s_shared_t *sh = p->sh;
+    s_bench_t *b = sh->b;
+    void *push = zmq_socket (b->rawctx, ZMQ_PUSH);
+    uint8_t *pay = s_payload_new (b->o.size);
+    /*  Closed when all is sent: it must not drop what is still queued. */
+    int linger = 10000, hwm = S_RAW_HWM, tmo = 1000;
+    if (!push || !pay) {
+        p->fail = true;
+        goto done;
+    }
+    zmq_setsockopt (push, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (push, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (push, ZMQ_SNDTIMEO, &tmo, sizeof tmo);
+    if (zmq_connect (push, p->ep) != 0
+        || zmq_send (push, "sync", 4, 0) != 4) { /* connected */
+        p->fail = true;
+        goto done;
+    }
+    if (!s_shared_wait_go (sh))
+        goto done;
+    for (uint64_t s = (uint64_t) p->idx; s < sh->n; s += p->nthreads) {
+        s_payload_set (pay, s);
+        while (zmq_send (push, pay, b->o.size, 0) < 0)
+            if (errno != EAGAIN || s_shared_over (sh, hal_clock_mono_us ())) {
+                p->fail = true;
+                goto done;
+            }
+    }
+done:
+    if (push)
+        zmq_close (push);
+    free (pay);
+    return NULL;
+}
+
+static double
+s_mbox_raw (s_bench_t *b, uint64_t n, bool *fail)
+{
+    uint32_t np = b->o.producers;
+    s_shared_t sh;
+    s_shared_init (&sh, b, n);
+    void *pull = zmq_socket (b->rawctx, ZMQ_PULL);
+    int zero = 0, hwm = S_RAW_HWM, tmo = 100;
+    char ep[128] = "";
+    size_t len = sizeof ep;
+    s_rpush_t p[S_MAX_WORKERS];
+    pthread_t th[S_MAX_WORKERS];
+    uint32_t started = 0;
+    double rate = 0;
+    uint64_t got = 0;
+    *fail = false;
+    if (!pull) {
+        *fail = true;
+        return 0;
+    }
+    zmq_setsockopt (pull, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (pull, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt (pull, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    if (zmq_bind (pull, "tcp://127.0.0.1:*") != 0
+        || zmq_getsockopt (pull, ZMQ_LAST_ENDPOINT, ep, &len) != 0) {
+        *fail = true;
+        goto done;
+    }
+    for (uint32_t i = 0; i < np; i++) {
+        memset (&p[i], 0, sizeof p[i]);
+        p[i].sh = &sh;
+        p[i].ep = ep;
+        p[i].idx = (int) i;
+        p[i].nthreads = np;
+        if (pthread_create (&th[i], NULL, s_rpush_thread, &p[i]) != 0)
+            break;
+        started++;
+    }
+    zmq_msg_t m;
+    zmq_msg_init (&m);
+    uint32_t syncs = 0;
+    int64_t until = hal_clock_mono_ms () + S_SETUP_MS;
+    while (started == np && syncs < np && hal_clock_mono_ms () < until
+           && !s_interrupted)
+        if (zmq_msg_recv (&m, pull, 0) == 4)
+            syncs++;
+    if (syncs < np) {
+        fprintf (stderr, "bench: raw PUSH/PULL: setup failed\n");
+        *fail = true;
+        atomic_store (&sh.go, -1);
+    } else {
+        uint64_t *seen = (uint64_t *) calloc ((n + 63) / 64, sizeof (uint64_t));
+        int64_t t0 = hal_clock_mono_us ();
+        atomic_store (&sh.deadline_us, t0 + (int64_t) b->o.limit_s * 1000000);
+        atomic_store (&sh.go, 1);
+        while (got < n && seen) {
+            if (zmq_msg_recv (&m, pull, 0) < 0) {
+                if ((errno == EAGAIN || errno == EINTR)
+                    && !s_shared_over (&sh, hal_clock_mono_us ()))
+                    continue;
+                break;
+            }
+            uint64_t s = s_payload_seq (zmq_msg_data (&m), zmq_msg_size (&m));
+            if (s < n && !(seen[s >> 6] & ((uint64_t) 1 << (s & 63)))) {
+                seen[s >> 6] |= (uint64_t) 1 << (s & 63);
+                got++;
+            }
+        }
+        int64_t t1 = hal_clock_mono_us ();
+        if (got == n && t1 > t0)
+            rate = (double) n * 1e6 / (double) (t1 - t0);
+        else
+            *fail = true;
+        free (seen);
+    }
+    zmq_msg_close (&m);
+    for (uint32_t i = 0; i < started; i++) {
+        pthread_join (th[i], NULL);
+        *fail |= p[i].fail;
+    }
+done:
+    zmq_close (pull);
+    return *fail ? 0 : rate;
+}
+
+/*  The app broadcast run: a publisher WRITEs n messages to bench.b (window
+    bwindow, and at most S_BCAST_LEAD ahead of what the app has handled);
+    the loader's list says when bench.bsink has handled them all. */
+static void
+s_bcast_app_run (s_bench_t *b, uint64_t n, s_run_t *run)
+{
+    memset (run, 0, sizeof *run);
+    s_shared_t sh;
+    s_shared_init (&sh, b, n);
+    s_poll_t poll;
+    memset (&poll, 0, sizeof poll);
+    poll.sh = &sh;
+    poll.app = S_APP_BSINK;
+    poll.want = n;
+    atomic_init (&poll.handled, 0);
+    atomic_init (&poll.t_done_us, 0);
+    atomic_init (&poll.stop, 0);
+    pthread_t th;
+    uint8_t *pay = s_payload_new (b->o.size);
+    s_cli_t pub;
+    memset (&pub, 0, sizeof pub);
+    const char *chans[] = { S_CHAN_B };
+    bool started = false;
+    if (!pay || pthread_create (&th, NULL, s_poll_thread, &poll) != 0)
+        run->fail = true;
+    else
+        started = true;
+    if (run->fail
+        || s_cli_open (&pub, b->cmd_ep, "bench.apub", chans, 1, NULL) != 0
+        || !s_shared_wait_ready (&sh, 1) || poll.fail) {
+        fprintf (stderr, "bench: app broadcast: setup failed\n");
+        run->fail = true;
+        atomic_store (&sh.go, -1);
+        goto done;
+    }
+    s_cpu_snap (b->pid, &run->c0);
+    int64_t t0 = hal_clock_mono_us ();
+    atomic_store (&sh.deadline_us, t0 + (int64_t) b->o.limit_s * 1000000);
+    atomic_store (&sh.go, 1);
+    uint64_t sent = 0, oks = 0, errs = 0;
+    while (oks + errs < n) {
+        bool credit = true;
+        while (
+            sent < n && sent - oks - errs < b->o.bwindow
+            && (credit = sent < atomic_load (&poll.handled) + S_BCAST_LEAD)) {
+            s_payload_set (pay, sent);
+            s_cli_write (&pub, S_CHAN_B, pay, b->o.size, NULL);
+            if (s_cli_send (&pub, "WRITE") != 0)
+                break;
+            sent++;
+        }
+        if (s_shared_over (&sh, hal_clock_mono_us ()) || poll.fail)
+            break;
+        s_kind_t kind;
+        int got = s_cli_recv (&pub, credit ? 100 : 1, &kind);
+        if (got < 0)
+            break;
+        if (got == 0)
+            continue;
+        if (kind == IN_OK)
+            oks++;
+        else if (kind == IN_ERROR) {
+            char why[300];
+            if (errs++ < 5)
+                fprintf (stderr, "bench: WRITE %s: %s\n", S_CHAN_B,
+                         s_cli_error (&pub, why, sizeof why));
+        }
+    }
+    if (oks != n) {
+        fprintf (stderr,
+                 "bench: app broadcast: %" PRIu64 " of %" PRIu64
+                 " WRITEs acknowledged\n",
+                 oks, n);
+        run->fail = true;
+        atomic_store (&sh.go, -1);
+    }
+    s_run_wait (b, &sh, &poll.t_done_us, run, t0);
+done:
+    atomic_store (&poll.stop, 1);
+    if (started)
+        pthread_join (th, NULL);
+    uint64_t h = atomic_load (&poll.handled);
+    run->lost = h < n ? n - h : 0;
+    if (poll.fail || h != n) {
+        fprintf (stderr,
+                 "bench: %s handled %" PRIu64 " of %" PRIu64 " messages\n",
+                 S_APP_BSINK, h, n);
+        run->fail = true;
+    }
+    if (run->fail)
+        run->rate = 0;
+    s_cli_close (&pub, true);
+    free (pay);
+}
+
+/*  The thread that did the app's work: the one whose CPU grew most in the
+    app run compared with the C run (the app host worker is idle in the C
+    run; the switchboard, store writer and I/O threads work in both). 0
+    when none stands out. */
+static int
+s_worker_tid (const s_run_t *c, const s_run_t *app)
+{
+    int best = 0;
+    double best_d = 0.02;
+    for (size_t i = 0; i < app->c1.n; i++) {
+        const s_task_t *t = &app->c1.t[i];
+        if (strncmp (t->comm, "ZMQbg", 5) == 0)
+            continue;
+        double d = s_cpu_tid (&app->c0, &app->c1, t->tid)
+                   - s_cpu_tid (&c->c0, &c->c1, t->tid);
+        if (d > best_d) {
+            best_d = d;
+            best = t->tid;
+        }
+    }
+    return best;
+}
+
+/*  The busiest threads of the runs: CPU s in each. */
+static void
+s_print_threads (pid_t pid, const s_run_t *const *runs,
+                 const char *const *names, size_t nruns, int worker)
+{
+    const s_run_t *last = runs[nruns - 1];
+    bool shown[S_MAX_TASKS] = { false };
+    printf ("  aaaxd threads, CPU s in each run (");
+    for (size_t r = 0; r < nruns; r++)
+        printf ("%s%s", r ? " / " : "", names[r]);
+    printf ("):\n");
+    for (int k = 0; k < 6; k++) {
+        size_t bi = SIZE_MAX;
+        double bsum = 0.005;
+        for (size_t i = 0; i < last->c1.n; i++) {
+            if (shown[i])
+                continue;
+            double sum = 0;
+            for (size_t r = 0; r < nruns; r++)
+                sum +=
+                    s_cpu_tid (&runs[r]->c0, &runs[r]->c1, last->c1.t[i].tid);
+            if (sum > bsum) {
+                bsum = sum;
+                bi = i;
+            }
+        }
+        if (bi == SIZE_MAX)
+            break;
+        shown[bi] = true;
+        const s_task_t *t = &last->c1.t[bi];
+        printf ("    tid %-7d %-15s", t->tid, t->comm);
+        for (size_t r = 0; r < nruns; r++)
+            printf ("%s%6.2f", r ? " / " : " ",
+                    s_cpu_tid (&runs[r]->c0, &runs[r]->c1, t->tid));
+        printf ("%s\n", t->tid == worker      ? "   <- app host worker"
+                        : t->tid == (int) pid ? "   <- main: switchboard"
+                                              : "");
+    }
+}
+
+/*  An app directory of bench/apps (realpath'ed into out). */
+static int
+s_bench_app_dir (const s_bench_t *b, const char *app, char *out)
+{
+    char p[PATH_MAX + 64];
+    snprintf (p, sizeof p, "%.4000s/%s", b->apps_dir, app);
+    if (!realpath (p, out)) {
+        fprintf (stderr,
+                 "bench: no app directory %s (--bench-apps DIR: the "
+                 "source tree's bench/apps)\n",
+                 p);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_workload_app_msgs (s_bench_t *b)
+{
+    uint64_t n = b->o.app_msgs;
+    printf ("\n== app host, messages: %" PRIu64 " messages of %u B to one Lua "
+            "app with an empty message() (app_workers = 1); the same to a C "
+            "consumer, and through raw PUSH/PULL; then broadcast ==\n",
+            n, b->o.size);
+    fflush (stdout);
+    char sink[PATH_MAX], bsink[PATH_MAX];
+    if (s_bench_app_dir (b, "sink", sink) != 0
+        || s_bench_app_dir (b, "bsink", bsink) != 0) {
+        b->failed = true;
+        return;
+    }
+    if (s_app_kernel_start (b, "app-msgs") != 0) {
+        b->failed = true;
+        return;
+    }
+    bool fail = false;
+
+    /*  Mailbox: C consumer, raw, then the app. */
+    s_run_t rc, ra, rbc, rba;
+    memset (&rc, 0, sizeof rc);
+    memset (&ra, 0, sizeof ra);
+    memset (&rbc, 0, sizeof rbc);
+    memset (&rba, 0, sizeof rba);
+    bool fail_raw = false;
+    double raw = 0;
+    if (!fail) {
+        s_mbox_run (b, S_CSINK, n, &rc);
+        raw = s_mbox_raw (b, n, &fail_raw);
+        if (s_app_load (b, sink) != 0)
+            fail = true;
+        else
+            s_mbox_run (b, S_APP_SINK, n, &ra);
+    }
+    fail |= rc.fail || ra.fail;
+    int worker = s_worker_tid (&rc, &ra);
+    double wcpu = worker ? s_cpu_tid (&ra.c0, &ra.c1, worker) : 0;
+    double w_per = wcpu > 0 && !ra.fail ? (double) n / wcpu : 0;
+    double a_per = ra.proc_cpu > 0 && !ra.fail ? (double) n / ra.proc_cpu : 0;
+    double c_per = rc.proc_cpu > 0 && !rc.fail ? (double) n / rc.proc_cpu : 0;
+    printf ("  app:  %s%10.0f msgs/s handled (SEND -> Lua message() -> "
+            "ACK by the runtime), %" PRIu32 " producers window %u\n",
+            ra.fail ? "FAILED " : "", ra.rate, b->o.producers, b->o.qwindow);
+    printf ("        aaaxd CPU %.2f s: %.0f msgs per aaaxd CPU-s; app host "
+            "worker thread %s%d: %.2f s, %.0f msgs per worker CPU-s\n",
+            ra.proc_cpu, a_per, worker ? "tid " : "not identified ", worker,
+            wcpu, w_per);
+    printf ("  C:    %s%10.0f msgs/s received and ACKed (up to %d ids per "
+            "ACK) by a C consumer\n",
+            rc.fail ? "FAILED " : "", rc.rate, S_APP_ACK_MAX);
+    printf ("        aaaxd CPU %.2f s: %.0f msgs per aaaxd CPU-s\n",
+            rc.proc_cpu, c_per);
+    printf ("  raw:  %s%10.0f msgs/s  %u PUSH -> 1 PULL (tcp loopback)\n",
+            fail_raw ? "FAILED " : "", raw, b->o.producers);
+    double ratio_c = rc.rate > 0 ? ra.rate / rc.rate : 0;
+    double ratio_r = raw > 0 ? ra.rate / raw : 0;
+    printf ("  ratio app/C: %.3f  app/raw: %.3f  C/raw: %.3f\n", ratio_c,
+            ratio_r, raw > 0 ? rc.rate / raw : 0);
+
+    /*  Broadcast: C subscriber, raw, then the app. */
+    uint64_t lost_bc = 0, lost_br = 0;
+    bool fail_bc = false, fail_br = false;
+    double rate_bc = 0, rate_br = 0;
+    if (!fail && !s_interrupted) {
+        uint64_t count = b->o.count;
+        b->o.count = n;
+        s_cpu_snap (b->pid, &rbc.c0);
+        rate_bc = s_bcast_aaax (b, 1, &lost_bc, &fail_bc);
+        s_cpu_snap (b->pid, &rbc.c1);
+        rbc.proc_cpu = s_cpu_proc (&rbc.c0, &rbc.c1);
+        rate_br = s_bcast_raw (b, 1, &lost_br, &fail_br);
+        b->o.count = count;
+        if (s_app_load (b, bsink) != 0)
+            fail = true;
+        else
+            s_bcast_app_run (b, n, &rba);
+    }
+    fail |= fail_bc || rba.fail;
+    double wbcpu = worker ? s_cpu_tid (&rba.c0, &rba.c1, worker) : 0;
+    printf ("  broadcast (WRITE bench.b, window %u, lead <= %d):\n",
+            b->o.bwindow, S_BCAST_LEAD);
+    printf ("  app:  %s%10.0f msgs/s handled; aaaxd CPU %.2f s: %.0f msgs "
+            "per aaaxd CPU-s; worker %.2f s: %.0f msgs per worker CPU-s\n",
+            rba.fail ? "FAILED " : "", rba.rate, rba.proc_cpu,
+            rba.proc_cpu > 0 && !rba.fail ? n / rba.proc_cpu : 0, wbcpu,
+            wbcpu > 0 && !rba.fail ? n / wbcpu : 0);
+    printf ("  C:    %s%10.0f msgs/s to a C subscriber; aaaxd CPU %.2f s "
+            "(with docking): %.0f msgs per aaaxd CPU-s\n",
+            fail_bc ? "FAILED " : "", rate_bc, rbc.proc_cpu,
+            rbc.proc_cpu > 0 && !fail_bc ? n / rbc.proc_cpu : 0);
+    printf ("  raw:  %s%10.0f msgs/s  PUB -> zmq_proxy -> 1 SUB\n",
+            fail_br ? "FAILED " : "", rate_br);
+    printf ("  ratio app/C: %.3f  app/raw: %.3f\n",
+            rate_bc > 0 ? rba.rate / rate_bc : 0,
+            rate_br > 0 ? rba.rate / rate_br : 0);
+    const s_run_t *runs[] = { &rc, &ra, &rbc, &rba };
+    const char *names[] = { "C mailbox", "app mailbox", "C bcast",
+                            "app bcast" };
+    s_print_threads (b->pid, runs, names, 4, worker);
+    bool met = w_per >= 200000;
+    printf ("  target: >= 200000 handled msgs/s per core (msgs per app host "
+            "worker CPU-s): %s (%.0f; wall %.0f msgs/s with the kernel on "
+            "the same %ld cores)\n",
+            met ? "met" : "NOT met", w_per, ra.rate,
+            sysconf (_SC_NPROCESSORS_ONLN));
+
+    char extra[400];
+    s_result_t *r = s_result_add (b, "app_mailbox", "app mailbox (msgs/s)");
+    if (r) {
+        r->aaax = ra.rate;
+        r->base = rc.rate;
+        snprintf (r->base_note, sizeof r->base_note, "C consumer");
+        r->ratio = ratio_c;
+        r->ok = !ra.fail && !rc.fail;
+        snprintf (extra, sizeof extra,
+                  "\"producers\":%u,\"raw_push_pull\":%.1f,"
+                  "\"aaaxd_cpu_s\":%.3f,\"msgs_per_aaaxd_cpu_s\":%.1f,"
+                  "\"c_aaaxd_cpu_s\":%.3f,\"c_msgs_per_aaaxd_cpu_s\":%.1f",
+                  b->o.producers, raw, ra.proc_cpu, a_per, rc.proc_cpu, c_per);
+        s_summary (b, r, "msgs/s", n, ra.lost + rc.lost, extra);
+    }
+    r = s_result_add (b, "app_msgs_per_core", "app msgs/worker CPU-s");
+    if (r) {
+        r->aaax = w_per;
+        r->base = a_per;
+        snprintf (r->base_note, sizeof r->base_note, "per aaaxd CPU-s");
+        r->ratio = a_per > 0 ? w_per / a_per : 0;
+        snprintf (r->target, sizeof r->target, ">= 200000 msgs/s per core");
+        r->target_met = met;
+        r->ok = !ra.fail && worker != 0;
+        snprintf (extra, sizeof extra,
+                  "\"worker_tid\":%d,\"worker_cpu_s\":%.3f,"
+                  "\"aaaxd_cpu_s\":%.3f,\"wall_msgs_s\":%.1f",
+                  worker, wcpu, ra.proc_cpu, ra.rate);
+        s_summary (b, r, "msgs/cpu-s", n, ra.lost, extra);
+    }
+    r = s_result_add (b, "kernel_mailbox", "kernel mailbox (msgs/s)");
+    if (r) {
+        r->aaax = rc.rate;
+        r->base = raw;
+        snprintf (r->base_note, sizeof r->base_note, "raw push/pull");
+        r->ratio = raw > 0 ? rc.rate / raw : 0;
+        r->ok = !rc.fail && !fail_raw;
+        snprintf (extra, sizeof extra, "\"producers\":%u", b->o.producers);
+        s_summary (b, r, "msgs/s", n, rc.lost, extra);
+    }
+    r = s_result_add (b, "app_broadcast", "app broadcast (msgs/s)");
+    if (r) {
+        r->aaax = rba.rate;
+        r->base = rate_bc;
+        snprintf (r->base_note, sizeof r->base_note, "C subscriber");
+        r->ratio = rate_bc > 0 ? rba.rate / rate_bc : 0;
+        r->ok = !rba.fail && !fail_bc && !fail_br;
+        snprintf (extra, sizeof extra,
+                  "\"raw_pub_sub\":%.1f,\"aaaxd_cpu_s\":%.3f,"
+                  "\"worker_cpu_s\":%.3f",
+                  rate_br, rba.proc_cpu, wbcpu);
+        s_summary (b, r, "msgs/s", n, rba.lost + lost_bc, extra);
+    }
+    s_app_kernel_stop (b);
+    if (fail || fail_raw || fail_br)
+        b->failed = true;
+}
+
+/*  ---- generated apps (app-idle-mem, app-load) ---- */
+
+/*  Writes napps app directories <tmp>/gen-apps/app-NNNN (once); their
+    absolute paths into *paths (caller frees each and the array). */
+static int
+s_gen_apps (s_bench_t *b, char ***paths_p)
+{
+    size_t n = b->o.apps;
+    char root[PATH_MAX + 32];
+    snprintf (root, sizeof root, "%.4000s/gen-apps", b->tmp);
+    if (mkdir (root, 0700) != 0 && errno != EEXIST)
+        return -1;
+    char real[PATH_MAX];
+    if (!realpath (root, real))
+        return -1;
+    char **paths = (char **) calloc (n, sizeof (char *));
+    if (!paths)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char name[32];
+        snprintf (name, sizeof name, "app-%04zu", i);
+        if (asprintf (&paths[i], "%s/%s", real, name) < 0) {
+            paths[i] = NULL;
+            goto fail;
+        }
+        if (mkdir (paths[i], 0700) != 0 && errno != EEXIST)
+            goto fail;
+        char file[PATH_MAX + 64];
+        snprintf (file, sizeof file, "%.4000s/manifest.lua", paths[i]);
+        FILE *f = fopen (file, "w");
+        if (!f)
+            goto fail;
+        fprintf (f,
+                 "return { name = \"%s\", version = \"1.0.0\", "
+                 "permissions = {}, channels = {}, depends = {} }\n",
+                 name);
+        if (fclose (f) != 0)
+            goto fail;
+        snprintf (file, sizeof file, "%.4000s/main.lua", paths[i]);
+        f = fopen (file, "w");
+        if (!f)
+            goto fail;
+        fprintf (f, "return { message = function (msg) "
+                    "aaax.reply(msg, msg.data) end }\n");
+        if (fclose (f) != 0)
+            goto fail;
+    }
+    *paths_p = paths;
+    return 0;
+fail:
+    fprintf (stderr, "bench: cannot write the generated apps in %s\n", real);
+    for (size_t i = 0; i < n; i++)
+        free (paths[i]);
+    free (paths);
+    return -1;
+}
+
+static void
+s_free_paths (char **paths, size_t n)
+{
+    for (size_t i = 0; paths && i < n; i++)
+        free (paths[i]);
+    free (paths);
+}
+
+/*  One load request for all paths: ms from send to answer, or -1. */
+static double
+s_load_batch (s_admin_t *adm, char **paths, size_t n)
+{
+    cli_kernel_reply_t rep;
+    int64_t t0 = hal_clock_mono_us ();
+    if (s_loader_call (adm, "load", paths, n, &rep) != 0)
+        return -1;
+    int64_t t1 = hal_clock_mono_us ();
+    char why[600];
+    const msgpack_object *mods = NULL;
+    bool ok = s_loader_ok (rep.data, why, sizeof why);
+    if (ok)
+        mods = chan_obj_get (rep.data, "modules");
+    if (!ok)
+        fprintf (stderr, "bench: load of %zu apps refused: %s\n", n, why);
+    else if (!mods || mods->type != MSGPACK_OBJECT_ARRAY
+             || mods->via.array.size != n) {
+        fprintf (stderr, "bench: load of %zu apps answered %u modules\n", n,
+                 mods && mods->type == MSGPACK_OBJECT_ARRAY
+                     ? mods->via.array.size
+                     : 0);
+        ok = false;
+    }
+    cli_kernel_reply_fini (&rep);
+    return ok ? (double) (t1 - t0) / 1000.0 : -1;
+}
+
+static void
+s_workload_app_mem (s_bench_t *b)
+{
+    size_t n = b->o.apps;
+    printf ("\n== app host, idle memory: %zu generated apps (app-0000.., "
+            "message = aaax.reply(msg, msg.data)) loaded in one request, "
+            "app_workers = 1 ==\n",
+            n);
+    fflush (stdout);
+    char **paths = NULL;
+    if (s_gen_apps (b, &paths) != 0) {
+        b->failed = true;
+        return;
+    }
+    if (s_app_kernel_start (b, "app-idle-mem") != 0) {
+        s_free_paths (paths, n);
+        b->failed = true;
+        return;
+    }
+    s_admin_t adm;
+    bool fail = s_admin_open (b, &adm, "bench.apps") != 0;
+    s_list_t l;
+    memset (&l, 0, sizeof l);
+    uint64_t rss0 = 0, rss1 = 0, anon0 = 0, anon1 = 0;
+    double ms = -1;
+    if (!fail) {
+        s_sleep_ms (S_APP_SETTLE_MS);
+        rss0 = s_proc_kb (b->pid, "VmRSS");
+        anon0 = s_proc_kb (b->pid, "RssAnon");
+        s_admin_ping (&adm);
+        ms = s_load_batch (&adm, paths, n);
+        fail = ms < 0;
+    }
+    if (!fail) {
+        s_sleep_ms (S_APP_SETTLE_MS);
+        rss1 = s_proc_kb (b->pid, "VmRSS");
+        anon1 = s_proc_kb (b->pid, "RssAnon");
+        s_admin_ping (&adm);
+        if (s_loader_list (&adm, NULL, &l) != 0 || l.running != n) {
+            fprintf (stderr, "bench: %zu of %zu apps running\n", l.running, n);
+            fail = true;
+        }
+    }
+    double per = rss1 > rss0 ? (double) (rss1 - rss0) / (double) n : 0;
+    double lua = l.n ? (double) l.mem_sum / (double) l.n / 1024.0 : 0;
+    bool met = !fail && per <= 64.0;
+    printf ("  aaaxd VmRSS %" PRIu64 " KiB before, %" PRIu64 " KiB with %zu "
+            "idle apps: %s%.1f KiB per app (RssAnon %" PRIu64 " -> %" PRIu64
+            " KiB: %.1f KiB per app)\n",
+            rss0, rss1, n, fail ? "FAILED " : "", per, anon0, anon1,
+            anon1 > anon0 ? (double) (anon1 - anon0) / (double) n : 0.0);
+    printf ("  Lua state per app (loader list \"memory\"): mean %.1f KiB, "
+            "min %.1f, max %.1f; the rest, %.1f KiB per app, is outside "
+            "the Lua heap (runtime, kernel session, allocator)\n",
+            lua, l.mem_min / 1024.0, l.mem_max / 1024.0,
+            per > lua ? per - lua : 0.0);
+    printf ("  (the load took %.1f ms)\n", ms);
+    printf ("  target: <= 64 KiB per idle app: %s\n", met ? "met" : "NOT met");
+    s_result_t *r = s_result_add (b, "app_idle_mem", "idle app RSS (KiB/app)");
+    if (r) {
+        r->aaax = per;
+        r->base = lua;
+        snprintf (r->base_note, sizeof r->base_note, "Lua state only");
+        r->ratio = lua > 0 ? per / lua : 0;
+        snprintf (r->target, sizeof r->target, "<= 64 KiB per idle app");
+        r->target_met = met;
+        r->ok = !fail;
+        char extra[300];
+        snprintf (extra, sizeof extra,
+                  "\"apps\":%zu,\"rss_before_kb\":%" PRIu64
+                  ",\"rss_after_kb\":%" PRIu64 ",\"rssanon_before_kb\":%" PRIu64
+                  ",\"rssanon_after_kb\":%" PRIu64 ",\"lua_mean_kb\":%.2f",
+                  n, rss0, rss1, anon0, anon1, lua);
+        s_summary (b, r, "KiB/app", n, 0, extra);
+    }
+    s_admin_close (&adm);
+    s_app_kernel_stop (b);
+    s_free_paths (paths, n);
+    if (fail)
+        b->failed = true;
+}
+
+/*  n load requests, one app each, all sent at once; ms from the first
+    send to the last answer, or -1. */
+static double
+s_load_pipelined (s_bench_t *b, s_admin_t *adm, char **paths, size_t n)
+{
+    chan_client_t *cc = adm->cc;
+    int64_t t0 = hal_clock_mono_us ();
+    size_t sent = 0, oks = 0, answers = 0, good = 0, errors = 0;
+    for (size_t i = 0; i < n; i++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init (&sb);
+        s_loader_pack (&sb, "load", &paths[i], 1);
+        chan_body_t body;
+        chan_body_init (&body);
+        chan_body_str (&body, "chan", "kernel.loader");
+        chan_body_raw (&body, "data", sb.data, sb.size);
+        int rc = chan_client_send (cc, "WRITE", &body, NULL);
+        chan_body_fini (&body);
+        msgpack_sbuffer_destroy (&sb);
+        if (rc != 0)
+            break;
+        sent++;
+    }
+    int64_t until = hal_clock_mono_ms () + S_APP_REQ_MS;
+    int64_t next_ping = hal_clock_mono_ms () + 400;
+    while ((oks + errors < sent || answers < oks) && !s_interrupted
+           && hal_clock_mono_ms () < until) {
+        if (hal_clock_mono_ms () >= next_ping) {
+            chan_client_send (cc, "PING", NULL, NULL);
+            next_ping = hal_clock_mono_ms () + 400;
+        }
+        chan_reply_t r;
+        memset (&r, 0, sizeof r);
+        int rc = chan_client_recv (cc, &r, 100);
+        if (rc == AAAX_ETIMEDOUT)
+            continue;
+        if (rc != 0)
+            break;
+        if (strcmp (r.cmd, "OK") == 0) {
+            const char *id;
+            size_t len;
+            if (chan_obj_get_str (&r.body, "id", &id, &len))
+                oks++; /* a WRITE's (an ACK's OK has no id) */
+        } else if (strcmp (r.cmd, "ERROR") == 0) {
+            char why[300];
+            if (errors++ < 5)
+                fprintf (stderr, "bench: load WRITE: %s\n",
+                         chan_reply_reason (&r, why, sizeof why));
+        } else if (strcmp (r.cmd, "MSG") == 0
+                   && cli_kernel_classify (&r.body, adm->k.mailbox, NULL)
+                          == CLI_KERNEL_STALE) {
+            const msgpack_object *env = chan_obj_get (&r.body, "msg");
+            char why[600];
+            answers++;
+            if (s_loader_ok (chan_obj_get (env, "data"), why, sizeof why))
+                good++;
+            else if (answers - good <= 5)
+                fprintf (stderr, "bench: load refused: %s\n", why);
+            const char *id;
+            size_t len;
+            if (chan_obj_get_str (env, "id", &id, &len) && len < 64) {
+                char idbuf[64];
+                memcpy (idbuf, id, len);
+                idbuf[len] = 0;
+                const char *ids[1] = { idbuf };
+                chan_body_t ack;
+                chan_body_init (&ack);
+                chan_body_str (&ack, "chan", adm->k.mailbox);
+                chan_body_strv (&ack, "ids", ids, 1);
+                chan_client_send (cc, "ACK", &ack, NULL);
+                chan_body_fini (&ack);
+            }
+        }
+        chan_reply_fini (&r);
+    }
+    int64_t t1 = hal_clock_mono_us ();
+    if (sent != n || oks != n || answers != n || good != n) {
+        fprintf (stderr,
+                 "bench: pipelined loads: %zu sent, %zu accepted, "
+                 "%zu answered, %zu loaded of %zu\n",
+                 sent, oks, answers, good, n);
+        return -1;
+    }
+    return (double) (t1 - t0) / 1000.0;
+}
+
+static void
+s_workload_app_load (s_bench_t *b)
+{
+    size_t n = b->o.apps;
+    printf ("\n== app host, load time: %zu generated apps, app_workers = 1: "
+            "one load request with %zu paths; then, in a fresh kernel, %zu "
+            "load requests pipelined ==\n",
+            n, n, n);
+    fflush (stdout);
+    char **paths = NULL;
+    if (s_gen_apps (b, &paths) != 0) {
+        b->failed = true;
+        return;
+    }
+    double batch = -1, piped = -1;
+    size_t running[2] = { 0, 0 };
+    s_stat_t st[2][2];
+    memset (st, 0, sizeof st);
+    s_run_t cpu[2];
+    memset (cpu, 0, sizeof cpu);
+    pid_t pids[2] = { 0, 0 };
+    for (int pass = 0; pass < 2 && !s_interrupted; pass++) {
+        if (s_app_kernel_start (b, pass ? "app-load-piped" : "app-load") != 0)
+            break;
+        s_admin_t adm;
+        if (s_admin_open (b, &adm, "bench.apps") == 0) {
+            s_list_t l;
+            s_stat (b, &st[pass][0]);
+            pids[pass] = b->pid;
+            s_cpu_snap (b->pid, &cpu[pass].c0);
+            if (pass == 0)
+                batch = s_load_batch (&adm, paths, n);
+            else
+                piped = s_load_pipelined (b, &adm, paths, n);
+            s_cpu_snap (b->pid, &cpu[pass].c1);
+            cpu[pass].proc_cpu = s_cpu_proc (&cpu[pass].c0, &cpu[pass].c1);
+            s_stat (b, &st[pass][1]);
+            if (s_loader_list (&adm, NULL, &l) == 0)
+                running[pass] = l.running;
+            s_admin_close (&adm);
+        }
+        s_app_kernel_stop (b);
+    }
+    size_t running1 = running[0], running2 = running[1];
+    bool fail = batch < 0 || piped < 0 || running1 != n || running2 != n;
+    bool met = batch >= 0 && batch < 2000;
+    printf ("  one request:  %s%9.1f ms from the WRITE to the answer "
+            "(%zu running after), %.0f apps/s\n",
+            batch < 0 ? "FAILED " : "", batch, running1,
+            batch > 0 ? n * 1000.0 / batch : 0);
+    printf ("  %zu requests: %s%9.1f ms from the first WRITE to the last "
+            "answer (%zu running after), %.0f apps/s\n",
+            n, piped < 0 ? "FAILED " : "", piped, running2,
+            piped > 0 ? n * 1000.0 / piped : 0);
+    for (int pass = 0; pass < 2; pass++) {
+        if (!pids[pass])
+            continue;
+        printf ("  aaaxd CPU during the %s: %.2f s\n",
+                pass ? "pipelined loads" : "one request", cpu[pass].proc_cpu);
+        const s_run_t *runs[] = { &cpu[pass] };
+        const char *names[] = { pass ? "pipelined" : "one request" };
+        s_print_threads (pids[pass], runs, names, 1, 0);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        const s_stat_t *s0 = &st[pass][0], *s1 = &st[pass][1];
+        uint64_t dops = s1->ops - s0->ops, dcom = s1->commits - s0->commits;
+        if (s1->commits >= s0->commits && dcom)
+            printf ("  kernel store meanwhile (%s): %" PRIu64 " commits, "
+                    "%.1f ops/commit, %.2f ms per commit\n",
+                    pass ? "pipelined" : "one request", dcom,
+                    (double) dops / (double) dcom,
+                    (double) (s1->commit_us - s0->commit_us) / 1000.0
+                        / (double) dcom);
+    }
+    printf ("  target: %zu apps loaded in < 2 s: %s (one request)\n", n,
+            met ? "met" : "NOT met");
+    s_result_t *r = s_result_add (b, "app_load", "load apps (ms)");
+    if (r) {
+        snprintf (r->label, sizeof r->label, "load %zu apps (ms)", n);
+        r->aaax = batch > 0 ? batch : 0;
+        r->base = piped > 0 ? piped : 0;
+        snprintf (r->base_note, sizeof r->base_note, "%zu requests", n);
+        r->ratio = piped > 0 && batch > 0 ? batch / piped : 0;
+        snprintf (r->target, sizeof r->target, "< 2000 ms");
+        r->target_met = met;
+        r->ok = !fail;
+        char extra[200];
+        snprintf (extra, sizeof extra,
+                  "\"apps\":%zu,\"pipelined_ms\":%.1f,\"apps_per_s\":%.1f", n,
+                  piped, batch > 0 ? n * 1000.0 / batch : 0);
+        s_summary (b, r, "ms", n, 0, extra);
+    }
+    s_free_paths (paths, n);
+    if (fail)
+        b->failed = true;
 }
 
 /*  ---- machine, table, options ------------------------------------------ */
@@ -3326,8 +4940,16 @@ s_usage (FILE *f)
         "  --limit S        hard time limit of each measured phase, seconds\n"
         "                   (default 60; --quick 30)\n"
         "  --only LIST      run only these of broadcast,queue,rtt,gate,\n"
-        "                   gate-rtt (gate: in-process decisions and\n"
-        "                   decisions + audit, no kernel needed)\n"
+        "                   gate-rtt,app-msgs,app-idle-mem,app-load, or apps\n"
+        "                   (the three app-host workloads; each starts its\n"
+        "                   own kernel); gate: in-process decisions and\n"
+        "                   decisions + audit, no kernel needed\n"
+        "  --app-msgs N     messages to the app, and to the C consumer\n"
+        "                   (default 200000; --quick 100000)\n"
+        "  --apps N         generated apps loaded by app-idle-mem and\n"
+        "                   app-load (default 1000)\n"
+        "  --bench-apps DIR the bench's apps (default: the source tree's\n"
+        "                   bench/apps)\n"
         "  --decisions N    in-process gate decisions per policy (default\n"
         "                   2000000; --quick 500000)\n"
         "  --audit N        gate decisions appended to the audit journal\n"
@@ -3354,7 +4976,7 @@ s_parse_u64 (const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 }
 
 /*  --only: a comma-separated list of broadcast, queue, rtt, gate,
-    gate-rtt. */
+    gate-rtt, app-msgs, app-idle-mem, app-load, apps. */
 static bool
 s_parse_only (const char *arg, unsigned *out)
 {
@@ -3372,6 +4994,14 @@ s_parse_only (const char *arg, unsigned *out)
             bits |= S_W_GATE;
         else if (n == 8 && strncmp (p, "gate-rtt", 8) == 0)
             bits |= S_W_GATE_RTT;
+        else if (n == 8 && strncmp (p, "app-msgs", 8) == 0)
+            bits |= S_W_APP_MSGS;
+        else if (n == 12 && strncmp (p, "app-idle-mem", 12) == 0)
+            bits |= S_W_APP_MEM;
+        else if (n == 8 && strncmp (p, "app-load", 8) == 0)
+            bits |= S_W_APP_LOAD;
+        else if (n == 4 && strncmp (p, "apps", 4) == 0)
+            bits |= S_W_APPS;
         else
             return false;
         p += n + (p[n] == ',');
@@ -3399,12 +5029,16 @@ s_options (s_bench_t *b, int argc, char **argv)
         { "decisions", required_argument, NULL, 'D' },
         { "audit", required_argument, NULL, 'A' },
         { "gate-samples", required_argument, NULL, 'G' },
+        { "app-msgs", required_argument, NULL, 'M' },
+        { "apps", required_argument, NULL, 'N' },
+        { "bench-apps", required_argument, NULL, 'd' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     s_opts_t *o = &b->o;
     uint64_t count = 0, size = 100, samples = 0, prod = 2, cons = 2, limit = 0;
     uint64_t rtt_block = 500, decisions = 0, audit = 0, gsamples = 0;
+    uint64_t app_msgs = 0, apps = 1000;
     int c, li = 0;
     while ((c = getopt_long (argc, argv, "", longs, &li)) != -1) {
         bool ok = true;
@@ -3421,6 +5055,9 @@ s_options (s_bench_t *b, int argc, char **argv)
         case 'D': ok = s_parse_u64 (optarg, 1, 1000000000, &decisions); break;
         case 'A': ok = s_parse_u64 (optarg, 1, 100000000, &audit); break;
         case 'G': ok = s_parse_u64 (optarg, 1, 10000000, &gsamples); break;
+        case 'M': ok = s_parse_u64 (optarg, 1, 100000000, &app_msgs); break;
+        case 'N': ok = s_parse_u64 (optarg, 1, 10000, &apps); break;
+        case 'd': o->apps_dir = optarg; break;
         case 'k': o->keep = true; break;
         case 'o': ok = s_parse_only (optarg, &o->only); break;
         case 'h': s_usage (stdout); return 1;
@@ -3452,6 +5089,8 @@ s_options (s_bench_t *b, int argc, char **argv)
     o->decisions = decisions ? decisions : o->quick ? 500000 : 2000000;
     o->audit_records = audit ? audit : o->quick ? 16000 : 64000;
     o->gate_samples = (uint32_t) (gsamples ? gsamples : o->quick ? 2000 : 5000);
+    o->app_msgs = app_msgs ? app_msgs : o->quick ? 100000 : 200000;
+    o->apps = (size_t) apps;
     return 0;
 }
 
@@ -3486,6 +5125,13 @@ main (int argc, char **argv)
     if (orc != 0)
         return orc > 0 ? 0 : 2;
     s_find_aaaxd (b);
+#ifdef AAAX_APPS_DIR
+    snprintf (b->apps_dir, sizeof b->apps_dir, "%s",
+              b->o.apps_dir ? b->o.apps_dir : AAAX_APPS_DIR "/../bench/apps");
+#else
+    snprintf (b->apps_dir, sizeof b->apps_dir, "%s",
+              b->o.apps_dir ? b->o.apps_dir : "bench/apps");
+#endif
     if (access (b->aaaxd, X_OK) != 0) {
         fprintf (stderr,
                  "aaax_bench: no kernel at %s (use --aaaxd or "
@@ -3517,10 +5163,11 @@ main (int argc, char **argv)
 
     printf ("aaax_bench %s: kernel %s, %s mode, %" PRIu64 " messages, %u B "
             "payloads, %u round trips, limit %d s per phase; gate: %" PRIu64
-            " decisions, %" PRIu64 " audited, %u round trips\n",
+            " decisions, %" PRIu64 " audited, %u round trips; apps: %" PRIu64
+            " messages, %zu apps\n",
             AAAX_VERSION_STRING, b->aaaxd, b->o.quick ? "quick" : "full",
             b->o.count, b->o.size, b->o.samples, b->o.limit_s, b->o.decisions,
-            b->o.audit_records, b->o.gate_samples);
+            b->o.audit_records, b->o.gate_samples, b->o.app_msgs, b->o.apps);
     s_machine (b);
     fflush (stdout);
 
@@ -3559,6 +5206,17 @@ main (int argc, char **argv)
         b->failed = true;
     else if (kernel)
         printf ("aaaxd: stopped with SIGTERM, exit status 0\n");
+
+    /*  The app host: each workload runs its own kernel(s), stopped with
+        SIGTERM (exit status 0 required) before the next. */
+    if (!s_interrupted && (b->o.only & S_W_APP_MSGS))
+        s_workload_app_msgs (b);
+    if (!s_interrupted && (b->o.only & S_W_APP_MEM))
+        s_workload_app_mem (b);
+    if (!s_interrupted && (b->o.only & S_W_APP_LOAD))
+        s_workload_app_load (b);
+    if (b->o.only & S_W_APPS)
+        printf ("\n");
 
     s_table (b);
     s_machine (b);
