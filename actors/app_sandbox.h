@@ -50,7 +50,7 @@ uint64_t app_sandbox_instr_spent (const app_sandbox_t *self);
     sandbox's globals and pushes the function on the main state. chunkname
     (NULL: "app") names it in messages. Returns 0, AAAX_EINVAL on a syntax
     error or binary chunk (err "chunkname:line: message"), AAAX_ELIMIT when
-    the memory cap was hit; nothing is pushed on error. */
+    the memory cap was hit, AAAX_ENOMEM; nothing is pushed on error. */
 int app_sandbox_load (app_sandbox_t *self, const char *src, size_t len,
                       const char *chunkname, char *err, size_t errlen);
 
