@@ -1467,10 +1467,19 @@ broker_run (broker_t *self, int sigfd, void *pipe)
         if (stopping && self->state != BROKER_SHUTDOWN) {
             self->state = BROKER_SHUTDOWN;
             hal_store_set_delay (self->store, 0); /* commit what is left now */
-            stop_deadline = now + 3000;
+            stop_deadline = now + 8000;
             if (self->heartbeat)
                 zstr_send (self->heartbeat, "SHUTDOWN");
+            /*  The loader stops its apps while the switchboard still
+                answers: its calls would otherwise wait for their timeout.
+                Its end is the signal on its pipe, left unread for
+                zactor_destroy. */
+            if (self->actors[3])
+                zstr_send (self->actors[3], "$TERM");
         }
+        bool loader_done =
+            !self->actors[3]
+            || (zsock_events (zactor_sock (self->actors[3])) & ZMQ_POLLIN);
         s_timers (self, now);
         for (broker_session_t *s = self->blocked, *after; s; s = after) {
             after = s->blk_next; /* s leaves the list when it empties */
@@ -1481,7 +1490,7 @@ broker_run (broker_t *self, int sigfd, void *pipe)
         if (stopping) {
             bool store_idle = !hal_store_busy (self->store)
                               && !hal_store_pending (self->store);
-            if ((hb_done && store_idle) || now > stop_deadline) {
+            if ((hb_done && loader_done && store_idle) || now > stop_deadline) {
                 if (!store_idle)
                     zsys_warning ("broker: shutdown deadline passed with "
                                   "commits outstanding");
