@@ -272,7 +272,7 @@ s_broadcast (s_self_t *self, const char *event, s_mod_t *m, const char *reason)
     chan_body_t body;
     chan_body_init (&body);
     chan_body_str (&body, "system", m->name);
-    chan_body_str (&body, "state", m->state);
+    chan_body_str (&body, "state", streq (event, "unload") ? "" : m->state);
     chan_reply_t reply;
     if (act_ctl (self->conn, "appstate", &body, &reply) == 0 || reply.raw)
         chan_reply_fini (&reply);
@@ -417,8 +417,7 @@ s_pack_module (s_self_t *self, msgpack_packer *pk, s_mod_t *m)
     chan_pack_cstr (pk, "since");
     msgpack_pack_double (pk, m->since);
     chan_pack_cstr (pk, "restarts");
-    msgpack_pack_uint64 (pk,
-                         st.restarts > m->restarts ? st.restarts : m->restarts);
+    msgpack_pack_uint64 (pk, m->worker >= 0 ? st.restarts : m->restarts);
     chan_pack_cstr (pk, "error");
     if (m->error[0])
         chan_pack_cstr (pk, m->error);
@@ -841,12 +840,19 @@ s_handle_event (s_self_t *self, const char *name, int ev, const char *detail)
         m->worker = -1;
         s_audit (self, "load", m->name, false, m->op ? m->op->to : NULL,
                  detail);
-        if (m->op) {
-            s_op_t *op = m->op;
-            s_op_progress (self, m, false, detail);
-            (void) op;
+        {
+            /*  A reload or start that fails keeps the module, failed,
+                with the reason; only a first load forgets it. */
+            bool keep = m->op && m->op->kind != OP_LOAD;
+            if (m->op)
+                s_op_progress (self, m, false, detail);
+            if (keep) {
+                snprintf (m->state, sizeof m->state, "failed");
+                snprintf (m->error, sizeof m->error, "%s", detail);
+                s_broadcast (self, "failed", m, detail);
+            } else
+                s_mod_forget (self, m);
         }
-        s_mod_forget (self, m);
         break;
     case APP_EV_CRASHED:
         snprintf (m->state, sizeof m->state, "restarting");
@@ -1106,7 +1112,9 @@ s_one (void *arg, act_batch_t *batch, act_req_t *req)
         s_remove (self, m, streq (op, "kill"));
         return;
     }
-    if (streq (op, "restart") && m->worker >= 0) {
+    if ((streq (op, "restart")
+         || (streq (op, "start") && streq (m->state, "failed")))
+        && m->worker >= 0) {
         zsock_send (zactor_sock (self->workers[m->worker]), "ss", "RESTART",
                     name);
         m->restarts = 0;

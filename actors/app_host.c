@@ -258,7 +258,8 @@ s_clean (char *out, size_t size, const char *s, size_t len)
     size_t j = 0;
     for (size_t i = 0; i < len && j + 1 < size; i++) {
         unsigned char c = (unsigned char) s[i];
-        out[j++] = (c >= 32 && c != 127) || c >= 128 ? (char) c : '?';
+        out[j++] =
+            (c >= 32 && c != 127) || c >= 128 || c == '\t' ? (char) c : '?';
     }
     out[j] = 0;
 }
@@ -734,6 +735,9 @@ s_down (s_app_t *a, bool bye)
     app_worker_t *w = a->w;
     if (bye && a->state != A_BACKOFF && a->state != A_FAILED
         && a->state != A_LOADING) {
+        /*  What was handled (a TERM signal included) is acknowledged
+            first; only what was not comes back to the next incarnation. */
+        s_flush_acks (a);
         msgpack_packer pk;
         uint64_t req = ++a->next_req;
         s_begin (w, req, 0, &pk);
@@ -881,7 +885,7 @@ s_boot (s_app_t *a, char *err, size_t errlen)
         return AAAX_ELIMIT;
     }
     char chunk[AAAX_MAX_NAME + 16];
-    snprintf (chunk, sizeof chunk, "@%s/main.lua", a->name);
+    snprintf (chunk, sizeof chunk, "main.lua");
     int rc = app_sandbox_load (a->sb, a->spec->src, a->spec->srclen, chunk, err,
                                errlen);
     if (rc != 0)
@@ -1610,8 +1614,8 @@ s_api_kv_get (lua_State *L)
     msgpack_unpacked_init (&unp);
     bool ok = msgpack_unpack_next (&unp, (const char *) val, vlen, NULL)
               == MSGPACK_UNPACK_SUCCESS;
-    free (val);
     if (!ok) {
+        free (val);
         msgpack_unpacked_destroy (&unp);
         lua_pushnil (L);
         lua_pushstring (L, "500 stored value is not msgpack");
@@ -1621,8 +1625,11 @@ s_api_kv_get (lua_State *L)
         protected call. */
     lua_pushcfunction (L, s_pconvert);
     lua_pushlightuserdata (L, &unp.data);
+    /*  The unpacked strings point into val: it lives until they are
+        copied. */
     int st = lua_pcall (L, 1, 1, 0);
     msgpack_unpacked_destroy (&unp);
+    free (val);
     if (st != LUA_OK)
         return lua_error (L);
     return 1;
@@ -2420,7 +2427,12 @@ app_worker_stats (app_worker_t *self, const char *name, app_stats_t *out)
     out->memory = a->sb ? app_sandbox_mem_used (a->sb) : 0;
     out->handled = a->handled;
     out->errors = a->errors;
-    out->restarts = a->restarts_total;
+    /*  Restarts within the current window (the intensity the
+        supervisor counts). */
+    int64_t now = hal_clock_mono_ms ();
+    for (size_t i = 0; i < a->nrestarts; i++)
+        if (a->restarts_at[i] > now - (int64_t) self->cfg.restart_window_ms)
+            out->restarts++;
     snprintf (out->error, sizeof out->error, "%s", a->error);
     return 0;
 }
