@@ -340,3 +340,32 @@ def kernel_factory():
 def kernel(kernel_factory):
     """One kernel with the embedded defaults (channels jobs, events)."""
     return kernel_factory()
+
+
+APP_CONFIG = """
+return {
+  heartbeat_ms = %(heartbeat_ms)d,
+  apps = { %(apps)s },
+  channels = { %(channels)s },
+  policy = { %(policy)s },
+%(extra)s
+}
+"""
+
+
+@pytest.fixture
+def app_kernel(kernel_factory):
+    """Makes kernels for the Lua app tests: app_kernel(policy="",
+    channels="", apps="", extra="", heartbeat_ms=1000, start=True,
+    subdir=None). Unlike the embedded defaults its configuration loads no
+    app at boot (`apps = {}`, or the Lua list items given as `apps`) and
+    declares only the channels and policy rules given (Lua text spliced into
+    those lists); `extra` is more `key = value,` lines. Returns the Kernel
+    of kernel_factory."""
+    def make(policy="", channels="", apps="", extra="", heartbeat_ms=1000,
+             start=True, subdir=None):
+        config = APP_CONFIG % {"heartbeat_ms": heartbeat_ms, "apps": apps,
+                               "channels": channels, "policy": policy,
+                               "extra": extra}
+        return kernel_factory(config=config, start=start, subdir=subdir)
+    return make
