@@ -1520,7 +1520,42 @@ s_ctl_list (broker_t *self, broker_rq_t *rq)
     msgpack_packer pk;
     broker_begin (self, rq, 2, &pk);
     chan_pack_str (&pk, "systems", 7);
-    msgpack_pack_array (&pk, (uint32_t) self->nsessions);
+    /*  Apps that are not docked (failed, stopped, restarting) are listed
+        too, with their state: `aaax ps` shows a failed app. */
+    uint32_t down = 0;
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems); sys;
+         sys = (broker_sys_t *) zhashx_next (self->systems))
+        if (sys->app_state[0] && !sys->session)
+            down++;
+    msgpack_pack_array (&pk, (uint32_t) self->nsessions + down);
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems); sys;
+         sys = (broker_sys_t *) zhashx_next (self->systems)) {
+        if (!sys->app_state[0] || sys->session)
+            continue;
+        msgpack_pack_map (&pk, 11);
+        chan_pack_cstr (&pk, "id");
+        chan_pack_cstr (&pk, sys->id);
+        chan_pack_cstr (&pk, "kind");
+        chan_pack_cstr (&pk, "app");
+        chan_pack_cstr (&pk, "state");
+        chan_pack_cstr (&pk, sys->app_state);
+        chan_pack_cstr (&pk, "app_state");
+        chan_pack_cstr (&pk, sys->app_state);
+        chan_pack_cstr (&pk, "since");
+        msgpack_pack_double (&pk, (double) sys->last_seen / 1000.0);
+        chan_pack_cstr (&pk, "privileged");
+        msgpack_pack_false (&pk);
+        chan_pack_cstr (&pk, "session");
+        msgpack_pack_nil (&pk);
+        chan_pack_cstr (&pk, "msgs_in");
+        msgpack_pack_uint64 (&pk, 0);
+        chan_pack_cstr (&pk, "msgs_out");
+        msgpack_pack_uint64 (&pk, 0);
+        chan_pack_cstr (&pk, "leases");
+        msgpack_pack_uint64 (&pk, sys->holder.count);
+        chan_pack_cstr (&pk, "capabilities");
+        msgpack_pack_uint32 (&pk, 0);
+    }
     for (broker_session_t *s = self->lru_head; s; s = s->lru_next) {
         bool remote = s->kind && streq (s->kind, "remote");
         bool app = s->sys->app_state[0] != 0;

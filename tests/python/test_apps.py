@@ -1470,7 +1470,16 @@ def test_crash_loop_marks_the_app_failed(app_kernel, tmp_path):
     time.sleep(1.0)
     assert a.modules()["px"]["state"] == "failed"
     assert [e["event"] for e in a.events("px")][-1] == "failed"
-    assert "px" not in a.systems()
+    # not docked, yet listed by lifecycle (so `aaax ps`) as a failed app
+    px = a.systems()["px"]
+    assert px["state"] == "failed" and px["kind"] == "app", px
+    assert px["app_state"] == "failed" and px["session"] is None
+    ps = subprocess.run([AAAX_CLI, "ps", "--data", a.k.data,
+                         "--connect", a.k.endpoint], capture_output=True,
+                        text=True, timeout=30)
+    assert ps.returncode == 0, ps.stderr
+    assert any(l.split()[:3] == ["px", "app", "failed"]
+               for l in ps.stdout.splitlines()), ps.stdout
     hb = a.heartbeat(lambda d: "px" in d.get("apps", {}))
     assert hb["apps"]["px"] == "failed"
     assert hb["apps"]["echo"] == "running"
