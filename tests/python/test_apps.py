@@ -244,10 +244,16 @@ class Apps:
                 return p["msg"]["data"]
         raise AssertionError("no such heartbeat within %ss" % timeout)
 
-    def systems(self):
-        """The ids of the docked systems (kernel.lifecycle list)."""
+    def listed(self):
+        """Everything kernel.lifecycle lists: the docked systems and the
+        apps that are not docked (failed, stopped), by id."""
         r = self.lifecycle(op="list")
         return {s["id"]: s for s in r["systems"]}
+
+    def systems(self):
+        """The docked systems (kernel.lifecycle list), by id."""
+        return {i: s for i, s in self.listed().items()
+                if s.get("session") is not None}
 
     def alive(self, echo="echo"):
         """The kernel answers PING and the echo app echoes."""
@@ -1471,7 +1477,8 @@ def test_crash_loop_marks_the_app_failed(app_kernel, tmp_path):
     assert a.modules()["px"]["state"] == "failed"
     assert [e["event"] for e in a.events("px")][-1] == "failed"
     # not docked, yet listed by lifecycle (so `aaax ps`) as a failed app
-    px = a.systems()["px"]
+    assert "px" not in a.systems()
+    px = a.listed()["px"]
     assert px["state"] == "failed" and px["kind"] == "app", px
     assert px["app_state"] == "failed" and px["session"] is None
     ps = subprocess.run([AAAX_CLI, "ps", "--data", a.k.data,
