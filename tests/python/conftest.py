@@ -47,7 +47,10 @@ class Kernel:
         self.tmp = tmp
         self.data = os.path.join(tmp, "data")
         self.port = free_port()
+        # Two probes in a row can get the same port back from the OS.
         self.tap_port = free_port()
+        while self.tap_port == self.port:
+            self.tap_port = free_port()
         self.endpoint = "tcp://127.0.0.1:%d" % self.port
         self.tap = "tcp://127.0.0.1:%d" % self.tap_port
         self.ipc = "ipc://%s/aaax.sock" % self.data
