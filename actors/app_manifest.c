@@ -24,293 +24,7 @@
 #include "app_manifest.h"
 #include "broker_config.h"
 #include "hal_luadata.h"
-
-/*  ---- the tokenizer ---------------------------------------------------
-    As policy/policy_lines.c: names, numbers, short and long strings, short
-    and long comments. Every loop advances the position or stops, so a scan
-    is linear in the text. */
-
-typedef enum {
-    T_EOF = 0, /* end of text, or a long string or comment left open */
-    T_NAME,    /* a name or a keyword */
-    T_NUMBER,
-    T_STRING, /* short or long */
-    T_OP      /* punctuation; op says which */
-} s_type_t;
-
-enum { OP_ASSIGN = '=', OP_EQ = 256, OP_CMP, OP_DOTS };
-
-typedef struct {
-    s_type_t type;
-    int op;           /* T_OP: the character, or OP_* */
-    int line;         /* where the token starts */
-    int quoted;       /* T_STRING: a short string ("..." or '...') */
-    const char *text; /* T_NAME, T_STRING (without quotes): the bytes */
-    size_t len;
-} s_token_t;
-
-typedef struct {
-    const char *src;
-    size_t len;
-    size_t pos;
-    int line;
-} s_lexer_t;
-
-static int
-s_is_newline (char c)
-{
-    return c == '\n' || c == '\r';
-}
-
-static int
-s_is_alpha (char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-}
-
-static int
-s_is_digit (char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/*  Steps over one line break: "\n", "\r", "\r\n" or "\n\r", as Lua. */
-static void
-s_newline (s_lexer_t *lx)
-{
-    char c = lx->src[lx->pos++];
-    if (lx->pos < lx->len && s_is_newline (lx->src[lx->pos])
-        && lx->src[lx->pos] != c)
-        lx->pos++;
-    if (lx->line < 0x7fffffff)
-        lx->line++;
-}
-
-/*  At '[': the level of a long bracket "[" "="* "[" (0 for "[["), or -1
-    when it is not one. Does not move. */
-static long
-s_long_level (const s_lexer_t *lx)
-{
-    size_t p = lx->pos + 1;
-    while (p < lx->len && lx->src[p] == '=')
-        p++;
-    if (p < lx->len && lx->src[p] == '[')
-        return (long) (p - lx->pos - 1);
-    return -1;
-}
-
-/*  At a long bracket of the given level: steps over it and the text up to
-    the matching close, counting lines. Returns 0, or -1 when the text ends
-    first (then the position is at the end). */
-static int
-s_skip_long (s_lexer_t *lx, long level)
-{
-    lx->pos += (size_t) level + 2;
-    while (lx->pos < lx->len) {
-        char c = lx->src[lx->pos];
-        if (s_is_newline (c))
-            s_newline (lx);
-        else if (c == ']') {
-            size_t p = lx->pos + 1;
-            while (p < lx->len && lx->src[p] == '=')
-                p++;
-            if (p < lx->len && lx->src[p] == ']'
-                && (long) (p - lx->pos - 1) == level) {
-                lx->pos = p + 1;
-                return 0;
-            }
-            lx->pos++;
-        } else
-            lx->pos++;
-    }
-    return -1;
-}
-
-/*  Skips white space and comments. Returns 0, or -1 when a long comment
-    is left open. */
-static int
-s_skip_space (s_lexer_t *lx)
-{
-    while (lx->pos < lx->len) {
-        char c = lx->src[lx->pos];
-        if (s_is_newline (c))
-            s_newline (lx);
-        else if (c == ' ' || c == '\t' || c == '\v' || c == '\f')
-            lx->pos++;
-        else if (c == '-' && lx->pos + 1 < lx->len
-                 && lx->src[lx->pos + 1] == '-') {
-            lx->pos += 2;
-            long level = -1;
-            if (lx->pos < lx->len && lx->src[lx->pos] == '[')
-                level = s_long_level (lx);
-            if (level >= 0) {
-                if (s_skip_long (lx, level))
-                    return -1;
-            } else
-                while (lx->pos < lx->len && !s_is_newline (lx->src[lx->pos]))
-                    lx->pos++;
-        } else
-            break;
-    }
-    return 0;
-}
-
-static void
-s_next (s_lexer_t *lx, s_token_t *tok)
-{
-    memset (tok, 0, sizeof (*tok));
-    if (s_skip_space (lx) || lx->pos >= lx->len) {
-        tok->type = T_EOF;
-        tok->line = lx->line;
-        return;
-    }
-    tok->line = lx->line;
-    const char *s = lx->src;
-    size_t start = lx->pos;
-    char c = s[start];
-    char next = start + 1 < lx->len ? s[start + 1] : '\0';
-    if (s_is_alpha (c)) {
-        while (lx->pos < lx->len
-               && (s_is_alpha (s[lx->pos]) || s_is_digit (s[lx->pos])))
-            lx->pos++;
-        tok->type = T_NAME;
-        tok->text = s + start;
-        tok->len = lx->pos - start;
-    } else if (s_is_digit (c) || (c == '.' && s_is_digit (next))) {
-        int hex = c == '0' && (next == 'x' || next == 'X');
-        if (hex)
-            lx->pos += 2;
-        while (lx->pos < lx->len) {
-            char d = s[lx->pos];
-            int expo = hex ? (d == 'p' || d == 'P') : (d == 'e' || d == 'E');
-            if (expo && lx->pos + 1 < lx->len
-                && (s[lx->pos + 1] == '+' || s[lx->pos + 1] == '-'))
-                lx->pos += 2;
-            else if (s_is_alpha (d) || s_is_digit (d) || d == '.')
-                lx->pos++;
-            else
-                break;
-        }
-        tok->type = T_NUMBER;
-    } else if (c == '"' || c == '\'') {
-        //  A short string; a line break inside one is a Lua error, but
-        //  after "\" or within "\z" it is part of the string: count all.
-        lx->pos++;
-        tok->type = T_STRING;
-        tok->quoted = 1;
-        tok->text = s + lx->pos;
-        while (lx->pos < lx->len && s[lx->pos] != c) {
-            if (s[lx->pos] == '\\' && lx->pos + 1 < lx->len) {
-                lx->pos++;
-                if (s_is_newline (s[lx->pos]))
-                    s_newline (lx);
-                else
-                    lx->pos++;
-            } else if (s_is_newline (s[lx->pos]))
-                s_newline (lx);
-            else
-                lx->pos++;
-        }
-        tok->len = (size_t) (s + lx->pos - tok->text);
-        if (lx->pos < lx->len)
-            lx->pos++; /* the closing quote */
-    } else if (c == '[' && s_long_level (lx) >= 0) {
-        long level = s_long_level (lx);
-        tok->text = s + start + (size_t) level + 2;
-        if (s_skip_long (lx, level)) {
-            tok->type = T_EOF;
-            return;
-        }
-        tok->type = T_STRING;
-        tok->len = lx->pos - (size_t) level - 2 - (size_t) (tok->text - s);
-    } else {
-        tok->type = T_OP;
-        tok->op = (unsigned char) c;
-        lx->pos++;
-        if (c == '=' && next == '=') {
-            tok->op = OP_EQ;
-            lx->pos++;
-        } else if ((c == '<' || c == '>' || c == '~') && next == '=') {
-            tok->op = OP_CMP;
-            lx->pos++;
-        } else if (c == '.' && next == '.') {
-            tok->op = OP_DOTS;
-            lx->pos++;
-            if (lx->pos < lx->len && s[lx->pos] == '.')
-                lx->pos++;
-        }
-    }
-}
-
-static int
-s_is_name (const s_token_t *tok, const char *name)
-{
-    size_t len = strlen (name);
-    return tok->type == T_NAME && tok->len == len
-           && memcmp (tok->text, name, len) == 0;
-}
-
-static int
-s_is_op (const s_token_t *tok, int op)
-{
-    return tok->type == T_OP && tok->op == op;
-}
-
-/*  How a token changes the nesting: +1 for ( [ { function do if repeat,
-    -1 for ) ] } end until, else 0. */
-static int
-s_nesting (const s_token_t *tok)
-{
-    if (tok->type == T_OP)
-        return (tok->op == '(' || tok->op == '[' || tok->op == '{')   ? 1
-               : (tok->op == ')' || tok->op == ']' || tok->op == '}') ? -1
-                                                                      : 0;
-    if (tok->type == T_NAME) {
-        if (s_is_name (tok, "function") || s_is_name (tok, "do")
-            || s_is_name (tok, "if") || s_is_name (tok, "repeat"))
-            return 1;
-        if (s_is_name (tok, "end") || s_is_name (tok, "until"))
-            return -1;
-    }
-    return 0;
-}
-
-static int
-s_is_keyword (const s_token_t *tok)
-{
-    static const char *const keywords[] = {
-        "and",      "break",  "do",   "else", "elseif", "end",  "false", "for",
-        "function", "goto",   "if",   "in",   "local",  "nil",  "not",   "or",
-        "repeat",   "return", "then", "true", "until",  "while"
-    };
-    for (size_t i = 0; i < sizeof (keywords) / sizeof (keywords[0]); i++)
-        if (s_is_name (tok, keywords[i]))
-            return 1;
-    return 0;
-}
-
-/*  Skips the rest of a constructor element whose first token is first, up
-    to and including its end: a ',' or ';' (returns 1) or the constructor's
-    '}' (returns 0). Returns -1 when the text ends or a bracket closes that
-    was not opened inside the element. */
-static int
-s_skip_element (s_lexer_t *lx, const s_token_t *first)
-{
-    s_token_t tok = *first;
-    long depth = 0;
-    for (;;) {
-        if (tok.type == T_EOF)
-            return -1;
-        if (depth == 0 && (s_is_op (&tok, ',') || s_is_op (&tok, ';')))
-            return 1;
-        if (depth == 0 && s_is_op (&tok, '}'))
-            return 0;
-        depth += s_nesting (&tok);
-        if (depth < 0)
-            return -1;
-        s_next (lx, &tok);
-    }
-}
+#include "policy_lex.h"
 
 /*  ---- the line finder ------------------------------------------------- */
 
@@ -341,38 +55,39 @@ typedef struct {
     later element with that key replaces the result. Returns 0, or -1 when
     the constructor does not end properly. */
 static int
-s_ctor (s_lexer_t *lx, const s_want_t *want, s_found_t *found, s_inner_t *inner)
+s_ctor (policy_lex_t *lx, const s_want_t *want, s_found_t *found,
+        s_inner_t *inner)
 {
     for (;;) {
-        s_token_t tok, value;
-        s_next (lx, &tok);
-        if (s_is_op (&tok, '}'))
+        policy_tok_t tok, value;
+        policy_lex_next (lx, &tok);
+        if (policy_tok_is_op (&tok, '}'))
             return 0; /* empty, or after a trailing separator */
-        if (tok.type == T_EOF)
+        if (tok.type == POLICY_T_EOF)
             return -1;
         //  Keyed "name = v", "['name'] = v", "[expr] = v", or positional.
         int keyed = 0;
         const char *key = NULL; /* NULL for a key that cannot be read */
         size_t keylen = 0;
-        if (tok.type == T_NAME && !s_is_keyword (&tok)) {
-            s_lexer_t peek = *lx;
-            s_token_t after;
-            s_next (&peek, &after);
-            if (s_is_op (&after, OP_ASSIGN)) {
+        if (tok.type == POLICY_T_NAME && !policy_tok_is_keyword (&tok)) {
+            policy_lex_t peek = *lx;
+            policy_tok_t after;
+            policy_lex_next (&peek, &after);
+            if (policy_tok_is_op (&after, POLICY_OP_ASSIGN)) {
                 keyed = 1;
                 key = tok.text;
                 keylen = tok.len;
                 *lx = peek;
             }
-        } else if (s_is_op (&tok, '[')) {
-            s_lexer_t peek = *lx;
-            s_token_t a, b, c;
-            s_next (&peek, &a);
-            s_next (&peek, &b);
-            s_next (&peek, &c);
+        } else if (policy_tok_is_op (&tok, '[')) {
+            policy_lex_t peek = *lx;
+            policy_tok_t a, b, c;
+            policy_lex_next (&peek, &a);
+            policy_lex_next (&peek, &b);
+            policy_lex_next (&peek, &c);
             keyed = 1;
-            if (a.type == T_STRING && s_is_op (&b, ']')
-                && s_is_op (&c, OP_ASSIGN)) {
+            if (a.type == POLICY_T_STRING && policy_tok_is_op (&b, ']')
+                && policy_tok_is_op (&c, POLICY_OP_ASSIGN)) {
                 //  Escapes would need decoding: such a key is not read.
                 if (a.quoted && !memchr (a.text, '\\', a.len)) {
                     key = a.text;
@@ -382,17 +97,17 @@ s_ctor (s_lexer_t *lx, const s_want_t *want, s_found_t *found, s_inner_t *inner)
             } else {
                 //  "[expr] =": up to the matching ']', then '='.
                 long depth = 1;
-                s_token_t t;
+                policy_tok_t t;
                 while (depth > 0) {
-                    s_next (lx, &t);
-                    if (t.type == T_EOF)
+                    policy_lex_next (lx, &t);
+                    if (t.type == POLICY_T_EOF)
                         return -1;
-                    depth += s_nesting (&t);
+                    depth += policy_tok_nesting (&t);
                 }
-                if (!s_is_op (&t, ']'))
+                if (!policy_tok_is_op (&t, ']'))
                     return -1;
-                s_next (lx, &t);
-                if (!s_is_op (&t, OP_ASSIGN))
+                policy_lex_next (lx, &t);
+                if (!policy_tok_is_op (&t, POLICY_OP_ASSIGN))
                     return -1;
             }
         }
@@ -400,18 +115,19 @@ s_ctor (s_lexer_t *lx, const s_want_t *want, s_found_t *found, s_inner_t *inner)
             if (key && want->key && keylen == want->keylen
                 && memcmp (key, want->key, keylen) == 0)
                 found->line = tok.line;
-            s_next (lx, &value);
+            policy_lex_next (lx, &value);
             if (key && inner && keylen == inner->keylen
                 && memcmp (key, inner->key, keylen) == 0) {
                 memset (&inner->found, 0, sizeof (inner->found));
                 inner->ok = 0;
-                if (s_is_op (&value, '{')) {
+                if (policy_tok_is_op (&value, '{')) {
                     s_found_t in = { 0, 0 };
                     if (s_ctor (lx, &inner->want, &in, NULL))
                         return -1;
-                    s_next (lx, &value);
-                    if (s_is_op (&value, ',') || s_is_op (&value, ';')
-                        || s_is_op (&value, '}')) {
+                    policy_lex_next (lx, &value);
+                    if (policy_tok_is_op (&value, ',')
+                        || policy_tok_is_op (&value, ';')
+                        || policy_tok_is_op (&value, '}')) {
                         inner->found = in;
                         inner->ok = 1;
                     }
@@ -424,7 +140,7 @@ s_ctor (s_lexer_t *lx, const s_want_t *want, s_found_t *found, s_inner_t *inner)
             if (want->index && found->npos == want->index)
                 found->line = tok.line;
         }
-        int more = s_skip_element (lx, &value);
+        int more = policy_lex_skip_element (lx, &value);
         if (more < 0)
             return -1;
         if (more == 0)
@@ -441,20 +157,21 @@ s_line (const char *src, size_t len, const char *key, size_t keylen,
         *npos_p = 0;
     if (!src || (!sub && index == 0))
         return 0;
-    s_lexer_t lx = { src, len, 0, 1 };
-    s_token_t tok;
+    policy_lex_t lx = { src, len, 0, 1 };
+    policy_tok_t tok;
     //  The chunk's own "return": the first one outside every block and
     //  bracket (it must be the chunk's last statement).
     long depth = 0;
-    for (s_next (&lx, &tok); tok.type != T_EOF; s_next (&lx, &tok)) {
-        if (depth == 0 && s_is_name (&tok, "return"))
+    for (policy_lex_next (&lx, &tok); tok.type != POLICY_T_EOF;
+         policy_lex_next (&lx, &tok)) {
+        if (depth == 0 && policy_tok_is_name (&tok, "return"))
             break;
-        depth += s_nesting (&tok);
+        depth += policy_tok_nesting (&tok);
     }
-    if (tok.type == T_EOF)
+    if (tok.type == POLICY_T_EOF)
         return 0;
-    s_next (&lx, &tok);
-    if (!s_is_op (&tok, '{'))
+    policy_lex_next (&lx, &tok);
+    if (!policy_tok_is_op (&tok, '{'))
         return 0;
     s_want_t want = { sub, sub ? sublen : 0, sub ? 0 : index };
     s_want_t none = { NULL, 0, 0 };
@@ -463,10 +180,10 @@ s_line (const char *src, size_t len, const char *key, size_t keylen,
     if (s_ctor (&lx, key ? &none : &want, &top, key ? &inner : NULL))
         return 0;
     //  "return { ... }" must end the chunk (not "return {...} .. x").
-    s_next (&lx, &tok);
-    if (s_is_op (&tok, ';'))
-        s_next (&lx, &tok);
-    if (tok.type != T_EOF || lx.pos < lx.len)
+    policy_lex_next (&lx, &tok);
+    if (policy_tok_is_op (&tok, ';'))
+        policy_lex_next (&lx, &tok);
+    if (tok.type != POLICY_T_EOF || lx.pos < lx.len)
         return 0;
     if (key && !inner.ok)
         return 0;
@@ -716,7 +433,7 @@ s_check_permission (const char *s, size_t len, char *why, size_t whylen)
         if (c == '.')
             ok = i > 0 && i + 1 < alen && s[i + 1] != '.';
         else
-            ok = (c >= 'a' && c <= 'z') || s_is_digit (c) || c == '_'
+            ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'
                  || c == '*';
     }
     if (!ok) {
