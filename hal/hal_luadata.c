@@ -443,6 +443,13 @@ hal_luadata_read_file (const char *path, char **buf_p, size_t *len_p, char *err,
     }
     close (fd);
     buf[len] = '\0';
+    /*  Callers may keep the text (an app's main.lua lives as long as the
+        app): give back what the read did not use. */
+    if (len < cap) {
+        char *fit = (char *) realloc (buf, len + 1);
+        if (fit)
+            buf = fit;
+    }
     *buf_p = buf;
     *len_p = len;
     return 0;
