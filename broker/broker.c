@@ -804,7 +804,8 @@ s_housekeeping (broker_t *self, int64_t now, int64_t wall)
     for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems);
          sys && gone; sys = (broker_sys_t *) zhashx_next (self->systems))
         if (!sys->session && sys->last_seen < horizon && sys->mbox.count == 0
-            && sys->holder.count == 0 && !sys->paused && !sys->caps)
+            && sys->holder.count == 0 && !sys->paused && !sys->caps
+            && !sys->app_state[0])
             zlistx_add_end (gone, sys->id);
     for (char *id = gone ? (char *) zlistx_first (gone) : NULL; id;
          id = (char *) zlistx_next (gone)) {
@@ -1068,6 +1069,7 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
 
     self->channels = zhashx_new ();
     self->systems = zhashx_new ();
+    self->apps = zhashx_new ();
     self->sessions = zhashx_new ();
     self->tap_topics = zhashx_new ();
     self->idem = chan_idem_new (self->store, cfg->idempotency_ttl_s);
@@ -1223,6 +1225,7 @@ broker_destroy (broker_t **self_p)
     /*  The queue heap points into the channels: empty it first. */
     chan_heap_fini (&self->queue_heap);
     zhashx_destroy (&self->channels);
+    zhashx_destroy (&self->apps);
     zhashx_destroy (&self->systems);
     zhashx_destroy (&self->tap_topics);
     chan_idem_destroy (&self->idem);

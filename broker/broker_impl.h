@@ -194,6 +194,7 @@ struct _broker_t {
 
     zhashx_t *channels; /* name -> broker_chan_t */
     zhashx_t *systems;  /* id -> broker_sys_t */
+    zhashx_t *apps;     /* id -> broker_sys_t with an app_state (borrowed) */
     zhashx_t *sessions; /* rid (binary) -> broker_session_t */
     broker_session_t *lru_head, *lru_tail;
     broker_session_t *dead_list;

@@ -1381,19 +1381,13 @@ broker_stat_heartbeat (broker_t *self, msgpack_packer *pk)
     }
     /*  Extension: the state of every loaded app (a failed one included,
         which is not among the docked systems). */
-    uint32_t napps = 0;
-    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems); sys;
-         sys = (broker_sys_t *) zhashx_next (self->systems))
-        if (sys->app_state[0])
-            napps++;
     chan_pack_str (pk, "apps", 4);
-    msgpack_pack_map (pk, napps);
-    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems); sys;
-         sys = (broker_sys_t *) zhashx_next (self->systems))
-        if (sys->app_state[0]) {
-            chan_pack_cstr (pk, sys->id);
-            chan_pack_cstr (pk, sys->app_state);
-        }
+    msgpack_pack_map (pk, (uint32_t) zhashx_size (self->apps));
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->apps); sys;
+         sys = (broker_sys_t *) zhashx_next (self->apps)) {
+        chan_pack_cstr (pk, sys->id);
+        chan_pack_cstr (pk, sys->app_state);
+    }
 }
 
 static void
@@ -1523,14 +1517,14 @@ s_ctl_list (broker_t *self, broker_rq_t *rq)
     /*  Apps that are not docked (failed, stopped, restarting) are listed
         too, with their state: `aaax ps` shows a failed app. */
     uint32_t down = 0;
-    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems); sys;
-         sys = (broker_sys_t *) zhashx_next (self->systems))
-        if (sys->app_state[0] && !sys->session)
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->apps); sys;
+         sys = (broker_sys_t *) zhashx_next (self->apps))
+        if (!sys->session)
             down++;
     msgpack_pack_array (&pk, (uint32_t) self->nsessions + down);
-    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->systems); sys;
-         sys = (broker_sys_t *) zhashx_next (self->systems)) {
-        if (!sys->app_state[0] || sys->session)
+    for (broker_sys_t *sys = (broker_sys_t *) zhashx_first (self->apps); sys;
+         sys = (broker_sys_t *) zhashx_next (self->apps)) {
+        if (sys->session)
             continue;
         msgpack_pack_map (&pk, 11);
         chan_pack_cstr (&pk, "id");
@@ -1732,6 +1726,12 @@ s_ctl (broker_t *self, broker_rq_t *rq, int64_t now)
         }
         memcpy (sys->app_state, state, sizeof sys->app_state);
         sys->app_state[sizeof sys->app_state - 1] = 0;
+        /*  The heartbeat and CTL list walk the apps, not every system the
+            kernel knows. */
+        if (sys->app_state[0])
+            zhashx_update (self->apps, sys->id, sys);
+        else
+            zhashx_delete (self->apps, sys->id);
         s_ok_empty (self, rq);
         return;
     }
