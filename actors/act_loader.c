@@ -177,8 +177,9 @@ typedef struct {
     s_host_args_t hargs[S_MAX_WORKERS];
     size_t nworkers;
     size_t load[S_MAX_WORKERS];
-    zhashx_t *mods; /* name -> s_mod_t */
-    zlistx_t *ops;  /* s_op_t */
+    zhashx_t *mods;   /* name -> s_mod_t */
+    zlistx_t *ops;    /* s_op_t */
+    zlistx_t *events; /* s_ev_t: worker events read while waiting for STATS */
     policy_t *policy;
     uint64_t policy_version;
     char files_root[4200];
@@ -309,8 +310,6 @@ typedef struct {
     char detail[512];
 } s_ev_t;
 
-static zlistx_t *s_events; /* per loader thread: events read early */
-
 static void s_handle_event (s_self_t *self, const char *name, int ev,
                             const char *detail);
 
@@ -335,7 +334,7 @@ s_read_worker (s_self_t *self, size_t wi, bool keep, app_stats_t *st)
                     e->ev = atoi (ev);
                     snprintf (e->detail, sizeof e->detail, "%s",
                               detail ? detail : "");
-                    zlistx_add_end (s_events, e);
+                    zlistx_add_end (self->events, e);
                 }
             } else
                 s_handle_event (self, name, atoi (ev), detail ? detail : "");
@@ -398,7 +397,7 @@ s_pack_module (s_self_t *self, msgpack_packer *pk, s_mod_t *m)
                   (char *) val);
         free (val);
     }
-    msgpack_pack_map (pk, 17);
+    msgpack_pack_map (pk, 18);
     chan_pack_cstr (pk, "name");
     chan_pack_cstr (pk, m->name);
     chan_pack_cstr (pk, "version");
@@ -435,6 +434,9 @@ s_pack_module (s_self_t *self, msgpack_packer *pk, s_mod_t *m)
     msgpack_pack_uint64 (pk, st.memory);
     chan_pack_cstr (pk, "handled");
     msgpack_pack_uint64 (pk, st.handled);
+    /*  Handler failures and kernel refusals of its asynchronous sends. */
+    chan_pack_cstr (pk, "errors");
+    msgpack_pack_uint64 (pk, st.errors);
     chan_pack_cstr (pk, "worker");
     msgpack_pack_int (pk, m->worker);
     chan_pack_cstr (pk, "limits");
@@ -969,19 +971,15 @@ s_one (void *arg, act_batch_t *batch, act_req_t *req)
         return;
     }
     if (streq (op, "list")) {
+        /*  Names borrowed from the records: nothing is forgotten while the
+            answer is built (worker events read meanwhile wait in
+            self->events). */
         zlistx_t *names = zlistx_new ();
         for (s_mod_t *m = (s_mod_t *) zhashx_first (self->mods); m;
              m = (s_mod_t *) zhashx_next (self->mods))
             zlistx_add_end (names, m->name);
-        zlistx_t *copy = zlistx_new ();
-        zlistx_set_duplicator (copy, (zlistx_duplicator_fn *) strdup);
-        zlistx_set_destructor (copy, (zlistx_destructor_fn *) zstr_free);
-        for (char *n = (char *) zlistx_first (names); n;
-             n = (char *) zlistx_next (names))
-            zlistx_add_end (copy, n);
+        s_reply (self, to, corr, true, NULL, names, NULL);
         zlistx_destroy (&names);
-        s_reply (self, to, corr, true, NULL, copy, NULL);
-        zlistx_destroy (&copy);
         return;
     }
     if (streq (op, "load")) {
@@ -1177,8 +1175,8 @@ s_tick (void *arg, int64_t now)
 {
     s_self_t *self = (s_self_t *) arg;
     s_ev_t *e;
-    while ((e = (s_ev_t *) zlistx_first (s_events))) {
-        zlistx_detach_cur (s_events);
+    while ((e = (s_ev_t *) zlistx_first (self->events))) {
+        zlistx_detach_cur (self->events);
         s_handle_event (self, e->name, e->ev, e->detail);
         free (e);
     }
@@ -1211,7 +1209,7 @@ act_loader (zsock_t *pipe, void *args)
     self.ctx = ctx;
     self.mods = zhashx_new ();
     self.ops = zlistx_new ();
-    s_events = zlistx_new ();
+    self.events = zlistx_new ();
     snprintf (self.files_root, sizeof self.files_root, "%s/files",
               ctx->data_dir);
     self.nworkers = ctx->app_workers ? ctx->app_workers : 1;
@@ -1255,11 +1253,11 @@ act_loader (zsock_t *pipe, void *args)
     }
     zlistx_destroy (&self.ops);
     s_ev_t *e;
-    while ((e = (s_ev_t *) zlistx_first (s_events))) {
-        zlistx_detach_cur (s_events);
+    while ((e = (s_ev_t *) zlistx_first (self.events))) {
+        zlistx_detach_cur (self.events);
         free (e);
     }
-    zlistx_destroy (&s_events);
+    zlistx_destroy (&self.events);
     policy_destroy (&self.policy);
     act_conn_destroy (&self.conn);
 }
