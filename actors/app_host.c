@@ -198,7 +198,7 @@ struct _s_app_t {
     zhashx_t *early;   /* request id -> packed envelope that came early */
     chan_map_t timers; /* id -> s_timer_t */
     uint64_t next_timer;
-    char acks[S_ACK_MAX][40];
+    char (*acks)[40]; /* S_ACK_MAX ids, made on the first (s_ack_later) */
     size_t nacks;
     s_held_t *held_head, *held_tail;
     size_t nheld;
@@ -235,7 +235,7 @@ struct _app_worker_t {
 
 /*  A callback in flight: which handler, and for a mailbox message the id
     to ACK when it returns. */
-enum { K_START = 1, K_MESSAGE, K_STOP, K_TIMER, K_SIGNAL, K_MAIN };
+enum { K_START = 1, K_MESSAGE, K_STOP, K_TIMER, K_SIGNAL };
 
 typedef struct {
     int kind;
@@ -552,6 +552,24 @@ s_push_refusal (lua_State *co, int code, const char *reason)
     lua_pushstring (co, buf);
 }
 
+/*  Queues a mailbox id for the ACK of this turn. The buffer is made on
+    the first: an app that is never sent anything does not pay for it. */
+static void
+s_ack_later (s_app_t *a, const char *id)
+{
+    if (!id || !*id)
+        return;
+    if (!a->acks && !(a->acks = (char (*)[40]) malloc (S_ACK_MAX * 40))) {
+        zsys_warning ("app %s: no memory to acknowledge %s; it comes again",
+                      a->name, id);
+        return;
+    }
+    snprintf (a->acks[a->nacks++], 40, "%s", id);
+    s_touch (a->w, a);
+    if (a->nacks == S_ACK_MAX)
+        s_flush_acks (a);
+}
+
 /*  Starts a callback: handler ref with the argument pushed by push (NULL:
     none). kind and ack describe it. */
 static void
@@ -559,13 +577,8 @@ s_callback (s_app_t *a, int kind, int ref, const msgpack_object *arg,
             const char *ack)
 {
     if (ref == LUA_NOREF || ref == LUA_REFNIL) {
-        if (ack && *ack) {
-            /*  No handler for it: the message is consumed all the same. */
-            snprintf (a->acks[a->nacks++], 40, "%s", ack);
-            s_touch (a->w, a);
-            if (a->nacks == S_ACK_MAX)
-                s_flush_acks (a);
-        }
+        /*  No handler for it: the message is consumed all the same. */
+        s_ack_later (a, ack);
         return;
     }
     lua_State *co = s_thread (a);
@@ -623,12 +636,8 @@ s_resume (s_app_t *a, lua_State *co, int nargs)
     if (kind == K_STOP)
         a->stop_co = NULL;
     if (r == APP_RUN_DONE) {
-        if (cb && cb->ack[0]) {
-            snprintf (a->acks[a->nacks++], 40, "%s", cb->ack);
-            s_touch (a->w, a);
-            if (a->nacks == S_ACK_MAX)
-                s_flush_acks (a);
-        }
+        if (cb)
+            s_ack_later (a, cb->ack);
         if (kind == K_MESSAGE)
             a->handled++;
         free (cb);
@@ -1046,17 +1055,6 @@ s_gate_answer (s_app_t *a, s_call_t *c, const msgpack_object *data)
     return true;
 }
 
-static void
-s_ack_later (s_app_t *a, const char *id)
-{
-    if (!id || !*id)
-        return;
-    snprintf (a->acks[a->nacks++], 40, "%s", id);
-    s_touch (a->w, a);
-    if (a->nacks == S_ACK_MAX)
-        s_flush_acks (a);
-}
-
 static void s_begin_stop (s_app_t *a, bool kill);
 
 /*  A MSG push for app a (body packed). */
@@ -1280,16 +1278,24 @@ s_need_docked (lua_State *L, s_app_t *a, const char *fn)
                     fn);
 }
 
-/*  Suspends the calling callback until the kernel answers. */
-static int
-s_wait (lua_State *L, s_app_t *a, const char *fn)
+/*  Raises unless the caller is the callback being run: only it can wait
+    (the worker resumes it; a coroutine of the app's own would be resumed
+    behind the app's back). Called before anything is allocated. */
+static void
+s_waitable (lua_State *L, s_app_t *a, const char *fn)
 {
     if (L != a->running)
-        return luaL_error (L,
-                           "aaax.%s waits for the kernel: call it from a "
-                           "handler or a timer, not from a coroutine of "
-                           "your own",
-                           fn);
+        luaL_error (L,
+                    "aaax.%s waits for the kernel: call it from a handler "
+                    "or a timer, not from a coroutine of your own",
+                    fn);
+}
+
+/*  Suspends the calling callback (s_waitable said it may) until the
+    kernel answers. */
+static int
+s_wait (lua_State *L, s_app_t *a)
+{
     a->waiting = true;
     return lua_yield (L, 0);
 }
@@ -1299,12 +1305,8 @@ static int
 s_issue (lua_State *L, s_app_t *a, uint64_t req, const char *cmd, int kind,
          const char *fn)
 {
-    if (kind != C_ASYNC && L != a->running)
-        return luaL_error (L,
-                           "aaax.%s waits for the kernel: call it from a "
-                           "handler or a timer, not from a coroutine of "
-                           "your own",
-                           fn);
+    if (kind != C_ASYNC)
+        s_waitable (L, a, fn);
     s_call_t *c = s_call_new (kind, kind == C_ASYNC ? NULL : L);
     if (!c)
         return luaL_error (L, "aaax.%s: out of memory", fn);
@@ -1319,7 +1321,7 @@ s_issue (lua_State *L, s_app_t *a, uint64_t req, const char *cmd, int kind,
         lua_pushboolean (L, 1);
         return 1;
     }
-    return s_wait (L, a, fn);
+    return s_wait (L, a);
 }
 
 static const char *
@@ -1513,11 +1515,15 @@ s_api_nack (lua_State *L)
     return s_issue (L, a, req, "NACK", C_NACK, "nack");
 }
 
-/*  Sends a gate request {action, target, args} for call c. */
+/*  Sends a gate request {action, target, args} and waits for its answer.
+    The call that waits is made from tpl (its fs_path and fs_data, borrowed
+    from Lua, copied) once nothing can raise any more: a bad args table
+    leaks nothing. */
 static int
 s_gate_issue (lua_State *L, s_app_t *a, const char *action, const char *target,
-              int args_idx, s_call_t *c, const char *fn)
+              int args_idx, const s_call_t *tpl, const char *fn)
 {
+    s_waitable (L, a, fn);
     msgpack_packer pk;
     uint64_t req = ++a->next_req;
     s_begin (a->w, req, 2, &pk);
@@ -1533,13 +1539,20 @@ s_gate_issue (lua_State *L, s_app_t *a, const char *action, const char *target,
         chan_pack_str (&pk, "args", 4);
         s_pack_lua (L, args_idx, &pk, 0);
     }
-    if (L != a->running) {
+    s_call_t *c = s_call_new (C_GATE, L);
+    if (c) {
+        c->wait_final = tpl->wait_final;
+        c->fs_op = tpl->fs_op;
+        c->fs_len = tpl->fs_len;
+        if (tpl->fs_path)
+            c->fs_path = strdup (tpl->fs_path);
+        if (tpl->fs_data
+            && (c->fs_data = (char *) malloc (tpl->fs_len ? tpl->fs_len : 1)))
+            memcpy (c->fs_data, tpl->fs_data, tpl->fs_len);
+    }
+    if (!c || (tpl->fs_path && !c->fs_path) || (tpl->fs_data && !c->fs_data)) {
         s_call_free (c);
-        return luaL_error (L,
-                           "aaax.%s waits for the kernel: call it from a "
-                           "handler or a timer, not from a coroutine of "
-                           "your own",
-                           fn);
+        return luaL_error (L, "aaax.%s: out of memory", fn);
     }
     int rc = s_request (a, req, "WRITE", c);
     if (rc != 0) {
@@ -1548,7 +1561,7 @@ s_gate_issue (lua_State *L, s_app_t *a, const char *action, const char *target,
                          aaax_strerror (rc));
         return 2;
     }
-    return s_wait (L, a, fn);
+    return s_wait (L, a);
 }
 
 static int
@@ -1571,11 +1584,8 @@ s_api_gate (lua_State *L)
         wait_final = lua_toboolean (L, -1);
         lua_pop (L, 1);
     }
-    s_call_t *c = s_call_new (C_GATE, L);
-    if (!c)
-        return luaL_error (L, "aaax.gate: out of memory");
-    c->wait_final = wait_final;
-    return s_gate_issue (L, a, action, target, args_idx, c, "gate");
+    s_call_t tpl = { .kind = C_GATE, .wait_final = wait_final };
+    return s_gate_issue (L, a, action, target, args_idx, &tpl, "gate");
 }
 
 /*  ---- aaax.kv ---------------------------------------------------------------
@@ -1845,24 +1855,14 @@ s_api_fs (lua_State *L, int op, const char *fn)
     const char *data = NULL;
     if (op == FS_WRITE)
         data = luaL_checklstring (L, 2, &dlen);
-    s_call_t *c = s_call_new (C_GATE, L);
-    if (!c)
-        return luaL_error (L, "aaax.%s: out of memory", fn);
-    c->fs_op = op;
-    c->fs_path = strdup (path);
-    if (data) {
-        c->fs_data = (char *) malloc (dlen ? dlen : 1);
-        if (c->fs_data)
-            memcpy (c->fs_data, data, dlen);
-        c->fs_len = dlen;
-    }
-    if (!c->fs_path || (data && !c->fs_data)) {
-        s_call_free (c);
-        return luaL_error (L, "aaax.%s: out of memory", fn);
-    }
+    s_call_t tpl = { .kind = C_GATE,
+                     .fs_op = op,
+                     .fs_path = (char *) path,
+                     .fs_data = (char *) data,
+                     .fs_len = dlen };
     static const char *actions[] = { "", "fs.read", "fs.write", "fs.list",
                                      "fs.remove" };
-    return s_gate_issue (L, a, actions[op], *path ? path : ".", 0, c, fn);
+    return s_gate_issue (L, a, actions[op], *path ? path : ".", 0, &tpl, fn);
 }
 
 static int
@@ -2154,6 +2154,7 @@ s_app_free (s_app_t *a)
     chan_map_fini (&a->timers);
     zhashx_destroy (&a->gates);
     zhashx_destroy (&a->early);
+    free (a->acks);
     hal_vfs_destroy (&a->vfs);
     app_spec_destroy (&a->spec);
     free (a);

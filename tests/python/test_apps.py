@@ -1193,6 +1193,24 @@ def test_gate_returns_the_decision_table(app_kernel, tmp_path):
     # misuse raises
     r = a.eval("gater", 'return aaax.gate(1)')
     assert r["ok"] is False
+    # args that cannot be sent raise (and leak nothing: the sanitized run
+    # checks the kernel's exit); the app goes on
+    r = a.eval("gater", 'return aaax.gate("tool.ok", "x", {f = print})')
+    assert r["ok"] is False and "cannot send a function" in r["res"], r
+    r = a.eval("gater", 'return aaax.gate("tool.ok", "x")')["res"]
+    assert r["decision"] == "allow"
+
+
+def test_refused_sends_are_counted_in_errors(app_kernel, tmp_path):
+    """aaax.send is asynchronous: a refusal is logged and counted in the
+    module's `errors`."""
+    a = Apps(app_kernel())
+    a.load_ok(write_app(tmp_path, "sender", EVAL))
+    assert a.modules()["sender"]["errors"] == 0
+    r = a.eval("sender", 'return aaax.send("nobody-at-all", {x = 1})')
+    assert r["ok"] is True and r["res"] is True
+    wait_until(lambda: a.modules()["sender"]["errors"] == 1, 5, 0.05,
+               "the refusal counted")
 
 
 def test_message_handled_while_another_callback_waits_on_the_gate(
