@@ -748,6 +748,29 @@ broker_undock (broker_t *self, broker_session_t *s, const char *reason,
     free (s);
 }
 
+void
+broker_session_rebind (broker_t *self, broker_session_t *s, const uint8_t *rid,
+                       size_t ridlen)
+{
+    /*  What was on its way to the old connection is lost with it: long
+        polls end unanswered (the client asks again), queued output is
+        dropped, and mailbox messages in flight are due again. */
+    while (s->waiters) {
+        broker_waiter_t *w = s->waiters;
+        s_waiter_unlink (self, w);
+        free (w);
+    }
+    s_outq_free (self, s);
+    chan_mbox_undock (&s->sys->mbox, self->store, s->sys->id);
+    s_ridkey_t k;
+    s_ridkey (&k, s->rid, s->ridlen);
+    zhashx_delete (self->sessions, &k);
+    memcpy (s->rid, rid, ridlen);
+    s->ridlen = (uint8_t) ridlen;
+    s_ridkey (&k, s->rid, s->ridlen);
+    zhashx_insert (self->sessions, &k, s);
+}
+
 static void
 s_reap_dead (broker_t *self)
 {
@@ -824,6 +847,8 @@ s_housekeeping (broker_t *self, int64_t now, int64_t wall)
         zhashx_delete (self->systems, id);
     }
     zlistx_destroy (&gone);
+    /*  The authorized keys, in case inotify missed a change. */
+    broker_curve_refresh (self, false);
     self->next_housekeeping = now + 1000;
 }
 
@@ -931,6 +956,14 @@ s_serve_one (broker_t *self, int64_t now)
     rq.rid = (const uint8_t *) zmq_msg_data (&parts[0]);
     rq.ridlen = zmq_msg_size (&parts[0]);
     rq.session = broker_session_find (self, rq.rid, rq.ridlen);
+    if (rq.session && rq.session->curve_key[0]) {
+        /*  A CURVE session is its key's: a connection that reuses the
+            routing id (ZMQ_ROUTING_ID is the client's choice) without the
+            key is not it. */
+        const char *uid = zmq_msg_gets (&parts[nparts > 1 ? 1 : 0], "User-Id");
+        if (!uid || strcmp (uid, rq.session->curve_key) != 0)
+            rq.session = NULL;
+    }
     if (rq.session) {
         rq.session->msgs_in++;
         broker_touch (self, rq.session, now);
@@ -978,8 +1011,12 @@ s_serve_one (broker_t *self, int64_t now)
             != 0)
             broker_error (self, &rq, 400, why);
         else {
-            if (rq.req.cmd == CHAN_CMD_HELLO)
+            if (rq.req.cmd == CHAN_CMD_HELLO) {
                 rq.peer = zmq_msg_gets (&parts[1], "Peer-Address");
+                const char *uid = zmq_msg_gets (&parts[1], "User-Id");
+                if (uid && strlen (uid) == HAL_CURVE_Z85_LEN)
+                    rq.key = uid;
+            }
             broker_dispatch (self, &rq, now);
         }
     }
@@ -1009,7 +1046,8 @@ s_bind (broker_t *self, const char *ep, char *err, size_t errlen)
         snprintf (err, errlen, "cannot bind %s: %s", ep, zmq_strerror (errno));
         return AAAX_EIO;
     }
-    zsys_info ("broker: serving %s", ep);
+    zsys_info ("broker: serving %s%s", ep,
+               broker_config_endpoint_curve (self->cfg, ep) ? " (CURVE)" : "");
     return 0;
 }
 
@@ -1029,6 +1067,7 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
         return NULL;
     }
     self->lock_fd = -1;
+    self->inotify_fd = -1;
     self->cfg = cfg;
     self->boot_mono = hal_clock_mono_ms ();
     self->state = BROKER_BOOTING;
@@ -1129,6 +1168,8 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
         snprintf (err, errlen, "cannot start ZeroMQ");
         goto err_free;
     }
+    if (broker_curve_init (self, err, errlen) != 0)
+        goto err_free;
     self->router = zmq_socket (self->ctx, ZMQ_ROUTER);
     if (!self->router) {
         snprintf (err, errlen, "cannot create a ROUTER socket");
@@ -1142,11 +1183,23 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
     zmq_setsockopt (self->router, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->router, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (self->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    for (size_t i = 0; i < cfg->nbinds; i++)
+    {
+        /*  ZMTP heartbeats close a connection whose peer went away without
+            a word (a cable pulled, a host gone): libzmq frees it, and the
+            session, silent, is undocked after 3 periods anyway. */
+        int ivl = (int) cfg->heartbeat_ms, hbt = 3 * (int) cfg->heartbeat_ms;
+        zmq_setsockopt (self->router, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
+        zmq_setsockopt (self->router, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt);
+        zmq_setsockopt (self->router, ZMQ_HEARTBEAT_TTL, &hbt, sizeof hbt);
+    }
+    for (size_t i = 0; i < cfg->nbinds; i++) {
+        broker_curve_bind_opts (self, self->router, cfg->binds[i], "aaax");
         if (s_bind (self, cfg->binds[i], err, errlen) != 0)
             goto err_free;
+    }
     char ep[4300];
     snprintf (ep, sizeof ep, "ipc://%s", self->ipc_path);
+    broker_curve_bind_opts (self, self->router, ep, "aaax");
     if (s_bind (self, ep, err, errlen) != 0)
         goto err_free;
     chmod (self->ipc_path, 0600);
@@ -1161,12 +1214,15 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
         }
         zmq_setsockopt (self->tap, ZMQ_LINGER, &linger, sizeof linger);
         zmq_setsockopt (self->tap, ZMQ_SNDHWM, &hwm, sizeof hwm);
+        broker_curve_bind_opts (self, self->tap, cfg->tap, "aaax-tap");
         if (zmq_bind (self->tap, cfg->tap) != 0) {
             snprintf (err, errlen, "cannot bind the tap %s: %s", cfg->tap,
                       zmq_strerror (errno));
             goto err_free;
         }
-        zsys_info ("broker: tap on %s", cfg->tap);
+        zsys_info ("broker: tap on %s%s", cfg->tap,
+                   broker_config_endpoint_curve (cfg, cfg->tap) ? " (CURVE)"
+                                                                : "");
     }
     hal_store_set_delay (self->store, cfg->commit_delay_us);
     if (hal_store_start (self->store) != 0) {
@@ -1215,6 +1271,7 @@ broker_destroy (broker_t **self_p)
         zmq_close (self->router);
     if (self->tap)
         zmq_close (self->tap);
+    broker_curve_destroy (self);
     hal_store_destroy (&self->store);
     /*  The final signed checkpoint goes in when the journal closes. */
     hal_audit_close (&self->audit);
@@ -1364,7 +1421,7 @@ broker_run (broker_t *self, int sigfd, void *pipe)
     zsys_info ("broker: kernel %s starting, data in %s", self->kernel_id,
                self->data_dir);
 
-    zmq_pollitem_t items[6];
+    zmq_pollitem_t items[8];
     int n = 0;
     int i_router = n;
     items[n++] = (zmq_pollitem_t){ self->router, 0, ZMQ_POLLIN, 0 };
@@ -1383,6 +1440,15 @@ broker_run (broker_t *self, int sigfd, void *pipe)
     if (pipe) {
         i_pipe = n;
         items[n++] = (zmq_pollitem_t){ zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
+    }
+    int i_zap = -1, i_ino = -1;
+    if (self->zap) {
+        i_zap = n;
+        items[n++] = (zmq_pollitem_t){ self->zap, 0, ZMQ_POLLIN, 0 };
+    }
+    if (self->inotify_fd >= 0) {
+        i_ino = n;
+        items[n++] = (zmq_pollitem_t){ NULL, self->inotify_fd, ZMQ_POLLIN, 0 };
     }
     if (self->heartbeat) {
         i_hb = n;
@@ -1428,6 +1494,12 @@ broker_run (broker_t *self, int sigfd, void *pipe)
                          : 0;
         if (items[i_store].revents & ZMQ_POLLIN)
             s_reap (self, 0);
+        /*  A change of the authorized keys before the requests of this
+            turn: a revoked key's next command is refused. */
+        if (i_ino >= 0 && (items[i_ino].revents & ZMQ_POLLIN))
+            broker_curve_inotify (self);
+        if (i_zap >= 0 && (items[i_zap].revents & ZMQ_POLLIN))
+            broker_curve_zap (self);
         if (items[i_router].revents & ZMQ_POLLIN) {
             for (int k = 0; k < BROKER_DRAIN_MAX; k++) {
                 if (!s_serve_one (self, now))

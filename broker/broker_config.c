@@ -39,6 +39,8 @@ static const char s_defaults[] =
     "  data = \"./aaax-data\",            -- same as --data\n"
     "  bind = { \"tcp://127.0.0.1:5670\" }, -- same as --bind (repeatable)\n"
     "  tap = \"tcp://127.0.0.1:5671\",     -- same as --tap\n"
+    "  curve = \"auto\",  -- CURVE on non-loopback tcp; \"all\": on every "
+    "tcp endpoint\n"
     "  heartbeat_ms = 1000,\n"
     "  max_frame = 1048576,\n"
     "  channels = {\n"
@@ -128,7 +130,8 @@ enum {
     SET_LC_RATE = 1u << 20,
     SET_GRACE = 1u << 21,
     SET_ASK = 1u << 22,
-    SET_APPCFG = 1u << 23 /* app_* and kv_map_mb: copied when non-zero */
+    SET_APPCFG = 1u << 23, /* app_* and kv_map_mb: copied when non-zero */
+    SET_CURVE = 1u << 24
 };
 
 static void
@@ -560,6 +563,14 @@ s_read_table (lua_State *L, s_ctx_t *ctx, const char *dir,
         } else if (streq (k, "insecure")) {
             rc = s_get_bool (L, -1, ctx, k, &scratch->insecure);
             *set |= SET_INSECURE;
+        } else if (streq (k, "curve")) {
+            char *mode = NULL;
+            rc = s_get_str (L, -1, ctx, k, &mode);
+            if (rc == 0
+                && broker_config_curve_mode (mode, &scratch->curve_all) != 0)
+                rc = s_bad (ctx, k, "must be \"auto\" or \"all\"");
+            free (mode);
+            *set |= SET_CURVE;
         } else if (streq (k, "heartbeat_ms")) {
             rc = s_get_uint (L, -1, ctx, k, 50, 60000, &u);
             scratch->heartbeat_ms = (uint32_t) u;
@@ -732,6 +743,8 @@ s_merge (broker_config_t *dst, broker_config_t *src, uint32_t set)
     }
     if (set & SET_INSECURE)
         dst->insecure = src->insecure;
+    if (set & SET_CURVE)
+        dst->curve_all = src->curve_all;
     if (set & SET_HB)
         dst->heartbeat_ms = src->heartbeat_ms;
     if (set & SET_FRAME)
@@ -1118,6 +1131,28 @@ broker_config_is_loopback (const char *ep)
            && b < 256 && c < 256 && d < 256;
 }
 
+int
+broker_config_curve_mode (const char *mode, bool *all)
+{
+    if (mode && streq (mode, "auto"))
+        *all = false;
+    else if (mode && streq (mode, "all"))
+        *all = true;
+    else
+        return AAAX_EINVAL;
+    return 0;
+}
+
+bool
+broker_config_endpoint_curve (const broker_config_t *self, const char *ep)
+{
+    if (strncmp (ep, "tcp://", 6) != 0)
+        return false;
+    if (self->curve_all)
+        return true;
+    return !broker_config_is_loopback (ep) && !self->insecure;
+}
+
 static bool
 s_valid_endpoint (const char *ep)
 {
@@ -1145,29 +1180,19 @@ broker_config_check (const broker_config_t *self, char *err, size_t errlen)
                       ep);
             return AAAX_EINVAL;
         }
-        if (!broker_config_is_loopback (ep) && !self->insecure) {
-            snprintf (err, errlen,
-                      "%s is not a loopback address: this build "
-                      "cannot put CURVE on it yet, and the contract forbids "
-                      "plain TCP there; bind 127.0.0.1, or pass --insecure "
-                      "on a network you trust",
-                      ep);
-            return AAAX_EINVAL;
-        }
+    }
+    if (self->insecure && self->curve_all) {
+        snprintf (err, errlen,
+                  "--insecure (plain TCP on non-loopback addresses) and "
+                  "curve = \"all\" (CURVE on every tcp endpoint) contradict "
+                  "each other: choose one");
+        return AAAX_EINVAL;
     }
     if (self->tap && *self->tap) {
         if (!s_valid_endpoint (self->tap)) {
             snprintf (err, errlen,
                       "tap endpoint \"%s\" must start with "
                       "tcp://, ipc:// or inproc://",
-                      self->tap);
-            return AAAX_EINVAL;
-        }
-        if (!broker_config_is_loopback (self->tap) && !self->insecure) {
-            snprintf (err, errlen,
-                      "tap %s is not a loopback address: this "
-                      "build cannot put CURVE on it yet; bind 127.0.0.1, or "
-                      "pass --insecure",
                       self->tap);
             return AAAX_EINVAL;
         }

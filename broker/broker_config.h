@@ -41,6 +41,7 @@ typedef struct {
     size_t nbinds;
     char *tap;
     bool insecure;
+    bool curve_all; /* curve = "all": CURVE on loopback tcp too */
     uint32_t heartbeat_ms;
     size_t max_frame;
     broker_chan_cfg_t *channels;
@@ -142,5 +143,13 @@ int broker_config_check (const broker_config_t *self, char *err, size_t errlen);
 /*  True when a tcp:// endpoint's host is a loopback address. Non-tcp
     endpoints (ipc, inproc) count as local: true. */
 bool broker_config_is_loopback (const char *endpoint);
+
+/*  "auto" (false) or "all" (true) into *all; AAAX_EINVAL otherwise. */
+int broker_config_curve_mode (const char *mode, bool *all);
+
+/*  True when the endpoint is served with CURVE: a tcp endpoint that is not
+    loopback (unless insecure), or any tcp endpoint with curve = "all". */
+bool broker_config_endpoint_curve (const broker_config_t *self,
+                                   const char *endpoint);
 
 #endif

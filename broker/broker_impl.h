@@ -22,6 +22,7 @@
 #include "chan_queue.h"
 #include "chan_req.h"
 #include "hal_audit.h"
+#include "hal_curve.h"
 #include "hal_keys.h"
 #include "hal_kv.h"
 #include "app_host.h"
@@ -133,8 +134,12 @@ struct _broker_session_t {
     broker_sys_t *sys;
     char session_id[33];
     bool privileged, kernel;
-    const char *kind;     /* "kernel" "local" "remote" (static string) */
-    char peer[48];        /* the peer's address, for a remote session */
+    const char *kind; /* "kernel" "local" "remote" (static string) */
+    char peer[48];    /* the peer's address, for a remote session */
+    /*  The connection's CURVE client key (Z85), "" when not CURVE: every
+        command must come with it (a routing id alone proves nothing). */
+    char curve_key[HAL_CURVE_Z85_LEN + 1];
+    const char *auth;     /* "curve" "plain" "ipc" "inproc" "hosted" (static) */
     uint8_t *hello_chans; /* HELLO's channels (packed array), for regrants */
     uint32_t hello_len, hello_n;
     bool dead;           /* the peer is gone: undock at the end of the turn */
@@ -162,6 +167,8 @@ typedef struct {
     broker_session_t *session; /* NULL when the connection is not docked */
     const char *peer;          /* HELLO only: the Peer-Address property, NULL
                                   for inproc */
+    const char *key; /* HELLO only: the CURVE client key (ZAP User-Id) or
+                        NULL on a connection without CURVE */
     chan_req_t req;
 } broker_rq_t;
 
@@ -225,7 +232,37 @@ struct _broker_t {
     act_ctx_t actx; /* what they share; outlives them */
     int64_t next_housekeeping;
     uint64_t requests, errors, published, dropped_subs;
+
+    /*  CURVE (broker_curve.c, docs/REMOTE.md). */
+    char curve_public[HAL_CURVE_Z85_LEN + 1];
+    char *curve_secret;     /* sodium_malloc'd, Z85 + NUL */
+    void *zap;              /* the ZAP handler (REP), or NULL */
+    hal_curve_auth_t *auth; /* the authorized-keys file, as last read */
+    hal_curve_stamp_t auth_stamp;
+    int inotify_fd;             /* watches <data>/curve, or -1 */
+    hal_curve_enroll_t *enroll; /* one-time enrollment tokens */
+    bool insecure_plain; /* a non-loopback tcp endpoint is plain (--insecure) */
+    uint64_t zap_requests, zap_denied;
 };
+
+/*  ---- broker_curve.c: CURVE, ZAP, authorized keys, enrollment ---- */
+
+/*  Loads (or makes) the kernel's CURVE certificate, the authorized keys and
+    the enrollment tokens; starts the ZAP handler when an endpoint needs
+    CURVE and watches <data>/curve. Before any bind. */
+int broker_curve_init (broker_t *self, char *err, size_t errlen);
+void broker_curve_destroy (broker_t *self);
+/*  Sets the security options of sock for binding ep: CURVE server with the
+    kernel's key and ZAP domain `domain`, or plain. */
+void broker_curve_bind_opts (broker_t *self, void *sock, const char *ep,
+                             const char *domain);
+/*  Answers waiting ZAP requests. */
+void broker_curve_zap (broker_t *self);
+/*  Reads the authorized file again if it changed (or always if force);
+    undocks sessions whose key lost its binding. */
+void broker_curve_refresh (broker_t *self, bool force);
+/*  Drains the inotify descriptor, then refreshes. */
+void broker_curve_inotify (broker_t *self);
 
 /*  ---- broker.c: output and sessions ---- */
 
@@ -273,6 +310,12 @@ void broker_touch (broker_t *self, broker_session_t *s, int64_t now);
     mailbox in-flight marks; leases given back unless keep_leases. */
 void broker_undock (broker_t *self, broker_session_t *s, const char *reason,
                     bool keep_leases);
+
+/*  Moves a live session to another connection (HELLO resume): its long
+    polls and queued output for the old one are dropped, its mailbox
+    messages in flight are due again; subscriptions and leases stay. */
+void broker_session_rebind (broker_t *self, broker_session_t *s,
+                            const uint8_t *rid, size_t ridlen);
 
 /*  Pushes mailbox messages of sys to its live session while the window
     allows. */

@@ -35,7 +35,11 @@ s_usage (FILE *out)
         "                   channels; default tcp://127.0.0.1:5671; \"\" for "
         "none)\n"
         "  --config FILE    Lua configuration file (docs/CONFIG.md)\n"
-        "  --insecure       allow plain TCP on non-loopback addresses\n"
+        "  --curve MODE     auto (default): CURVE on every tcp endpoint that\n"
+        "                   is not loopback; all: on loopback tcp too\n"
+        "                   (docs/REMOTE.md)\n"
+        "  --insecure       plain TCP on non-loopback addresses (no CURVE;\n"
+        "                   the heartbeat and aaax ps then say so)\n"
         "  --print-config   print the embedded defaults (a config file to\n"
         "                   start from) and exit\n"
         "  --check-config   load and check the configuration, then exit\n"
@@ -57,6 +61,7 @@ main (int argc, char **argv)
         { "tap", required_argument, NULL, 't' },
         { "config", required_argument, NULL, 'c' },
         { "insecure", no_argument, NULL, 'i' },
+        { "curve", required_argument, NULL, 'C' },
         { "print-config", no_argument, NULL, 'p' },
         { "check-config", no_argument, NULL, 'k' },
         { "version", no_argument, NULL, 'V' },
@@ -66,7 +71,8 @@ main (int argc, char **argv)
     const char *data = NULL, *tap = NULL, *config = NULL;
     char **binds = (char **) calloc ((size_t) argc + 1, sizeof (char *));
     size_t nbinds = 0;
-    bool insecure = false, check_only = false;
+    bool insecure = false, check_only = false, curve_all = false,
+         curve_set = false;
     int c;
     if (!binds)
         return 1;
@@ -77,6 +83,17 @@ main (int argc, char **argv)
         case 't': tap = optarg; break;
         case 'c': config = optarg; break;
         case 'i': insecure = true; break;
+        case 'C':
+            if (broker_config_curve_mode (optarg, &curve_all) != 0) {
+                fprintf (stderr,
+                         "aaaxd: --curve must be \"auto\" or \"all\" "
+                         "(got \"%s\")\n",
+                         optarg);
+                free (binds);
+                return 2;
+            }
+            curve_set = true;
+            break;
         case 'k': check_only = true; break;
         case 'p':
             fputs (broker_config_defaults (), stdout);
@@ -128,6 +145,8 @@ main (int argc, char **argv)
     free (binds);
     if (insecure)
         cfg->insecure = true;
+    if (curve_set)
+        cfg->curve_all = curve_all;
     if (broker_config_check (cfg, err, sizeof err) != 0) {
         fprintf (stderr, "aaaxd: %s\n", err);
         broker_config_destroy (&cfg);

@@ -13,6 +13,15 @@
 #include "chan_env.h"
 #include "hal_clock.h"
 
+static inline void
+msgpack_pack_bool (msgpack_packer *pk, bool b)
+{
+    if (b)
+        msgpack_pack_true (pk);
+    else
+        msgpack_pack_false (pk);
+}
+
 #define NAME_BUF (AAAX_MAX_NAME + 2)
 
 /*  ---- helpers -------------------------------------------------------- */
@@ -673,13 +682,145 @@ s_hello_grants (broker_t *self, broker_session_t *s, chan_span_t channels)
     }
 }
 
+/*  A 401 at HELLO, with its audit record (kind "dock", verdict "deny"). */
+static void
+s_hello_refuse (broker_t *self, broker_rq_t *rq, const char *sysid,
+                const char *reason)
+{
+    broker_audit (self, "dock", sysid[0] ? sysid : "?", NULL, "deny", reason);
+    broker_error (self, rq, 401, reason);
+}
+
+/*  Redeems HELLO's enrollment token: the connection's key becomes bound to
+    the token's system id, which sysid receives. False when refused (the
+    error is sent). */
+static bool
+s_hello_enroll (broker_t *self, broker_rq_t *rq, char *sysid, size_t size)
+{
+    chan_req_t *r = &rq->req;
+    if (!rq->key) {
+        s_hello_refuse (self, rq, sysid,
+                        "enrollment needs a CURVE connection: connect with "
+                        "the kernel's public key (aaax kernel-key) and a "
+                        "fresh key pair of your own");
+        return false;
+    }
+    char id[HAL_CURVE_ID_MAX + 1];
+    int rc = hal_curve_enroll_redeem (self->enroll, r->token.ptr, r->token.len,
+                                      hal_clock_wall_ms (),
+                                      sysid[0] ? sysid : NULL, id);
+    if (rc == AAAX_EPERM) {
+        char why[300];
+        snprintf (why, sizeof why,
+                  "this enrollment token is for system \"%s\", not \"%s\"", id,
+                  sysid);
+        s_hello_refuse (self, rq, sysid, why);
+        return false;
+    }
+    if (rc == AAAX_EAUTH) {
+        s_hello_refuse (self, rq, sysid, "enrollment token expired");
+        return false;
+    }
+    if (rc == AAAX_EIO) {
+        broker_error (self, rq, 500,
+                      "cannot record the enrollment (see the kernel's log)");
+        return false;
+    }
+    if (rc != 0) {
+        s_hello_refuse (self, rq, sysid,
+                        "enrollment token unknown or already used");
+        return false;
+    }
+    char err[512];
+    const char *ids[1] = { id };
+    if (hal_curve_authorize (self->data_dir, rq->key, ids, 1, false, err,
+                             sizeof err)
+        != 0) {
+        zsys_error ("broker: enrollment of %s: %s", id, err);
+        broker_error (self, rq, 500, "cannot record the enrollment");
+        return false;
+    }
+    broker_curve_refresh (self, true);
+    snprintf (sysid, size, "%s", id);
+    char why[120];
+    snprintf (why, sizeof why, "key %.8s... enrolled", rq->key);
+    broker_audit (self, "enroll", id, "dock", "allow", why);
+    zsys_info ("broker: key %s enrolled as %s", rq->key, id);
+    return true;
+}
+
+/*  Whether this connection may dock as sysid: over CURVE, the key must be
+    bound to it; without CURVE, an id bound to a key is refused (unless the
+    HELLO is privileged or from an app host). False when refused. */
+static bool
+s_hello_key_ok (broker_t *self, broker_rq_t *rq, const char *sysid)
+{
+    if (rq->key) {
+        if (hal_curve_auth_allows (self->auth, rq->key, sysid))
+            return true;
+        broker_curve_refresh (self, false);
+        if (hal_curve_auth_allows (self->auth, rq->key, sysid))
+            return true;
+        char why[400];
+        snprintf (why, sizeof why,
+                  "CURVE key %s is not authorized for system \"%s\" (on the "
+                  "kernel's host: aaax authorize %s --system %s)",
+                  rq->key, sysid, rq->key, sysid);
+        s_hello_refuse (self, rq, sysid, why);
+        return false;
+    }
+    if (rq->req.privileged || rq->hostlen)
+        return true;
+    broker_curve_refresh (self, false);
+    if (!hal_curve_auth_id_bound (self->auth, sysid))
+        return true;
+    char why[300];
+    snprintf (why, sizeof why,
+              "system \"%s\" is bound to a CURVE key: dock over a CURVE "
+              "endpoint with that key",
+              sysid);
+    s_hello_refuse (self, rq, sysid, why);
+    return false;
+}
+
+/*  True when HELLO's resume names s, a session that can move. */
+static bool
+s_resumable (const broker_session_t *s, chan_span_t resume)
+{
+    return !s->dead && !s->host && !s->kernel && !s->hosted && resume.len == 32
+           && sodium_memcmp (resume.ptr, s->session_id, 32) == 0;
+}
+
+static void
+s_session_auth (broker_session_t *s, const broker_rq_t *rq)
+{
+    s->curve_key[0] = 0;
+    if (rq->key) {
+        memcpy (s->curve_key, rq->key, HAL_CURVE_Z85_LEN + 1);
+        s->auth = "curve";
+    } else if (s->kernel)
+        s->auth = "inproc";
+    else if (s->host)
+        s->auth = "hosted";
+    else if (!rq->peer)
+        s->auth = "inproc";
+    else if (!rq->peer[0] || (s->kind && streq (s->kind, "local")))
+        s->auth = "ipc";
+    else
+        s->auth = "plain";
+}
+
 static void
 s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
 {
     chan_req_t *r = &rq->req;
     char sysid[NAME_BUF];
-    if (!s_span_cstr (r->system, sysid, sizeof sysid)
-        || !s_valid_system (sysid)) {
+    /*  An enrolling HELLO may leave the id to its token. */
+    bool enrolling = !r->privileged && r->token.ptr && !rq->hostlen;
+    if (enrolling && !r->system.ptr)
+        sysid[0] = 0;
+    else if (!s_span_cstr (r->system, sysid, sizeof sysid)
+             || !s_valid_system (sysid)) {
         broker_error (self, rq, 400,
                       "\"system\" must be 1..128 characters "
                       "of A-Z a-z 0-9 . _ - : and not start with '.'");
@@ -712,6 +853,13 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         broker_error (self, rq, 503, "the kernel is shutting down");
         return;
     }
+    bool enrolled = false;
+    if (enrolling && !s_hello_enroll (self, rq, sysid, sizeof sysid))
+        return;
+    if (enrolling)
+        enrolled = true;
+    if (!kernel && !s_hello_key_ok (self, rq, sysid))
+        return;
     if (strncmp (sysid, "kernel.", 7) == 0 && !kernel) {
         broker_error (self, rq, 403,
                       "system ids starting with \"kernel.\" "
@@ -729,6 +877,16 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         return;
     }
     broker_sys_t *sys = broker_sys_find (self, sysid);
+    bool resumed = false;
+    if (!s && sys && sys->session && r->resume.ptr
+        && s_resumable (sys->session, r->resume)) {
+        /*  The same session on a new connection (docs/PROTOCOL.md,
+            "Resuming a session"). */
+        s = sys->session;
+        broker_session_rebind (self, s, rq->rid, rq->ridlen);
+        rq->session = s;
+        resumed = true;
+    }
     if (!s && sys && sys->session) {
         broker_session_t *other = sys->session;
         /*  A hosted session is live while its host is (a kernel actor,
@@ -838,16 +996,36 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
         }
     }
     broker_caps_apply_all (self, s);
-    if (fresh) {
+    if (fresh || resumed) {
         s_session_kind (s, rq->peer);
+        s_session_auth (s, rq);
+    }
+    if (fresh) {
         broker_event (self, "dock", s, NULL);
         if (!kernel)
             broker_audit (self, "dock", sysid, NULL, "ok",
-                          r->privileged ? "privileged" : NULL);
+                          enrolled          ? "enrolled"
+                          : r->privileged   ? "privileged"
+                          : s->curve_key[0] ? "curve"
+                                            : NULL);
+    } else if (resumed) {
+        broker_event (self, "reconnect", s, NULL);
+        broker_audit (self, "dock", sysid, NULL, "ok", "resumed");
     }
 
     msgpack_packer pk;
-    broker_begin (self, rq, 5, &pk);
+    broker_begin (self, rq,
+                  5 + (r->resume.ptr ? 1 : 0) + (enrolled ? 1 : 0) + 1, &pk);
+    if (r->resume.ptr) {
+        chan_pack_str (&pk, "resumed", 7);
+        msgpack_pack_bool (&pk, resumed);
+    }
+    if (enrolled) {
+        chan_pack_str (&pk, "enrolled", 8);
+        msgpack_pack_bool (&pk, true);
+    }
+    chan_pack_str (&pk, "system", 6);
+    chan_pack_cstr (&pk, sysid);
     chan_pack_str (&pk, "session", 7);
     chan_pack_cstr (&pk, s->session_id);
     chan_pack_str (&pk, "kernel", 6);
@@ -1354,7 +1532,26 @@ void
 broker_stat_heartbeat (broker_t *self, msgpack_packer *pk)
 {
     int64_t now = hal_clock_mono_ms ();
-    msgpack_pack_map (pk, 8);
+    msgpack_pack_map (pk, 10);
+    /*  Extension: how the endpoints are secured (docs/REMOTE.md). */
+    chan_pack_str (pk, "insecure", 8);
+    msgpack_pack_bool (pk, self->insecure_plain);
+    {
+        const broker_config_t *cfg = self->cfg;
+        bool tap = cfg->tap && *cfg->tap;
+        chan_pack_str (pk, "endpoints", 9);
+        msgpack_pack_array (pk, (uint32_t) cfg->nbinds + (tap ? 1 : 0));
+        for (size_t i = 0; i < cfg->nbinds + (tap ? 1 : 0); i++) {
+            const char *ep = i < cfg->nbinds ? cfg->binds[i] : cfg->tap;
+            msgpack_pack_map (pk, 3);
+            chan_pack_str (pk, "endpoint", 8);
+            chan_pack_cstr (pk, ep);
+            chan_pack_str (pk, "role", 4);
+            chan_pack_cstr (pk, i < cfg->nbinds ? "command" : "tap");
+            chan_pack_str (pk, "curve", 5);
+            msgpack_pack_bool (pk, broker_config_endpoint_curve (cfg, ep));
+        }
+    }
     chan_pack_str (pk, "kernel_id", 9);
     chan_pack_cstr (pk, self->kernel_id);
     chan_pack_str (pk, "timestamp", 9);
@@ -1512,7 +1709,9 @@ static void
 s_ctl_list (broker_t *self, broker_rq_t *rq)
 {
     msgpack_packer pk;
-    broker_begin (self, rq, 2, &pk);
+    broker_begin (self, rq, 3, &pk);
+    chan_pack_str (&pk, "insecure", 8);
+    msgpack_pack_bool (&pk, self->insecure_plain);
     chan_pack_str (&pk, "systems", 7);
     /*  Apps that are not docked (failed, stopped, restarting) are listed
         too, with their state: `aaax ps` shows a failed app. */
@@ -1553,7 +1752,15 @@ s_ctl_list (broker_t *self, broker_rq_t *rq)
     for (broker_session_t *s = self->lru_head; s; s = s->lru_next) {
         bool remote = s->kind && streq (s->kind, "remote");
         bool app = s->sys->app_state[0] != 0;
-        msgpack_pack_map (&pk, 10 + (remote ? 1 : 0) + (app ? 1 : 0));
+        bool curve = s->curve_key[0] != 0;
+        msgpack_pack_map (&pk, 11 + (remote ? 1 : 0) + (app ? 1 : 0)
+                                   + (curve ? 1 : 0));
+        chan_pack_cstr (&pk, "auth");
+        chan_pack_cstr (&pk, s->auth ? s->auth : "inproc");
+        if (curve) {
+            chan_pack_cstr (&pk, "key");
+            chan_pack_cstr (&pk, s->curve_key);
+        }
         if (app) {
             chan_pack_cstr (&pk, "app_state");
             chan_pack_cstr (&pk, s->sys->app_state);
@@ -1590,6 +1797,57 @@ s_ctl_list (broker_t *self, broker_rq_t *rq)
         }
     }
     broker_reply (self, rq, OUT_OK, false);
+}
+
+/*  CTL enroll (privileged): a one-time token with which a new agent's
+    fresh CURVE key binds itself to a system id at its first HELLO. */
+static void
+s_ctl_enroll (broker_t *self, broker_rq_t *rq)
+{
+    chan_req_t *r = &rq->req;
+    char sysid[NAME_BUF];
+    if (!s_span_cstr (r->system, sysid, sizeof sysid) || !s_valid_system (sysid)
+        || strncmp (sysid, "kernel.", 7) == 0) {
+        broker_error (self, rq, 400,
+                      "CTL enroll needs \"system\": a system id that does "
+                      "not start with \"kernel.\"");
+        return;
+    }
+    uint64_t ttl = (r->fields & CHAN_F_TTL_MS) ? r->ttl_ms : 600000;
+    if (ttl < 1000 || ttl > 30ull * 86400000ull) {
+        broker_error (self, rq, 400,
+                      "CTL enroll: ttl_ms must be between 1000 (1 s) and "
+                      "2592000000 (30 days)");
+        return;
+    }
+    int64_t expires = hal_clock_wall_ms () + (int64_t) ttl;
+    char token[HAL_CURVE_TOKEN_LEN + 1], err[300];
+    int rc = hal_curve_enroll_new (self->enroll, sysid, expires, token, err,
+                                   sizeof err);
+    if (rc == AAAX_ELIMIT) {
+        broker_error (self, rq, 429, err);
+        return;
+    }
+    if (rc != 0) {
+        zsys_error ("broker: enroll: %s", err);
+        broker_error (self, rq, 500, "cannot record the enrollment token");
+        return;
+    }
+    broker_session_t *by = rq->session;
+    char why[200];
+    snprintf (why, sizeof why, "token for %s, ttl %llu ms, by %s", sysid,
+              (unsigned long long) ttl, by->sys->id);
+    broker_audit (self, "enroll", sysid, "issue", "ok", why);
+    msgpack_packer pk;
+    broker_begin (self, rq, 4, &pk);
+    chan_pack_str (&pk, "system", 6);
+    chan_pack_cstr (&pk, sysid);
+    chan_pack_str (&pk, "token", 5);
+    chan_pack_cstr (&pk, token);
+    chan_pack_str (&pk, "expires", 7);
+    msgpack_pack_int64 (&pk, expires);
+    broker_reply (self, rq, OUT_OK, false);
+    sodium_memzero (token, sizeof token);
 }
 
 /*  CTL grant (kernel actors only): installs a capability's rights. */
@@ -1708,6 +1966,10 @@ s_ctl (broker_t *self, broker_rq_t *rq, int64_t now)
     }
     if (streq (op, "reload")) {
         s_ctl_reload (self, rq);
+        return;
+    }
+    if (streq (op, "enroll")) {
+        s_ctl_enroll (self, rq);
         return;
     }
     if (streq (op, "appstate")) {

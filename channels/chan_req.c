@@ -80,6 +80,8 @@ static const key_t_ s_keys[] = {
     KEY ("rights", CHAN_F_RIGHTS, K_STRS, 16),
     KEY ("expires", CHAN_F_EXPIRES, K_UINT, 0),
     KEY ("state", CHAN_F_STATE, K_STR, 16),
+    KEY ("resume", CHAN_F_RESUME, K_STR, 64),
+    KEY ("ttl_ms", CHAN_F_TTL_MS, K_UINT, 0),
 };
 #define NKEYS (sizeof s_keys / sizeof s_keys[0])
 
@@ -160,6 +162,7 @@ s_span_for (chan_req_t *req, uint32_t bit)
     case CHAN_F_OP: return &req->op;
     case CHAN_F_CAP: return &req->cap;
     case CHAN_F_STATE: return &req->state;
+    case CHAN_F_RESUME: return &req->resume;
     default: return NULL;
     }
 }
@@ -174,6 +177,7 @@ s_uint_for (chan_req_t *req, uint32_t bit)
     case CHAN_F_LEASE_MS: return &req->lease_ms;
     case CHAN_F_DELAY_MS: return &req->delay_ms;
     case CHAN_F_EXPIRES: return &req->expires;
+    case CHAN_F_TTL_MS: return &req->ttl_ms;
     default: return NULL;
     }
 }
@@ -390,6 +394,10 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
     if (!req->has_req)
         return s_fail (why, whylen, "%s", "missing \"req\"");
     uint32_t missing = s_required (req->cmd) & ~req->fields;
+    /*  An enrolling HELLO may leave the system id to its token. */
+    if (req->cmd == CHAN_CMD_HELLO && (req->fields & CHAN_F_TOKEN)
+        && !req->privileged)
+        missing &= ~CHAN_F_SYSTEM;
     if (missing) {
         for (size_t i = 0; i < NKEYS; i++)
             if (missing & s_keys[i].bit) {

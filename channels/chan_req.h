@@ -57,7 +57,9 @@ enum {
     CHAN_F_CAP = 1u << 19,
     CHAN_F_RIGHTS = 1u << 20,
     CHAN_F_EXPIRES = 1u << 21,
-    CHAN_F_STATE = 1u << 22
+    CHAN_F_STATE = 1u << 22,
+    CHAN_F_RESUME = 1u << 23,
+    CHAN_F_TTL_MS = 1u << 24
 };
 
 /*  Bounds checked at decode (an ERROR 400 outside them). */
@@ -72,6 +74,7 @@ typedef struct {
     uint32_t fields;
     chan_span_t system, token, chan, to, corr, key, since, op, cap;
     chan_span_t state;    /* CTL appstate */
+    chan_span_t resume;   /* HELLO: the session to take over */
     chan_span_t data;     /* the raw msgpack value */
     chan_span_t channels; /* raw array of strings, nchannels long */
     uint32_t nchannels;
@@ -80,6 +83,7 @@ typedef struct {
     chan_span_t rights; /* raw array of strings, nrights long (CTL grant) */
     uint32_t nrights;
     uint64_t version, max, wait_ms, lease_ms, delay_ms, expires;
+    uint64_t ttl_ms;    /* CTL enroll */
     uint64_t since_seq; /* `since` parsed: 0 for "" (everything retained) */
     bool privileged, keep_leases;
 } chan_req_t;

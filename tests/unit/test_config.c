@@ -303,6 +303,9 @@ test_bad_files (void)
     CHECK_BAD ("return { insecure = 'yes' }",
                "insecure: must be true or false");
     CHECK_BAD ("return { insecure = 1 }", "must be true or false");
+    CHECK_BAD ("return { curve = 'some' }",
+               "curve: must be \"auto\" or \"all\"");
+    CHECK_BAD ("return { curve = true }", "curve: must be a string");
     CHECK_BAD ("return { bind = 'tcp://127.0.0.1:1' }", "bind: must be a list");
     CHECK_BAD ("return { bind = { 1 } }", "bind[1]: must be a string");
     CHECK_BAD ("return { bind = { 'a', nil, 'c' } }", "must be a list");
@@ -571,19 +574,36 @@ check_with (const char *src)
 static void
 test_check (void)
 {
-    //  CURVE rule: non-loopback tcp needs insecure
-    CHECK_EQ_INT (check_with ("return { bind = { 'tcp://0.0.0.0:5670' } }"),
-                  AAAX_EINVAL);
-    CHECK (strstr (s_err, "tcp://0.0.0.0:5670 is not a loopback address")
-           != NULL);
+    //  CURVE rule: non-loopback tcp is served with CURVE (no flag needed);
+    //  --insecure makes it plain; curve = "all" covers loopback too
+    CHECK_EQ_INT (check_with ("return { bind = { 'tcp://0.0.0.0:5670' } }"), 0);
+    {
+        broker_config_t *c = broker_config_new (s_err, sizeof s_err);
+        CHECK (c != NULL);
+        CHECK (broker_config_endpoint_curve (c, "tcp://0.0.0.0:5670"));
+        CHECK (broker_config_endpoint_curve (c, "tcp://10.0.0.1:5670"));
+        CHECK (broker_config_endpoint_curve (c, "tcp://*:5671"));
+        CHECK (!broker_config_endpoint_curve (c, "tcp://127.0.0.1:5670"));
+        CHECK (!broker_config_endpoint_curve (c, "ipc:///tmp/x"));
+        CHECK (!broker_config_endpoint_curve (c, "inproc://aaax"));
+        c->insecure = true;
+        CHECK (!broker_config_endpoint_curve (c, "tcp://0.0.0.0:5670"));
+        c->insecure = false;
+        c->curve_all = true;
+        CHECK (broker_config_endpoint_curve (c, "tcp://127.0.0.1:5670"));
+        CHECK (broker_config_endpoint_curve (c, "tcp://0.0.0.0:5670"));
+        CHECK (!broker_config_endpoint_curve (c, "ipc:///tmp/x"));
+        broker_config_destroy (&c);
+    }
     CHECK_EQ_INT (check_with ("return { bind = { 'tcp://0.0.0.0:5670' }, "
                               "insecure = true }"),
                   0);
-    CHECK_EQ_INT (check_with ("return { bind = { 'tcp://127.0.0.1:1', "
-                              "'tcp://10.0.0.1:5670' } }"),
+    CHECK_EQ_INT (check_with ("return { curve = 'all' }"), 0);
+    CHECK_EQ_INT (check_with ("return { curve = 'auto' }"), 0);
+    CHECK_EQ_INT (check_with ("return { curve = 'all', insecure = true }"),
                   AAAX_EINVAL);
-    CHECK_EQ_INT (check_with ("return { tap = 'tcp://*:5671' }"), AAAX_EINVAL);
-    CHECK (strstr (s_err, "tap tcp://*:5671") != NULL);
+    CHECK (strstr (s_err, "contradict") != NULL);
+    CHECK_EQ_INT (check_with ("return { tap = 'tcp://*:5671' }"), 0);
     CHECK_EQ_INT (check_with ("return { tap = 'tcp://*:5671', insecure = "
                               "true }"),
                   0);
