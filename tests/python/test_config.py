@@ -8,6 +8,8 @@ import stat
 import subprocess
 
 import pytest
+import msgpack
+import time
 import zmq
 
 from conftest import AAAXD, free_port, wait_until
@@ -242,28 +244,95 @@ def test_second_kernel_blocked_by_lock_without_socket(kernel_factory):
     assert pings(k.endpoint)
 
 
-@pytest.mark.parametrize("flag", ["--bind", "--tap"])
-def test_non_loopback_refused_without_insecure(tmp_path, flag):
-    port = free_port()
-    args = ["--data", str(tmp_path / "d"), "--bind",
-            "tcp://127.0.0.1:%d" % free_port(), "--tap",
-            "tcp://127.0.0.1:%d" % free_port()]
-    args += [flag, "tcp://0.0.0.0:%d" % port]
-    p = run(args)
-    assert p.returncode == 1
-    assert "loopback" in p.stderr and "--insecure" in p.stderr, p.stderr
-    s = socket.socket()
-    try:
-        assert s.connect_ex(("127.0.0.1", port)) != 0
-    finally:
+def _curve_dealer(endpoint, server_key, pub=None, sec=None):
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    if server_key:
+        if pub is None:
+            pub, sec = zmq.curve_keypair()
+        s.curve_serverkey = server_key
+        s.curve_publickey = pub
+        s.curve_secretkey = sec
+    s.connect(endpoint)
+    return s
+
+
+def _hello(s, system, timeout=3000):
+    s.send_multipart([b"HELLO", msgpack.packb(
+        {"req": 1, "system": system, "version": 1})])
+    if not s.poll(timeout):
+        return None
+    cmd, body = s.recv_multipart()
+    return cmd.decode(), msgpack.unpackb(body)
+
+
+def test_non_loopback_is_curve_without_a_flag(kernel_factory):
+    """Contract section 1: a kernel bound to a non-loopback address uses
+    CURVE on both endpoints, with no flag; a plaintext client is never
+    answered, an authorized key docks, and the tap wants a known key."""
+    port, tport = free_port(), free_port()
+    k = kernel_factory(start=False)
+    k.endpoint = "tcp://0.0.0.0:%d" % port
+    k.tap = "tcp://0.0.0.0:%d" % tport
+    k.start(wait=False)
+    deadline = time.time() + 15
+    cert = os.path.join(k.data, "curve", "server.cert")
+    while not os.path.exists(cert) and time.time() < deadline:
+        time.sleep(0.05)
+    import zmq.auth
+    server_key, _ = zmq.auth.load_certificate(cert)
+    ep = "tcp://127.0.0.1:%d" % port
+    # The kernel answers over CURVE once it runs (any key: 401 at HELLO).
+    got = None
+    while time.time() < deadline and got is None:
+        s = _curve_dealer(ep, server_key)
+        got = _hello(s, "probe", 500)
         s.close()
+    assert got and got[0] == "ERROR" and got[1]["code"] == 401, got
+    plain = _curve_dealer(ep, None)
+    assert _hello(plain, "plain-one", 1500) is None
+    plain.close()
+    pub, sec = zmq.curve_keypair()
+    with open(os.path.join(k.data, "curve", "authorized"), "a") as f:
+        f.write("%s tapper\n" % pub.decode())
+    s = _curve_dealer(ep, server_key, pub, sec)
+    got = _hello(s, "tapper")
+    assert got and got[0] == "OK", got
+    s.close()
+    # The tap: a plain subscriber gets nothing, an authorized key the
+    # heartbeat.
+    ctx = zmq.Context.instance()
+    subs = []
+    for keyed in (False, True):
+        sub = ctx.socket(zmq.SUB)
+        sub.linger = 0
+        if keyed:
+            sub.curve_serverkey = server_key
+            sub.curve_publickey = pub
+            sub.curve_secretkey = sec
+        sub.setsockopt(zmq.SUBSCRIBE, b"heartbeat")
+        sub.connect("tcp://127.0.0.1:%d" % tport)
+        subs.append(sub)
+    try:
+        assert subs[1].poll(5000), "no heartbeat on the CURVE tap"
+        assert subs[1].recv_multipart()[0] == b"heartbeat"
+        assert not subs[0].poll(200)
+    finally:
+        for sub in subs:
+            sub.close()
 
 
-def test_non_loopback_refused_in_config_too(tmp_path):
+def test_non_loopback_checks_in_config_too(tmp_path):
     cfg = tmp_path / "c.lua"
     cfg.write_text('return { bind = { "tcp://0.0.0.0:%d" } }' % free_port())
     p = run(["--check-config", "--config", str(cfg)])
-    assert p.returncode == 1 and "loopback" in p.stderr
+    assert p.returncode == 0, p.stderr
+    cfg.write_text('return { curve = "all", insecure = true }')
+    p = run(["--check-config", "--config", str(cfg)])
+    assert p.returncode == 1 and "contradict" in p.stderr
+    p = run(["--check-config", "--curve", "sometimes"])
+    assert p.returncode == 2 and "--curve" in p.stderr
 
 
 def test_non_loopback_with_insecure_starts(kernel_factory):
@@ -274,6 +343,13 @@ def test_non_loopback_with_insecure_starts(kernel_factory):
     k.endpoint = "tcp://127.0.0.1:%d" % port
     k.wait_ready()
     assert pings(k.endpoint)
+    # It says so: in the heartbeat and in CTL list (aaax ps).
+    c = k.client("admin-ins", privileged=True, token=k.token)
+    st = c.stat()
+    assert st["heartbeat"]["insecure"] is True
+    eps = {e["endpoint"]: e["curve"] for e in st["heartbeat"]["endpoints"]}
+    assert eps["tcp://0.0.0.0:%d" % port] is False
+    assert c.ctl("list")["insecure"] is True
 
 
 def test_heartbeat_ms_from_config(kernel_factory):
