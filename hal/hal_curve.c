@@ -140,8 +140,10 @@ s_cert_value (const char *text, size_t len, const char *name,
                 if (e - b == HAL_CURVE_Z85_LEN) {
                     memcpy (out, text + b, HAL_CURVE_Z85_LEN);
                     out[HAL_CURVE_Z85_LEN] = 0;
-                    return hal_curve_key_valid (out);
+                    if (hal_curve_key_valid (out))
+                        return true;
                 }
+                out[0] = 0;
                 return false;
             }
         }
