@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include <czmq.h>
@@ -122,6 +123,15 @@ main (int argc, char **argv)
     }
 
     char err[1024] = "";
+    {
+        /*  Every remote connection is a descriptor: take what the host
+            allows (the soft limit is often 1024, the hard one far more). */
+        struct rlimit rl;
+        if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit (RLIMIT_NOFILE, &rl);
+        }
+    }
     broker_config_t *cfg = broker_config_new (err, sizeof err);
     if (!cfg) {
         fprintf (stderr, "aaaxd: embedded defaults: %s\n", err);
