@@ -816,7 +816,13 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
     chan_req_t *r = &rq->req;
     char sysid[NAME_BUF];
     /*  An enrolling HELLO may leave the id to its token. */
-    bool enrolling = !r->privileged && r->token.ptr && !rq->hostlen;
+    bool enrolling = !r->privileged && r->token.ptr && !rq->hostlen
+                     && r->token.len > 12
+                     && memcmp (r->token.ptr, "aaax-enroll-", 12) == 0;
+    if (!r->system.ptr && !enrolling) {
+        broker_error (self, rq, 400, "HELLO needs \"system\"");
+        return;
+    }
     if (enrolling && !r->system.ptr)
         sysid[0] = 0;
     else if (!s_span_cstr (r->system, sysid, sizeof sysid)
