@@ -2086,9 +2086,13 @@ broker_dispatch (broker_t *self, broker_rq_t *rq, int64_t now)
     broker_session_t *s = rq->session;
     if (r->cmd == CHAN_CMD_PING) {
         msgpack_packer pk;
-        broker_begin (self, rq, 2, &pk);
+        broker_begin (self, rq, 3, &pk);
         chan_pack_str (&pk, "ts", 2);
         msgpack_pack_double (&pk, hal_clock_wall_s ());
+        /*  Extension: whether this connection is docked, so a client that
+            only receives learns that its session ended (timeout, kill). */
+        chan_pack_str (&pk, "docked", 6);
+        msgpack_pack_bool (&pk, s != NULL);
         broker_reply (self, rq, OUT_PONG, false);
         return;
     }

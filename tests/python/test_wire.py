@@ -80,6 +80,12 @@ def test_replies_are_exactly_two_frames(kernel):
     assert body["req"] == 1
     assert isinstance(body["ts"], float)
     assert abs(body["ts"] - time.time()) < 5
+    # extension: whether this connection is docked
+    assert body["docked"] is False
+    r.hello("pinger")
+    assert r.ok("PING")["docked"] is True
+    r.ok("BYE")
+    assert r.ok("PING")["docked"] is False
 
 
 # ---- body decoding ---------------------------------------------------------
