@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -42,6 +44,7 @@
 #include "cli_kernel.h"
 #include "hal_audit.h"
 #include "hal_clock.h"
+#include "hal_curve.h"
 #include "hal_keys.h"
 #include "policy.h"
 
@@ -49,7 +52,7 @@
 #define S_CHAN_Q "bench.q"
 #define S_MAX_SUBS 4
 #define S_MAX_WORKERS 8
-#define S_MAX_RESULTS 24
+#define S_MAX_RESULTS 32
 #define S_PING_US 500000   /* receivers PING this often (heartbeat 1 s) */
 #define S_SETUP_MS 15000   /* docking and subscribing, per workload */
 #define S_QUEUE_REC_HDR 16 /* chan_queue.c: header before the envelope */
@@ -97,6 +100,10 @@ typedef struct {
     uint64_t app_msgs;      /* messages to the app (and to the C consumer) */
     size_t apps;            /* generated apps loaded (idle memory, load) */
     const char *apps_dir;   /* bench/apps */
+    size_t sessions;        /* remote sessions docked at once */
+    uint32_t probe_s;       /* PING probe beside them, seconds */
+    uint64_t remote_count;  /* messages per remote throughput run */
+    bool no_pin;            /* remote round trips: leave CPUs alone */
 } s_opts_t;
 
 enum {
@@ -109,7 +116,8 @@ enum {
     S_W_APP_MEM = 64,
     S_W_APP_LOAD = 128,
     S_W_APPS = S_W_APP_MSGS | S_W_APP_MEM | S_W_APP_LOAD,
-    S_W_ALL = 255,
+    S_W_REMOTE = 256, /* CURVE against plain tcp: two kernels of its own */
+    S_W_ALL = 511,
     S_W_KERNEL = S_W_BCAST | S_W_QUEUE | S_W_RTT | S_W_GATE_RTT
 };
 
@@ -125,6 +133,18 @@ typedef struct {
     bool ok;        /* everything delivered and acknowledged */
 } s_result_t;
 
+/*  How the remote workloads' clients reach a kernel: DEALERs of their own
+    in ctx, with CURVE when curve is set (the kernel's public key in
+    server, the client's pair in pub and sec, Z85). The other workloads
+    have none and dock through chan_client (the zsys context, plain). */
+typedef struct {
+    void *ctx;
+    bool curve;
+    char server[HAL_CURVE_Z85_LEN + 1];
+    char pub[HAL_CURVE_Z85_LEN + 1];
+    char sec[HAL_CURVE_Z85_LEN + 1];
+} s_conn_t;
+
 typedef struct {
     s_opts_t o;
     char exe_dir[PATH_MAX];
@@ -137,6 +157,8 @@ typedef struct {
     char ipc_ep[PATH_MAX + 32];
     pid_t pid;
     bool app_cfg; /* the kernel of an app workload: s_write_app_config */
+    const char *curve_mode; /* aaaxd --curve MODE, or NULL */
+    const s_conn_t *conn;   /* the remote workloads: see s_conn_t */
     char apps_dir[PATH_MAX];
     void *rawctx; /* the raw sockets' own context */
     bool failed;  /* something was lost, refused or timed out */
@@ -350,21 +372,27 @@ typedef struct {
     bool open;
 } s_cli_t;
 
+static void s_cli_bye_own (s_cli_t *c);
+
 static void
 s_cli_close (s_cli_t *c, bool bye)
 {
     if (!c->open)
         return;
-    if (bye) {
+    if (bye && c->cc) {
         chan_reply_t r;
         memset (&r, 0, sizeof r);
         if (chan_client_call (c->cc, "BYE", NULL, &r) == 0)
             chan_reply_fini (&r);
-    }
+    } else if (bye)
+        s_cli_bye_own (c);
     zmq_msg_close (&c->cmd);
     zmq_msg_close (&c->body);
     chan_buf_fini (&c->buf);
-    chan_client_destroy (&c->cc);
+    if (c->cc)
+        chan_client_destroy (&c->cc);
+    else
+        zmq_close (c->sock);
     c->open = false;
 }
 
@@ -544,6 +572,175 @@ s_cli_msg_env (s_cli_t *c, s_env_t *e)
     return s_env_read (&r, e);
 }
 
+/*  ---- clients on sockets of their own (the remote workloads) ----
+    A DEALER made here rather than by chan_client, so that CURVE can be
+    set on it before it connects; the protocol is spoken with the lean
+    client's calls above. */
+
+/*  A DEALER in ctx with the client's settings (LINGER 200, HWMs as the
+    kernel's sndhwm), CURVE when server is not NULL. NULL on failure. */
+static void *
+s_dealer_new (void *ctx, const char *server, const char *pub, const char *sec)
+{
+    void *s = zmq_socket (ctx, ZMQ_DEALER);
+    if (!s)
+        return NULL;
+    int linger = 200, hwm = S_RAW_HWM;
+    zmq_setsockopt (s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (server
+        && (zmq_setsockopt (s, ZMQ_CURVE_SERVERKEY, server, strlen (server) + 1)
+                != 0
+            || zmq_setsockopt (s, ZMQ_CURVE_PUBLICKEY, pub, strlen (pub) + 1)
+                   != 0
+            || zmq_setsockopt (s, ZMQ_CURVE_SECRETKEY, sec, strlen (sec) + 1)
+                   != 0)) {
+        zmq_close (s);
+        return NULL;
+    }
+    return s;
+}
+
+/*  Waits up to timeout_ms for the reply (OK, ERROR or PONG) to req;
+    anything else that arrives meanwhile is skipped. 1 with *kind set,
+    0 on timeout, -1 when the socket failed. */
+static int
+s_cli_wait (s_cli_t *c, uint64_t req, int timeout_ms, s_kind_t *kind)
+{
+    int64_t until = hal_clock_mono_ms () + timeout_ms;
+    while (!s_interrupted) {
+        int64_t left = until - hal_clock_mono_ms ();
+        if (left < 0)
+            return 0;
+        int got = s_cli_recv (c, left > 100 ? 100 : (int) left + 1, kind);
+        if (got < 0)
+            return -1;
+        if (got == 0
+            || (*kind != IN_OK && *kind != IN_ERROR && *kind != IN_PONG))
+            continue;
+        size_t len;
+        const void *body = s_cli_body (c, &len);
+        uint64_t r = 0;
+        if (s_body_uint (body, len, "req", &r) && r == req)
+            return 1;
+    }
+    return 0;
+}
+
+/*  Connects a DEALER of its own (CURVE when conn->curve) to ep and docks
+    as system. 0, or -1 with a message on stderr. */
+static int
+s_cli_open_own (s_cli_t *c, const s_conn_t *conn, const char *ep,
+                const char *system, const char **chans, size_t nchans)
+{
+    memset (c, 0, sizeof *c);
+    c->sock = s_dealer_new (conn->ctx, conn->curve ? conn->server : NULL,
+                            conn->pub, conn->sec);
+    if (!c->sock || zmq_connect (c->sock, ep) != 0) {
+        fprintf (stderr, "bench: cannot connect to %s%s: %s\n", ep,
+                 conn->curve ? " (CURVE)" : "", zmq_strerror (errno));
+        if (c->sock)
+            zmq_close (c->sock);
+        return -1;
+    }
+    c->next_req = (uint64_t) 1 << 32;
+    chan_buf_init (&c->buf);
+    chan_buf_packer (&c->buf, &c->pk);
+    zmq_msg_init (&c->cmd);
+    zmq_msg_init (&c->body);
+    c->open = true;
+    uint64_t req;
+    msgpack_packer *pk = s_cli_begin (c, chans ? 3 : 2, &req);
+    chan_pack_cstr (pk, "system");
+    chan_pack_cstr (pk, system);
+    chan_pack_cstr (pk, "version");
+    msgpack_pack_uint32 (pk, AAAX_PROTOCOL_VERSION);
+    if (chans) {
+        chan_pack_cstr (pk, "channels");
+        msgpack_pack_array (pk, (uint32_t) nchans);
+        for (size_t i = 0; i < nchans; i++)
+            chan_pack_cstr (pk, chans[i]);
+    }
+    s_kind_t kind;
+    int got =
+        s_cli_send (c, "HELLO") == 0 ? s_cli_wait (c, req, 10000, &kind) : -1;
+    if (got != 1 || kind != IN_OK) {
+        char why[300] = "no answer within 10 s";
+        if (got == 1)
+            s_cli_error (c, why, sizeof why);
+        else if (got < 0)
+            snprintf (why, sizeof why, "%s", zmq_strerror (errno));
+        fprintf (stderr, "bench: HELLO as %s over %s%s failed: %s\n", system,
+                 ep, conn->curve ? " (CURVE)" : "", why);
+        s_cli_close (c, false);
+        return -1;
+    }
+    c->last_send_us = hal_clock_mono_us ();
+    return 0;
+}
+
+static void
+s_cli_bye_own (s_cli_t *c)
+{
+    uint64_t req;
+    s_kind_t kind;
+    s_cli_begin (c, 0, &req);
+    if (s_cli_send (c, "BYE") == 0)
+        s_cli_wait (c, req, 2000, &kind);
+}
+
+/*  Docks as the workloads do: through chan_client, or on a socket of its
+    own when the bench has a s_conn_t (the remote workloads). */
+static int
+s_cli_dock (const s_bench_t *b, s_cli_t *c, const char *system,
+            const char **chans, size_t nchans)
+{
+    if (b->conn)
+        return s_cli_open_own (c, b->conn, b->cmd_ep, system, chans, nchans);
+    return s_cli_open (c, b->cmd_ep, system, chans, nchans, NULL);
+}
+
+/*  SUB chan and its OK. 0, or -1 with a message on stderr. */
+static int
+s_cli_sub (s_cli_t *c, const char *system, const char *chan)
+{
+    char why[300] = "";
+    bool ok;
+    if (c->cc) {
+        chan_body_t body;
+        chan_body_init (&body);
+        chan_body_str (&body, "chan", chan);
+        chan_reply_t r;
+        memset (&r, 0, sizeof r);
+        int rc = chan_client_call (c->cc, "SUB", &body, &r);
+        chan_body_fini (&body);
+        ok = rc == 0 && strcmp (r.cmd, "OK") == 0;
+        char reason[200] = "";
+        if (!ok)
+            snprintf (why, sizeof why, "%s %s", rc ? aaax_strerror (rc) : r.cmd,
+                      r.raw ? chan_reply_reason (&r, reason, sizeof reason)
+                            : "");
+        chan_reply_fini (&r);
+    } else {
+        uint64_t req;
+        s_kind_t kind;
+        msgpack_packer *pk = s_cli_begin (c, 1, &req);
+        chan_pack_cstr (pk, "chan");
+        chan_pack_cstr (pk, chan);
+        int got =
+            s_cli_send (c, "SUB") == 0 ? s_cli_wait (c, req, 10000, &kind) : -1;
+        ok = got == 1 && kind == IN_OK;
+        if (!ok && got == 1)
+            s_cli_error (c, why, sizeof why);
+        else if (!ok)
+            snprintf (why, sizeof why, "no answer");
+    }
+    if (!ok)
+        fprintf (stderr, "bench: %s: SUB %s failed: %s\n", system, chan, why);
+    return ok ? 0 : -1;
+}
+
 /*  Shared state of one measured run: the threads' rendezvous and limits. */
 typedef struct {
     s_bench_t *b;
@@ -652,26 +849,13 @@ s_bsub_aaax (void *arg)
     snprintf (system, sizeof system, "bench.sub%d.%d", s->run, s->idx);
     const char *chans[] = { S_CHAN_B };
     s_cli_t c;
-    if (s_cli_open (&c, sh->b->cmd_ep, system, chans, 1, NULL) != 0) {
+    if (s_cli_dock (sh->b, &c, system, chans, 1) != 0) {
         s->fail = true;
         atomic_fetch_add (&sh->ready, 1);
         return NULL;
     }
-    chan_body_t body;
-    chan_body_init (&body);
-    chan_body_str (&body, "chan", S_CHAN_B);
-    chan_reply_t r;
-    memset (&r, 0, sizeof r);
-    int rc = chan_client_call (c.cc, "SUB", &body, &r);
-    chan_body_fini (&body);
-    if (rc != 0 || strcmp (r.cmd, "OK") != 0) {
-        char why[200] = "";
-        fprintf (stderr, "bench: %s: SUB %s failed: %s %s\n", system, S_CHAN_B,
-                 rc ? aaax_strerror (rc) : r.cmd,
-                 r.raw ? chan_reply_reason (&r, why, sizeof why) : "");
+    if (s_cli_sub (&c, system, S_CHAN_B) != 0)
         s->fail = true;
-    }
-    chan_reply_fini (&r);
     atomic_fetch_add (&sh->ready, 1);
 
     uint64_t expect = 0;
@@ -830,8 +1014,7 @@ s_bcast_aaax (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
     char system[32];
     snprintf (system, sizeof system, "bench.pub%d", nsubs);
     const char *chans[] = { S_CHAN_B };
-    if (!pay || started < nsubs
-        || s_cli_open (&pub, b->cmd_ep, system, chans, 1, NULL) != 0
+    if (!pay || started < nsubs || s_cli_dock (b, &pub, system, chans, 1) != 0
         || !s_shared_wait_ready (&sh, nsubs)) {
         fprintf (stderr, "bench: broadcast 1->%d: setup failed\n", nsubs);
         *fail = true;
@@ -1989,6 +2172,12 @@ s_rtta_finish (s_rtta_t *a, bool complete)
     return fail ? -1 : 0;
 }
 
+/*  CURVE keys of the raw echo (Z85): the ROUTER's pair, the DEALER's. */
+typedef struct {
+    char srv_pub[HAL_CURVE_Z85_LEN + 1], srv_sec[HAL_CURVE_Z85_LEN + 1];
+    char cli_pub[HAL_CURVE_Z85_LEN + 1], cli_sec[HAL_CURVE_Z85_LEN + 1];
+} s_rawkeys_t;
+
 /*  The raw side: a DEALER and a ROUTER echo thread over tcp loopback. */
 typedef struct {
     void *ctx;
@@ -2039,6 +2228,10 @@ s_echo_thread (void *arg)
 
 typedef struct {
     s_bench_t *b;
+    /*  Set before s_rttr_setup, for the remote workloads: the DEALER's
+        CURVE keys, and an echo that runs elsewhere (no thread here). */
+    const s_rawkeys_t *curve;
+    const char *ext_ep;
     s_echo_t echo;
     pthread_t th;
     bool th_started;
@@ -2061,16 +2254,37 @@ s_rttr_setup (s_bench_t *b, s_rttr_t *r)
     sem_init (&r->echo.ready, 0, 0);
     zmq_msg_init (&r->in);
     r->pay = s_payload_new (b->o.size);
-    if (!r->pay || pthread_create (&r->th, NULL, s_echo_thread, &r->echo) != 0)
+    if (!r->pay)
         return -1;
-    r->th_started = true;
-    sem_wait (&r->echo.ready);
-    int zero = 0, tmo = 5000;
-    if (r->echo.rc != 0 || !(r->dealer = zmq_socket (b->rawctx, ZMQ_DEALER)))
+    if (!r->ext_ep) {
+        if (pthread_create (&r->th, NULL, s_echo_thread, &r->echo) != 0)
+            return -1;
+        r->th_started = true;
+        sem_wait (&r->echo.ready);
+    }
+    int zero = 0, tmo = 5000, hwm = S_RAW_HWM;
+    if ((!r->ext_ep && r->echo.rc != 0)
+        || !(r->dealer = zmq_socket (b->rawctx, ZMQ_DEALER)))
         return -1;
     zmq_setsockopt (r->dealer, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt (r->dealer, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
-    return zmq_connect (r->dealer, r->echo.ep) == 0 ? 0 : -1;
+    zmq_setsockopt (r->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (r->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    const s_rawkeys_t *k = r->curve;
+    if (k
+        && (zmq_setsockopt (r->dealer, ZMQ_CURVE_SERVERKEY, k->srv_pub,
+                            sizeof k->srv_pub)
+                != 0
+            || zmq_setsockopt (r->dealer, ZMQ_CURVE_PUBLICKEY, k->cli_pub,
+                               sizeof k->cli_pub)
+                   != 0
+            || zmq_setsockopt (r->dealer, ZMQ_CURVE_SECRETKEY, k->cli_sec,
+                               sizeof k->cli_sec)
+                   != 0))
+        return -1;
+    return zmq_connect (r->dealer, r->ext_ep ? r->ext_ep : r->echo.ep) == 0
+               ? 0
+               : -1;
 }
 
 /*  Runs up to count more round trips, one in flight. 0 or -1. */
@@ -3186,8 +3400,13 @@ s_kernel_start (s_bench_t *b)
             dup2 (fd, 2);
             close (fd);
         }
-        execl (b->aaaxd, "aaaxd", "--data", b->data, "--bind", b->cmd_ep,
-               "--tap", "", "--config", b->cfg, (char *) NULL);
+        if (b->curve_mode)
+            execl (b->aaaxd, "aaaxd", "--data", b->data, "--bind", b->cmd_ep,
+                   "--tap", "", "--config", b->cfg, "--curve", b->curve_mode,
+                   (char *) NULL);
+        else
+            execl (b->aaaxd, "aaaxd", "--data", b->data, "--bind", b->cmd_ep,
+                   "--tap", "", "--config", b->cfg, (char *) NULL);
         _exit (127);
     }
     b->pid = pid;
@@ -3201,7 +3420,10 @@ s_kernel_start (s_bench_t *b)
             s_log_tail (b);
             return -1;
         }
-        chan_client_t *cc = chan_client_new (b->cmd_ep, 200);
+        /*  A plaintext client gets no answer on a CURVE endpoint: then
+            ask over ipc, which stays plain. */
+        chan_client_t *cc =
+            chan_client_new (b->curve_mode ? b->ipc_ep : b->cmd_ep, 200);
         if (cc) {
             chan_reply_t r;
             memset (&r, 0, sizeof r);
@@ -4829,6 +5051,1234 @@ s_workload_app_load (s_bench_t *b)
         b->failed = true;
 }
 
+/*  ---- workload 10: remote sessions, CURVE against plain tcp --------------
+    Two kernels of the group's own with the same config (the app
+    workloads' one: no app at boot, bench.b for bench.* systems,
+    heartbeat_ms = 1000): one with --curve all (CURVE on loopback tcp, as
+    on any other address) and one plain. The bench's clients are DEALERs
+    of their own (s_conn_t), in a context whose socket limit is raised. */
+
+#define S_REMOTE_PING_US 1000 /* the probe's pace: one PING per ms */
+#define S_REMOTE_IDLE_MS 3000 /* the probe before the sessions dock */
+#define S_FLEET_WINDOW 64     /* HELLOs outstanding while docking */
+#define S_FLEET_DOCK_MS 60000 /* every session docked within */
+#define S_REMOTE_ID "bench.r" /* the sessions: bench.r.0000 .. */
+#define S_REMOTE_ROUNDS 2     /* throughput: plain and CURVE alternate */
+
+/*  A kernel of the group: what s_kernel_start fills in, kept here while
+    the other one is in b. */
+typedef struct {
+    const char *name; /* "plain", "CURVE" */
+    pid_t pid;
+    char cmd_ep[64];
+    char ipc_ep[PATH_MAX + 32];
+    char data[PATH_MAX + 16];
+    char cfg[PATH_MAX + 16];
+    char log[PATH_MAX + 16];
+} s_kern_t;
+
+/*  Makes k the kernel the bench's calls use (b->pid, b->cmd_ep, ...). */
+static void
+s_kern_enter (s_bench_t *b, const s_kern_t *k)
+{
+    b->pid = k->pid;
+    memcpy (b->cmd_ep, k->cmd_ep, sizeof b->cmd_ep);
+    memcpy (b->ipc_ep, k->ipc_ep, sizeof b->ipc_ep);
+    memcpy (b->data, k->data, sizeof b->data);
+    memcpy (b->cfg, k->cfg, sizeof b->cfg);
+    memcpy (b->log, k->log, sizeof b->log);
+}
+
+/*  Takes the kernel in b back into k (b then has none). */
+static void
+s_kern_leave (s_bench_t *b, s_kern_t *k)
+{
+    k->pid = b->pid;
+    memcpy (k->cmd_ep, b->cmd_ep, sizeof k->cmd_ep);
+    memcpy (k->ipc_ep, b->ipc_ep, sizeof k->ipc_ep);
+    memcpy (k->data, b->data, sizeof k->data);
+    memcpy (k->cfg, b->cfg, sizeof k->cfg);
+    memcpy (k->log, b->log, sizeof k->log);
+    b->pid = 0;
+}
+
+/*  SIGTERM and exit status 0 required, as for every kernel of the bench. */
+static void
+s_kern_stop (s_bench_t *b, s_kern_t *k)
+{
+    if (k->pid <= 0)
+        return;
+    s_kern_enter (b, k);
+    if (s_kernel_stop (b) != 0)
+        b->failed = true;
+    else
+        printf ("aaaxd (%s): stopped with SIGTERM, exit status 0\n", k->name);
+    k->pid = 0;
+    b->pid = 0;
+}
+
+/*  Waits for the PONG of the PING just sent on c; anything else is
+    counted in *errs. 0, or -1 (socket failed, or nothing by deadline). */
+static int
+s_cli_pong (s_cli_t *c, int64_t deadline_us, uint64_t *errs)
+{
+    while (!s_interrupted && hal_clock_mono_us () < deadline_us) {
+        s_kind_t kind;
+        int got = s_cli_recv (c, 100, &kind);
+        if (got < 0)
+            return -1;
+        if (got == 0)
+            continue;
+        if (kind == IN_PONG)
+            return 0;
+        if (kind == IN_ERROR && (*errs)++ < 5) {
+            char why[300];
+            fprintf (stderr, "bench: PING: %s\n",
+                     s_cli_error (c, why, sizeof why));
+        }
+    }
+    return -1;
+}
+
+/*  ---- the sessions: one thread, n DEALERs ---- */
+
+typedef struct {
+    void *sock;
+    int64_t next_ping_us, last_ping_us;
+    uint8_t state; /* 0 not yet, 1 HELLO sent, 2 docked, 3 failed */
+} s_fsess_t;
+
+typedef struct {
+    void *ctx;
+    const char *ep;
+    const char *server; /* the kernel's public key; NULL: plain */
+    char (*keys)[2][HAL_CURVE_Z85_LEN + 1]; /* per session: public, secret */
+    size_t n;
+    s_fsess_t *s;
+    uint32_t hb_ms;   /* from the HELLO replies */
+    atomic_int stop;  /* main -> fleet: stop PINGing, say BYE, close */
+    atomic_int state; /* fleet -> main: 0 docking, 1 all docked, -1 not */
+    double dock_ms;   /* first HELLO to last reply */
+    size_t docked, failed;
+    uint64_t pings, pongs, errors, others;
+    int64_t max_gap_us; /* longest time between a session's PINGs */
+    char why[300];      /* the first failure */
+} s_fleet_t;
+
+/*  The first failure is kept in why: what, then detail. */
+static void
+s_fleet_fail (s_fleet_t *f, const char *what, const char *detail)
+{
+    if (!f->why[0])
+        snprintf (f->why, sizeof f->why, "%s%s", what, detail);
+}
+
+/*  Reads everything a session's socket holds: PONGs are counted, an
+    ERROR or anything else is a failure. */
+static void
+s_fleet_drain (s_fleet_t *f, s_fsess_t *s, zmq_msg_t *cmd, zmq_msg_t *body)
+{
+    while (zmq_msg_recv (cmd, s->sock, ZMQ_DONTWAIT) >= 0) {
+        bool more = zmq_msg_more (cmd);
+        zmq_msg_close (body);
+        zmq_msg_init (body);
+        while (more) {
+            if (zmq_msg_recv (body, s->sock, 0) < 0)
+                break;
+            more = zmq_msg_more (body);
+        }
+        const char *w = (const char *) zmq_msg_data (cmd);
+        size_t n = zmq_msg_size (cmd);
+        if (n == 4 && memcmp (w, "PONG", 4) == 0)
+            f->pongs++;
+        else if (n == 5 && memcmp (w, "ERROR", 5) == 0) {
+            f->errors++;
+            uint64_t code = 0;
+            s_body_uint (zmq_msg_data (body), zmq_msg_size (body), "code",
+                         &code);
+            char c[32];
+            snprintf (c, sizeof c, "%" PRIu64, code);
+            s_fleet_fail (f, "a docked session got an ERROR to a PING: ", c);
+        } else
+            f->others++;
+    }
+}
+
+/*  PINGs every docked session whose turn it is (once per heartbeat
+    period), reading its last PONG first. */
+static void
+s_fleet_ping_due (s_fleet_t *f, int64_t now, zmq_msg_t *cmd, zmq_msg_t *body)
+{
+    static const char ping_body[] = "\x81\xa3req\x01"; /* {req: 1} */
+    int64_t period = (int64_t) f->hb_ms * 1000;
+    for (size_t i = 0; i < f->n; i++) {
+        s_fsess_t *s = &f->s[i];
+        if (s->state != 2 || now < s->next_ping_us)
+            continue;
+        s_fleet_drain (f, s, cmd, body);
+        if (zmq_send (s->sock, "PING", 4, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0
+            || zmq_send (s->sock, ping_body, sizeof ping_body - 1, ZMQ_DONTWAIT)
+                   < 0) {
+            f->errors++;
+            s_fleet_fail (f,
+                          "a PING could not be sent: ", zmq_strerror (errno));
+        }
+        f->pings++;
+        if (now - s->last_ping_us > f->max_gap_us)
+            f->max_gap_us = now - s->last_ping_us;
+        s->last_ping_us = now;
+        s->next_ping_us += period;
+        if (s->next_ping_us <= now)
+            s->next_ping_us = now + period;
+    }
+}
+
+/*  The reply to session i's HELLO. */
+static void
+s_fleet_hello_reply (s_fleet_t *f, size_t i, zmq_msg_t *cmd, zmq_msg_t *body)
+{
+    s_fsess_t *s = &f->s[i];
+    if (zmq_msg_recv (cmd, s->sock, ZMQ_DONTWAIT) < 0)
+        return;
+    zmq_msg_close (body);
+    zmq_msg_init (body);
+    if (zmq_msg_more (cmd) && zmq_msg_recv (body, s->sock, 0) < 0) {
+        s->state = 3;
+        f->failed++;
+        s_fleet_fail (f, "HELLO: ", zmq_strerror (errno));
+        return;
+    }
+    const void *bd = zmq_msg_data (body);
+    size_t blen = zmq_msg_size (body);
+    int64_t now = hal_clock_mono_us ();
+    if (zmq_msg_size (cmd) == 2 && memcmp (zmq_msg_data (cmd), "OK", 2) == 0) {
+        uint64_t hb = 0;
+        if (!f->hb_ms && s_body_uint (bd, blen, "heartbeat_ms", &hb) && hb)
+            f->hb_ms = (uint32_t) hb;
+        if (!f->hb_ms)
+            f->hb_ms = 1000;
+        s->state = 2;
+        f->docked++;
+        /*  Spread over the period, as independent agents would be. */
+        s->last_ping_us = now;
+        s->next_ping_us =
+            now + (int64_t) f->hb_ms * 1000 * (int64_t) i / (int64_t) f->n;
+    } else {
+        s->state = 3;
+        f->failed++;
+        uint64_t code = 0;
+        const char *reason = "";
+        uint32_t rlen = 0;
+        s_body_uint (bd, blen, "code", &code);
+        s_body_str (bd, blen, "reason", &reason, &rlen);
+        char why[240];
+        snprintf (why, sizeof why, "%" PRIu64 " %.*s", code, (int) rlen,
+                  reason);
+        s_fleet_fail (f, "HELLO refused: ERROR ", why);
+    }
+}
+
+static void *
+s_fleet_thread (void *arg)
+{
+    s_fleet_t *f = (s_fleet_t *) arg;
+    chan_buf_t buf;
+    msgpack_packer pk;
+    chan_buf_init (&buf);
+    chan_buf_packer (&buf, &pk);
+    zmq_msg_t cmd, body;
+    zmq_msg_init (&cmd);
+    zmq_msg_init (&body);
+    zmq_pollitem_t items[S_FLEET_WINDOW];
+    size_t pend[S_FLEET_WINDOW];
+    size_t npend = 0, next = 0;
+    int64_t t0 = hal_clock_mono_us ();
+    int64_t until = t0 + (int64_t) S_FLEET_DOCK_MS * 1000;
+    int64_t t_last = t0;
+
+    /*  Docking: up to S_FLEET_WINDOW HELLOs outstanding; the sessions
+        docked so far PING meanwhile. */
+    while (f->docked + f->failed < f->n && !s_interrupted
+           && !atomic_load (&f->stop)) {
+        if (hal_clock_mono_us () > until) {
+            s_fleet_fail (f, "not every session docked within 60 s", "");
+            break;
+        }
+        while (npend < S_FLEET_WINDOW && next < f->n) {
+            s_fsess_t *s = &f->s[next];
+            const char *pub = f->server ? f->keys[next][0] : NULL;
+            const char *sec = f->server ? f->keys[next][1] : NULL;
+            s->sock = s_dealer_new (f->ctx, f->server, pub, sec);
+            char id[32];
+            snprintf (id, sizeof id, S_REMOTE_ID ".%04zu", next);
+            chan_buf_reset (&buf);
+            msgpack_pack_map (&pk, 3);
+            chan_pack_cstr (&pk, "req");
+            msgpack_pack_uint32 (&pk, 1);
+            chan_pack_cstr (&pk, "system");
+            chan_pack_cstr (&pk, id);
+            chan_pack_cstr (&pk, "version");
+            msgpack_pack_uint32 (&pk, AAAX_PROTOCOL_VERSION);
+            if (!s->sock || zmq_connect (s->sock, f->ep) != 0
+                || zmq_send (s->sock, "HELLO", 5, ZMQ_SNDMORE) < 0
+                || zmq_send (s->sock, buf.data, buf.len, 0) < 0) {
+                s_fleet_fail (f,
+                              "cannot open a session: ", zmq_strerror (errno));
+                s->state = 3;
+                f->failed++;
+            } else {
+                s->state = 1;
+                pend[npend++] = next;
+            }
+            next++;
+        }
+        for (size_t i = 0; i < npend; i++) {
+            items[i].socket = f->s[pend[i]].sock;
+            items[i].fd = 0;
+            items[i].events = ZMQ_POLLIN;
+            items[i].revents = 0;
+        }
+        if (npend && zmq_poll (items, (int) npend, 2) > 0)
+            for (size_t i = npend; i-- > 0;)
+                if (items[i].revents & ZMQ_POLLIN) {
+                    s_fleet_hello_reply (f, pend[i], &cmd, &body);
+                    if (f->s[pend[i]].state != 1) {
+                        t_last = hal_clock_mono_us ();
+                        pend[i] = pend[--npend];
+                    }
+                }
+        if (f->hb_ms)
+            s_fleet_ping_due (f, hal_clock_mono_us (), &cmd, &body);
+    }
+    f->dock_ms = (double) (t_last - t0) / 1000.0;
+    atomic_store (&f->state, f->docked == f->n ? 1 : -1);
+
+    /*  Docked: each PINGs once per heartbeat period until told to stop. */
+    while (!atomic_load (&f->stop) && !s_interrupted) {
+        if (f->hb_ms)
+            s_fleet_ping_due (f, hal_clock_mono_us (), &cmd, &body);
+        s_sleep_ms (1);
+    }
+    /*  Every PING's PONG (3 s at most), then BYE from each, and close. */
+    int64_t end = hal_clock_mono_ms () + 3000;
+    while (f->pongs + f->errors < f->pings && hal_clock_mono_ms () < end) {
+        for (size_t i = 0; i < f->n; i++)
+            if (f->s[i].state == 2)
+                s_fleet_drain (f, &f->s[i], &cmd, &body);
+        s_sleep_ms (5);
+    }
+    static const char bye_body[] = "\x81\xa3req\x02"; /* {req: 2} */
+    for (size_t i = 0; i < f->n; i++) {
+        s_fsess_t *s = &f->s[i];
+        if (s->state == 2 && zmq_send (s->sock, "BYE", 3, ZMQ_SNDMORE) >= 0)
+            zmq_send (s->sock, bye_body, sizeof bye_body - 1, 0);
+        if (s->sock)
+            zmq_close (s->sock);
+        s->sock = NULL;
+    }
+    zmq_msg_close (&cmd);
+    zmq_msg_close (&body);
+    chan_buf_fini (&buf);
+    return NULL;
+}
+
+/*  Up to count PING -> PONG round trips on c, one in flight; the ones past
+    warmup go to us. */
+typedef struct {
+    s_cli_t c;
+    uint32_t next, total, warmup;
+    uint64_t errs;
+    int limit_s;
+    bool fail;
+} s_prtt_t;
+
+static int
+s_prtt_block (s_prtt_t *p, uint32_t count, double *us, size_t *nus)
+{
+    uint32_t end = p->total - p->next < count ? p->total : p->next + count;
+    for (; p->next < end && !p->fail; p->next++) {
+        int64_t ts = s_now_ns ();
+        if (s_cli_ping (&p->c) != 0
+            || s_cli_pong (
+                   &p->c, hal_clock_mono_us () + (int64_t) p->limit_s * 1000000,
+                   &p->errs)
+                   != 0) {
+            fprintf (stderr, "bench: no PONG to round trip %u\n", p->next);
+            p->fail = true;
+            break;
+        }
+        if (p->next >= p->warmup)
+            us[(*nus)++] = (double) (s_now_ns () - ts) / 1000.0;
+    }
+    return p->fail ? -1 : 0;
+}
+
+/*  The probe: one PING every S_REMOTE_PING_US for ms, one in flight; the
+    round trips (us) into us (room for cap). 0, or -1 when a PONG did
+    not come within the time limit. */
+static int
+s_probe (s_cli_t *c, int ms, int limit_s, double *us, size_t cap, size_t *n,
+         uint64_t *errs)
+{
+    *n = 0;
+    int64_t start = hal_clock_mono_us ();
+    int64_t t_end = start + (int64_t) ms * 1000, next = start;
+    while (*n < cap && !s_interrupted) {
+        int64_t now = hal_clock_mono_us ();
+        if (now >= t_end)
+            break;
+        if (now < next) {
+            struct timespec ts = { 0, (long) (next - now) * 1000L };
+            nanosleep (&ts, NULL);
+            continue;
+        }
+        next += S_REMOTE_PING_US;
+        if (next < now)
+            next = now + S_REMOTE_PING_US;
+        int64_t t0 = s_now_ns ();
+        if (s_cli_ping (c) != 0
+            || s_cli_pong (c, now + (int64_t) limit_s * 1000000, errs) != 0) {
+            fprintf (stderr, "bench: probe: no PONG within %d s\n", limit_s);
+            return -1;
+        }
+        us[(*n)++] = (double) (s_now_ns () - t0) / 1000.0;
+    }
+    return s_interrupted ? -1 : 0;
+}
+
+/*  CTL list (privileged, over ipc): the bench.r.* sessions docked and how
+    many of them say auth "curve". 0 or -1. */
+static int
+s_remote_list (s_bench_t *b, size_t *docked, size_t *curve)
+{
+    *docked = *curve = 0;
+    s_admin_t adm;
+    if (s_admin_open (b, &adm, "bench.remote") != 0)
+        return -1;
+    chan_body_t body;
+    chan_body_init (&body);
+    chan_body_str (&body, "op", "list");
+    chan_reply_t r;
+    memset (&r, 0, sizeof r);
+    int rc = chan_client_call (adm.cc, "CTL", &body, &r);
+    chan_body_fini (&body);
+    const msgpack_object *sys = NULL;
+    if (rc == 0 && strcmp (r.cmd, "OK") == 0)
+        sys = chan_obj_get (&r.body, "systems");
+    if (!sys || sys->type != MSGPACK_OBJECT_ARRAY) {
+        fprintf (stderr, "bench: CTL list failed: %s\n",
+                 rc ? aaax_strerror (rc) : r.cmd);
+        chan_reply_fini (&r);
+        s_admin_close (&adm);
+        return -1;
+    }
+    size_t plen = strlen (S_REMOTE_ID ".");
+    for (uint32_t i = 0; i < sys->via.array.size; i++) {
+        const msgpack_object *e = &sys->via.array.ptr[i];
+        const char *id, *st, *auth;
+        size_t idlen, stlen, alen;
+        if (!chan_obj_get_str (e, "id", &id, &idlen) || idlen <= plen
+            || memcmp (id, S_REMOTE_ID ".", plen) != 0)
+            continue;
+        if (chan_obj_get_str (e, "state", &st, &stlen) && stlen == 6
+            && memcmp (st, "docked", 6) == 0)
+            (*docked)++;
+        if (chan_obj_get_str (e, "auth", &auth, &alen) && alen == 5
+            && memcmp (auth, "curve", 5) == 0)
+            (*curve)++;
+    }
+    chan_reply_fini (&r);
+    s_admin_close (&adm);
+    return 0;
+}
+
+/*  What one session run measured. */
+typedef struct {
+    bool fail;
+    size_t n, docked_end, curve_end;
+    double dock_ms;
+    uint64_t rss0, rss1, rss2, anon0, anon1; /* KiB: before, docked, end */
+    double per_kib;                          /* (rss1 - rss0) / n */
+    s_lat_t idle, busy;
+    double idle_max, busy_max;
+    size_t nidle, nbusy;
+    uint64_t pings, pongs, errors, others;
+    double max_gap_ms;
+    uint32_t hb_ms;
+} s_sess_res_t;
+
+/*  n sessions docked at once on kernel k (CURVE when conn->curve: each
+    with its own key), each PINGing once per heartbeat period; the probe
+    (conn's key, system bench.probe) measures PING round trips before they
+    dock and while they are docked. */
+static void
+s_remote_sessions (s_bench_t *b, s_kern_t *k, const s_conn_t *conn, void *fctx,
+                   char (*keys)[2][HAL_CURVE_Z85_LEN + 1], size_t n,
+                   s_sess_res_t *res)
+{
+    memset (res, 0, sizeof *res);
+    res->n = n;
+    printf ("  %s: ", k->name);
+    fflush (stdout);
+    s_kern_enter (b, k);
+    size_t cap = (size_t) b->o.probe_s * 1000000 / S_REMOTE_PING_US + 64;
+    size_t icap = (size_t) S_REMOTE_IDLE_MS * 1000 / S_REMOTE_PING_US + 64;
+    double *ub = (double *) calloc (cap, sizeof (double));
+    double *ui = (double *) calloc (icap, sizeof (double));
+    s_fleet_t *f = (s_fleet_t *) calloc (1, sizeof *f);
+    s_fsess_t *ss = (s_fsess_t *) calloc (n, sizeof *ss);
+    s_cli_t probe;
+    bool popen = false, started = false;
+    pthread_t th;
+    uint64_t perrs = 0;
+    if (!ub || !ui || !f || !ss) {
+        res->fail = true;
+        goto done;
+    }
+    if (s_cli_open_own (&probe, conn, b->cmd_ep, "bench.probe", NULL, 0) != 0) {
+        res->fail = true;
+        goto done;
+    }
+    popen = true;
+    /*  The idle kernel: RSS, then the probe alone. */
+    s_sleep_ms (S_APP_SETTLE_MS);
+    res->rss0 = s_proc_kb (k->pid, "VmRSS");
+    res->anon0 = s_proc_kb (k->pid, "RssAnon");
+    if (s_probe (&probe, S_REMOTE_IDLE_MS, b->o.limit_s, ui, icap, &res->nidle,
+                 &perrs)
+        != 0) {
+        res->fail = true;
+        goto done;
+    }
+    f->ctx = fctx;
+    f->ep = k->cmd_ep;
+    f->server = conn->curve ? conn->server : NULL;
+    f->keys = keys;
+    f->n = n;
+    f->s = ss;
+    atomic_init (&f->stop, 0);
+    atomic_init (&f->state, 0);
+    if (pthread_create (&th, NULL, s_fleet_thread, f) != 0) {
+        res->fail = true;
+        goto done;
+    }
+    started = true;
+    /*  The probe keeps PINGing (and so stays docked) while they dock. */
+    while (atomic_load (&f->state) == 0 && !s_interrupted) {
+        uint64_t e = 0;
+        s_cli_ping (&probe);
+        if (s_cli_pong (&probe,
+                        hal_clock_mono_us () + (int64_t) b->o.limit_s * 1000000,
+                        &e)
+            != 0) {
+            res->fail = true;
+            break;
+        }
+        s_sleep_ms (100);
+    }
+    if (atomic_load (&f->state) != 1 || res->fail) {
+        res->fail = true;
+        goto done;
+    }
+    s_sleep_ms (S_APP_SETTLE_MS);
+    res->rss1 = s_proc_kb (k->pid, "VmRSS");
+    res->anon1 = s_proc_kb (k->pid, "RssAnon");
+    if (s_probe (&probe, (int) b->o.probe_s * 1000, b->o.limit_s, ub, cap,
+                 &res->nbusy, &perrs)
+        != 0)
+        res->fail = true;
+    res->rss2 = s_proc_kb (k->pid, "VmRSS");
+    if (s_remote_list (b, &res->docked_end, &res->curve_end) != 0
+        || res->docked_end != n)
+        res->fail = true;
+
+done:
+    if (started) {
+        atomic_store (&f->stop, 1);
+        pthread_join (th, NULL);
+        res->dock_ms = f->dock_ms;
+        res->pings = f->pings;
+        res->pongs = f->pongs;
+        res->errors = f->errors;
+        res->others = f->others;
+        res->max_gap_ms = (double) f->max_gap_us / 1000.0;
+        res->hb_ms = f->hb_ms;
+        if (f->docked != n || f->errors || f->others || f->pongs != f->pings) {
+            fprintf (stderr,
+                     "bench: %s sessions: %zu of %zu docked, %" PRIu64
+                     " PINGs, %" PRIu64 " PONGs, %" PRIu64 " errors, %" PRIu64
+                     " other messages%s%s\n",
+                     k->name, f->docked, n, f->pings, f->pongs, f->errors,
+                     f->others, f->why[0] ? ": " : "", f->why);
+            res->fail = true;
+        }
+    }
+    if (popen)
+        s_cli_close (&probe, true);
+    if (perrs)
+        res->fail = true;
+    if (res->rss1 > res->rss0)
+        res->per_kib = (double) (res->rss1 - res->rss0) / (double) n;
+    s_lat_of (ui, res->nidle, &res->idle);
+    s_lat_of (ub, res->nbusy, &res->busy);
+    res->idle_max = res->nidle ? ui[res->nidle - 1] : 0;
+    res->busy_max = res->nbusy ? ub[res->nbusy - 1] : 0;
+    printf ("%s%zu sessions docked in %.0f ms (%.0f HELLOs/s, %d in "
+            "flight)\n",
+            res->fail ? "FAILED " : "", f ? f->docked : 0, res->dock_ms,
+            res->dock_ms > 0 ? (double) n * 1000.0 / res->dock_ms : 0.0,
+            S_FLEET_WINDOW);
+    s_kern_leave (b, k);
+    free (ub);
+    free (ui);
+    free (f);
+    free (ss);
+}
+
+/*  The raw pair's echo: one thread serving a plain ROUTER and a CURVE
+    one, so that both DEALERs (in the bench's main thread) talk to the
+    same threads. Two echo threads would each land on a CPU of their own
+    choosing, and on this 2-vCPU VM a round trip is about 15 or about 55
+    us depending on where its threads sleep. */
+typedef struct {
+    void *ctx;
+    const s_rawkeys_t *keys;
+    char ep[2][128]; /* plain, CURVE */
+    sem_t ready;
+    int rc;
+    atomic_int stop;
+} s_echo2_t;
+
+static void *
+s_echo2_thread (void *arg)
+{
+    s_echo2_t *e = (s_echo2_t *) arg;
+    void *r[2] = { NULL, NULL };
+    int zero = 0, one = 1, hwm = S_RAW_HWM;
+    e->rc = -1;
+    for (int i = 0; i < 2; i++) {
+        size_t len = sizeof e->ep[i];
+        r[i] = zmq_socket (e->ctx, ZMQ_ROUTER);
+        if (!r[i])
+            goto done;
+        zmq_setsockopt (r[i], ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt (r[i], ZMQ_SNDHWM, &hwm, sizeof hwm);
+        zmq_setsockopt (r[i], ZMQ_RCVHWM, &hwm, sizeof hwm);
+        if (i == 1
+            && (zmq_setsockopt (r[i], ZMQ_CURVE_SERVER, &one, sizeof one) != 0
+                || zmq_setsockopt (r[i], ZMQ_CURVE_SECRETKEY, e->keys->srv_sec,
+                                   sizeof e->keys->srv_sec)
+                       != 0))
+            goto done;
+        if (zmq_bind (r[i], "tcp://127.0.0.1:*") != 0
+            || zmq_getsockopt (r[i], ZMQ_LAST_ENDPOINT, e->ep[i], &len) != 0)
+            goto done;
+    }
+    e->rc = 0;
+    sem_post (&e->ready);
+    zmq_msg_t rid, body;
+    zmq_msg_init (&rid);
+    zmq_msg_init (&body);
+    while (!atomic_load (&e->stop) && !s_interrupted) {
+        zmq_pollitem_t it[2] = { { r[0], 0, ZMQ_POLLIN, 0 },
+                                 { r[1], 0, ZMQ_POLLIN, 0 } };
+        if (zmq_poll (it, 2, 100) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++)
+            while ((it[i].revents & ZMQ_POLLIN)
+                   && zmq_msg_recv (&rid, r[i], ZMQ_DONTWAIT) >= 0) {
+                if (!zmq_msg_more (&rid) || zmq_msg_recv (&body, r[i], 0) < 0)
+                    continue;
+                zmq_msg_send (&rid, r[i], ZMQ_SNDMORE);
+                zmq_msg_send (&body, r[i], 0);
+            }
+    }
+    zmq_msg_close (&rid);
+    zmq_msg_close (&body);
+done:
+    if (e->rc != 0)
+        sem_post (&e->ready);
+    for (int i = 0; i < 2; i++)
+        if (r[i])
+            zmq_close (r[i]);
+    return NULL;
+}
+
+/*  Pipelined echo through the raw DEALER (window outstanding): n
+    messages there and back; msgs/s, or 0 on a loss. */
+static double
+s_rawpipe (s_rttr_t *r, uint64_t n, uint32_t window)
+{
+    uint64_t sent = 0, got = 0;
+    int64_t t0 = s_now_ns ();
+    while (got < n && !s_interrupted) {
+        while (sent < n && sent - got < window) {
+            s_payload_set (r->pay, sent);
+            if (zmq_send (r->dealer, r->pay, r->b->o.size, ZMQ_DONTWAIT) < 0)
+                break;
+            sent++;
+        }
+        if (zmq_msg_recv (&r->in, r->dealer, 0) < 0) {
+            fprintf (stderr, "bench: raw echo: nothing back within 5 s\n");
+            break;
+        }
+        if (s_payload_seq (zmq_msg_data (&r->in), zmq_msg_size (&r->in))
+            != got) {
+            fprintf (stderr, "bench: raw echo: out of order\n");
+            break;
+        }
+        got++;
+    }
+    int64_t t1 = s_now_ns ();
+    return got == n && t1 > t0 ? (double) n * 1e9 / (double) (t1 - t0) : 0;
+}
+
+static void
+s_remote_result (s_bench_t *b, const char *name, const char *label, double aaax,
+                 double base, const char *note, bool ok)
+{
+    s_result_t *r = s_result_add (b, name, label);
+    if (!r)
+        return;
+    r->aaax = aaax;
+    r->base = base;
+    snprintf (r->base_note, sizeof r->base_note, "%s", note);
+    r->ratio = base > 0 ? aaax / base : 0;
+    r->ok = ok;
+}
+
+static void
+s_print_lat (const char *what, const s_lat_t *l, size_t n, bool fail,
+             const char *note)
+{
+    printf ("  %-15s %sp50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us  mean "
+            "%8.1f us  (%zu samples%s%s)\n",
+            what, fail ? "FAILED " : "", l->p50, l->p99, l->p999, l->mean, n,
+            note ? "; " : "", note ? note : "");
+}
+
+/*  Sets the CPU affinity of every thread of process pid (0: this one).
+    The number of threads set. */
+static int
+s_pin_process (pid_t pid, const cpu_set_t *set)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/task", pid ? (int) pid : getpid ());
+    DIR *d = opendir (path);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir (d))) {
+        int tid = atoi (e->d_name);
+        if (tid > 0 && sched_setaffinity (tid, sizeof *set, set) == 0)
+            n++;
+    }
+    closedir (d);
+    return n;
+}
+
+/*  Raises the soft limit on open files for n sessions (the bench holds a
+    socket and an eventfd per session, the kernel a socket; aaaxd inherits
+    the limit). The number of sessions that fit. */
+static size_t
+s_remote_fds (size_t n, unsigned long long *limit)
+{
+    struct rlimit rl;
+    *limit = 0;
+    if (getrlimit (RLIMIT_NOFILE, &rl) != 0)
+        return n;
+    rlim_t want = (rlim_t) n * 3 + 1024;
+    if (rl.rlim_cur < want) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want
+                          ? want
+                          : rl.rlim_max;
+        if (setrlimit (RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = old;
+    }
+    *limit = (unsigned long long) rl.rlim_cur;
+    if (rl.rlim_cur < want) {
+        size_t fit =
+            rl.rlim_cur > 1024 + 3 ? (size_t) (rl.rlim_cur - 1024) / 3 : 1;
+        fprintf (stderr,
+                 "bench: RLIMIT_NOFILE %llu allows %zu sessions, not %zu\n",
+                 (unsigned long long) rl.rlim_cur, fit, n);
+        return fit;
+    }
+    return n;
+}
+
+static void
+s_workload_remote (s_bench_t *b)
+{
+    unsigned long long nofile;
+    size_t n = s_remote_fds (b->o.sessions, &nofile);
+    uint64_t count = b->o.remote_count;
+    uint32_t total = b->o.warmup + b->o.samples;
+    uint32_t blk = b->o.rtt_block ? b->o.rtt_block : total;
+    printf ("\n== remote: CURVE against plain tcp, one kernel each (the "
+            "CURVE one with --curve all on loopback); %zu sessions docked at "
+            "once with liveness, PING probe %u s; broadcast 1->1 %" PRIu64
+            " messages of %u B; PING and raw echo round trips %u after %u "
+            "warm-up, blocks of %u; RLIMIT_NOFILE %llu ==\n",
+            n, b->o.probe_s, count, b->o.size, b->o.samples, b->o.warmup, blk,
+            nofile);
+    fflush (stdout);
+    s_kern_t kp, kc;
+    memset (&kp, 0, sizeof kp);
+    memset (&kc, 0, sizeof kc);
+    kp.name = "plain";
+    kc.name = "CURVE";
+    s_kern_t *kk[2] = { &kp, &kc };
+    s_conn_t cp, cc;
+    memset (&cp, 0, sizeof cp);
+    memset (&cc, 0, sizeof cc);
+    s_rawkeys_t rk;
+    char (*keys)[2][HAL_CURVE_Z85_LEN + 1] = NULL;
+    s_rttr_t *raws = NULL;
+    s_run_t *runs = NULL;
+    s_prtt_t *pr = NULL;
+    double *ur[2] = { NULL, NULL }, *up[2] = { NULL, NULL };
+    s_sess_res_t sr[2];
+    memset (sr, 0, sizeof sr);
+    bool fail = false, raws_setup = false, echo_started = false;
+    s_echo2_t echo;
+    pthread_t echo_th;
+    memset (&echo, 0, sizeof echo);
+    char err[300] = "";
+    void *ctx = zmq_ctx_new ();
+    keys = (char (*)[2][HAL_CURVE_Z85_LEN + 1]) calloc (n, sizeof *keys);
+    if (!ctx || !keys || zmq_ctx_set (ctx, ZMQ_MAX_SOCKETS, (int) n + 64) != 0
+        || zmq_curve_keypair (cc.pub, cc.sec) != 0
+        || zmq_curve_keypair (rk.srv_pub, rk.srv_sec) != 0
+        || zmq_curve_keypair (rk.cli_pub, rk.cli_sec) != 0) {
+        fprintf (stderr, "bench: remote: no context or no CURVE keys (%s)\n",
+                 zmq_strerror (errno));
+        fail = true;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (zmq_curve_keypair (keys[i][0], keys[i][1]) != 0) {
+            fail = true;
+            goto done;
+        }
+    cp.ctx = cc.ctx = ctx;
+    cc.curve = true;
+    const s_conn_t *conns[2] = { &cp, &cc };
+
+    /*  The plain kernel. */
+    s_app_paths (b, "remote-plain");
+    b->app_cfg = true;
+    b->curve_mode = NULL;
+    int rc = s_kernel_start (b);
+    s_kern_leave (b, &kp);
+    if (rc != 0) {
+        fail = true;
+        goto done;
+    }
+    printf ("aaaxd (remote-plain): pid %d, command %s, data %s\n", (int) kp.pid,
+            kp.cmd_ep, kp.data);
+
+    /*  The CURVE kernel: its certificate made here, then the bench's key
+        bound to the workloads' ids and one key per session bound to its
+        id, before it starts. */
+    s_app_paths (b, "remote-curve");
+    char secret[HAL_CURVE_Z85_LEN + 1];
+    if (mkdir (b->data, 0700) != 0
+        || hal_curve_server_cert (b->data, true, cc.server, secret, err,
+                                  sizeof err)
+               != 0) {
+        fprintf (stderr, "bench: remote: no server certificate in %s: %s\n",
+                 b->data, err);
+        fail = true;
+        goto stop;
+    }
+    const char *ids[] = { "bench.pub1", "bench.sub1.0", "bench.rping",
+                          "bench.probe" };
+    int64_t ta = hal_clock_mono_us ();
+    rc = hal_curve_authorize (b->data, cc.pub, ids, 4, false, err, sizeof err);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char id[32];
+        snprintf (id, sizeof id, S_REMOTE_ID ".%04zu", i);
+        const char *one[1] = { id };
+        rc = hal_curve_authorize (b->data, keys[i][0], one, 1, false, err,
+                                  sizeof err);
+    }
+    double auth_ms = (double) (hal_clock_mono_us () - ta) / 1000.0;
+    if (rc != 0) {
+        fprintf (stderr, "bench: remote: hal_curve_authorize: %s\n", err);
+        fail = true;
+        goto stop;
+    }
+    b->curve_mode = "all";
+    rc = s_kernel_start (b);
+    b->curve_mode = NULL;
+    b->app_cfg = false;
+    s_kern_leave (b, &kc);
+    if (rc != 0) {
+        fail = true;
+        goto stop;
+    }
+    printf ("aaaxd (remote-curve): pid %d, command %s (CURVE, server key "
+            "%s), data %s; %zu keys bound with hal_curve_authorize in %.0f "
+            "ms\n",
+            (int) kc.pid, kc.cmd_ep, cc.server, kc.data, n + 1, auth_ms);
+    fflush (stdout);
+
+    /*  1. Sessions docked at once: CURVE, then plain (fresh kernels). */
+    printf ("  sessions (each PINGs once per heartbeat period; the probe "
+            "PINGs every %d us, %d s before they dock, %u s while docked):\n",
+            S_REMOTE_PING_US, S_REMOTE_IDLE_MS / 1000, b->o.probe_s);
+    s_remote_sessions (b, &kc, &cc, ctx, keys, n, &sr[0]);
+    if (!s_interrupted)
+        s_remote_sessions (b, &kp, &cp, ctx, keys, n, &sr[1]);
+    else
+        sr[1].fail = true;
+    for (int i = 0; i < 2; i++) {
+        const s_sess_res_t *r = &sr[i];
+        printf ("  %s, %zu sessions:\n", i ? "plain" : "CURVE", n);
+        printf ("    aaaxd VmRSS %" PRIu64 " KiB before, %" PRIu64
+                " KiB docked, %" PRIu64 " KiB at the end: %.1f KiB per "
+                "session (RssAnon %" PRIu64 " -> %" PRIu64 " KiB: %.1f)\n",
+                r->rss0, r->rss1, r->rss2, r->per_kib, r->anon0, r->anon1,
+                r->anon1 > r->anon0
+                    ? (double) (r->anon1 - r->anon0) / (double) n
+                    : 0.0);
+        printf ("    probe, no sessions:  p50 %7.1f us  p99 %7.1f us  p99.9 "
+                "%7.1f us  max %7.1f us  (%zu PINGs)\n",
+                r->idle.p50, r->idle.p99, r->idle.p999, r->idle_max, r->nidle);
+        printf ("    probe, %zu docked: %sp50 %7.1f us  p99 %7.1f us  p99.9 "
+                "%7.1f us  max %7.1f us  (%zu PINGs)\n",
+                n, r->fail ? "FAILED " : "", r->busy.p50, r->busy.p99,
+                r->busy.p999, r->busy_max, r->nbusy);
+        printf ("    sessions: %" PRIu64 " PINGs, %" PRIu64 " PONGs, %" PRIu64
+                " errors (heartbeat_ms %u, longest gap between a session's "
+                "PINGs %.0f ms); CTL list at the end: %zu of %zu docked",
+                r->pings, r->pongs, r->errors, r->hb_ms, r->max_gap_ms,
+                r->docked_end, n);
+        if (i == 0)
+            printf (", %zu with auth \"curve\"", r->curve_end);
+        printf ("\n");
+        printf ("    target: PING p99 < 5 ms with %zu sessions docked: %s "
+                "(%.2f ms)\n",
+                n,
+                !r->fail && r->nbusy && r->busy.p99 < 5000 ? "met" : "NOT met",
+                r->busy.p99 / 1000.0);
+    }
+    fflush (stdout);
+
+    /*  2. Throughput: broadcast 1->1 through each kernel, and the raw
+        pipelined echo plain and CURVE, in alternating rounds. */
+    double t_k[2] = { 0, 0 }, t_r[2] = { 0, 0 }; /* seconds: plain, CURVE */
+    uint64_t n_k[2] = { 0, 0 }, n_r[2] = { 0, 0 };
+    bool fk[2] = { false, false }, fr[2] = { false, false };
+    uint64_t lost_k = 0;
+    uint64_t per = count / S_REMOTE_ROUNDS ? count / S_REMOTE_ROUNDS : 1;
+    raws = (s_rttr_t *) calloc (2, sizeof *raws);
+    runs = (s_run_t *) calloc (2, sizeof *runs);
+    pr = (s_prtt_t *) calloc (2, sizeof *pr);
+    for (int i = 0; i < 2; i++) {
+        ur[i] = (double *) calloc (total, sizeof (double));
+        up[i] = (double *) calloc (total, sizeof (double));
+    }
+    if (!raws || !runs || !pr || !ur[0] || !ur[1] || !up[0] || !up[1]) {
+        fail = true;
+        goto stop;
+    }
+    echo.ctx = b->rawctx;
+    echo.keys = &rk;
+    atomic_init (&echo.stop, 0);
+    sem_init (&echo.ready, 0, 0);
+    if (pthread_create (&echo_th, NULL, s_echo2_thread, &echo) != 0) {
+        sem_destroy (&echo.ready);
+        fail = true;
+        goto stop;
+    }
+    echo_started = true;
+    sem_wait (&echo.ready);
+    if (echo.rc != 0) {
+        fprintf (stderr, "bench: raw echo: setup failed\n");
+        fail = true;
+        goto stop;
+    }
+    raws[0].ext_ep = echo.ep[0];
+    raws[1].ext_ep = echo.ep[1];
+    raws[1].curve = &rk;
+    raws_setup = true;
+    for (int i = 0; i < 2; i++)
+        if (s_rttr_setup (b, &raws[i]) != 0) {
+            fprintf (stderr, "bench: raw %s echo: setup failed\n", kk[i]->name);
+            fr[i] = true;
+        }
+    printf ("  broadcast 1->1 (WRITE %s, window %u, lead <= %d) and the raw "
+            "echo pipelined (DEALER -> ROUTER -> DEALER, window %u): %d "
+            "rounds of %" PRIu64 " messages, plain and CURVE alternating\n",
+            S_CHAN_B, b->o.bwindow, S_BCAST_LEAD, b->o.bwindow, S_REMOTE_ROUNDS,
+            per);
+    fflush (stdout);
+    for (int i = 0; i < 2; i++)
+        s_cpu_snap (kk[i]->pid, &runs[i].c0);
+    {
+        uint64_t save = b->o.count;
+        b->o.count = per;
+        for (int round = 0; round < S_REMOTE_ROUNDS && !s_interrupted; round++)
+            for (int j = 0; j < 2; j++) {
+                int i = round % 2 ? 1 - j : j; /* who goes first alternates */
+                uint64_t lost = 0;
+                bool f1 = false;
+                s_kern_enter (b, kk[i]);
+                b->conn = conns[i];
+                double rate = s_bcast_aaax (b, 1, &lost, &f1);
+                b->conn = NULL;
+                s_kern_leave (b, kk[i]);
+                lost_k += lost;
+                fk[i] |= f1 || rate <= 0;
+                if (rate > 0) {
+                    t_k[i] += (double) per / rate;
+                    n_k[i] += per;
+                }
+                if (!fr[i]) {
+                    double rr = s_rawpipe (&raws[i], per, b->o.bwindow);
+                    fr[i] |= rr <= 0;
+                    if (rr > 0) {
+                        t_r[i] += (double) per / rr;
+                        n_r[i] += per;
+                    }
+                }
+            }
+        b->o.count = save;
+    }
+    for (int i = 0; i < 2; i++)
+        s_cpu_snap (kk[i]->pid, &runs[i].c1);
+    double rate_k[2], rate_r[2], cpu_k[2];
+    for (int i = 0; i < 2; i++) {
+        fk[i] |= n_k[i] != per * S_REMOTE_ROUNDS;
+        fr[i] |= n_r[i] != per * S_REMOTE_ROUNDS;
+        rate_k[i] = !fk[i] && t_k[i] > 0 ? (double) n_k[i] / t_k[i] : 0;
+        rate_r[i] = !fr[i] && t_r[i] > 0 ? (double) n_r[i] / t_r[i] : 0;
+        cpu_k[i] = 0;
+        for (size_t t = 0; t < runs[i].c1.n; t++)
+            cpu_k[i] +=
+                s_cpu_tid (&runs[i].c0, &runs[i].c1, runs[i].c1.t[t].tid);
+    }
+    for (int i = 0; i < 2; i++)
+        printf ("  aaax %-5s  %s%10.0f msgs/s; aaaxd CPU %.2f s: %.2f us "
+                "per message\n",
+                kk[i]->name, fk[i] ? "FAILED " : "", rate_k[i], cpu_k[i],
+                n_k[i] ? cpu_k[i] * 1e6 / (double) n_k[i] : 0.0);
+    for (int i = 0; i < 2; i++)
+        printf ("  raw  %-5s  %s%10.0f msgs/s\n", kk[i]->name,
+                fr[i] ? "FAILED " : "", rate_r[i]);
+    double tr_k = rate_k[0] > 0 ? rate_k[1] / rate_k[0] : 0;
+    double tr_r = rate_r[0] > 0 ? rate_r[1] / rate_r[0] : 0;
+    printf ("  ratio CURVE/plain: aaax %.3f  raw %.3f;  aaaxd CPU per message "
+            "%.2f\n",
+            tr_k, tr_r,
+            cpu_k[0] > 0 && n_k[0] && n_k[1]
+                ? (cpu_k[1] / (double) n_k[1]) / (cpu_k[0] / (double) n_k[0])
+                : 0.0);
+    for (int i = 0; i < 2; i++) {
+        const s_run_t *one[1] = { &runs[i] };
+        const char *nm[1] = { i ? "CURVE kernel, broadcast rounds"
+                                : "plain kernel, broadcast rounds" };
+        s_print_threads (kk[i]->pid, one, nm, 1, 0);
+    }
+    fflush (stdout);
+
+    /*  3. Round trips: PING through each kernel, the raw echo plain and
+        CURVE, alternating in blocks; the bench and both kernels on one
+        CPU. On this 2-vCPU VM a round trip is fast or about 40 us slower
+        depending on whether its threads wake each other across CPUs, and
+        that placement sticks to a process for a while: unpinned, the PING
+        ratio of two kernels came out anywhere from 0.5 to 1.7 in runs
+        a minute apart. On one CPU a round trip costs the CPU work on its
+        path, which is what CURVE changes. */
+    size_t np[2] = { 0, 0 }, nr[2] = { 0, 0 };
+    bool fp[2] = { false, false };
+    cpu_set_t saved, one;
+    int pin_cpu = -1;
+    if (!b->o.no_pin && sched_getaffinity (0, sizeof saved, &saved) == 0
+        && CPU_COUNT (&saved) > 1 && (pin_cpu = sched_getcpu ()) >= 0) {
+        CPU_ZERO (&one);
+        CPU_SET (pin_cpu, &one);
+        if (s_pin_process (0, &one) == 0 || s_pin_process (kp.pid, &one) == 0
+            || s_pin_process (kc.pid, &one) == 0) {
+            s_pin_process (0, &saved);
+            s_pin_process (kp.pid, &saved);
+            s_pin_process (kc.pid, &saved);
+            pin_cpu = -1;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        pr[i].total = total;
+        pr[i].warmup = b->o.warmup;
+        pr[i].limit_s = b->o.limit_s;
+        s_kern_enter (b, kk[i]);
+        fp[i] = s_cli_open_own (&pr[i].c, conns[i], b->cmd_ep, "bench.rping",
+                                NULL, 0)
+                != 0;
+        s_kern_leave (b, kk[i]);
+        pr[i].fail = fp[i];
+    }
+    for (int turn = 0;
+         !s_interrupted
+         && ((!fp[0] && pr[0].next < total) || (!fp[1] && pr[1].next < total)
+             || (!fr[0] && raws[0].next < total)
+             || (!fr[1] && raws[1].next < total));
+         turn++) {
+        for (int j = 0; j < 2; j++) {
+            int i = turn % 2 ? 1 - j : j; /* who goes first alternates */
+            if (!fp[i] && s_prtt_block (&pr[i], blk, up[i], &np[i]) != 0)
+                fp[i] = true;
+        }
+        for (int j = 0; j < 2; j++) {
+            int i = turn % 2 ? 1 - j : j;
+            if (!fr[i] && s_rttr_block (&raws[i], blk, ur[i], &nr[i]) != 0)
+                fr[i] = true;
+        }
+    }
+    if (pin_cpu >= 0) {
+        s_pin_process (0, &saved);
+        s_pin_process (kp.pid, &saved);
+        s_pin_process (kc.pid, &saved);
+    }
+    s_lat_t lp[2], lr[2];
+    for (int i = 0; i < 2; i++) {
+        fp[i] |= s_interrupted || pr[i].next != total || pr[i].errs;
+        if (pr[i].c.open)
+            s_cli_close (&pr[i].c, true);
+        s_lat_of (up[i], np[i], &lp[i]);
+        s_lat_of (ur[i], nr[i], &lr[i]);
+    }
+    if (pin_cpu >= 0)
+        printf ("  round trips, one in flight, the bench and both kernels on "
+                "CPU %d (PING -> PONG through the kernel; raw: DEALER -> "
+                "ROUTER echo, %u B):\n",
+                pin_cpu, b->o.size);
+    else
+        printf ("  round trips, one in flight, not pinned to a CPU (PING -> "
+                "PONG through the kernel; raw: DEALER -> ROUTER echo, %u "
+                "B):\n",
+                b->o.size);
+    for (int i = 0; i < 2; i++) {
+        char what[32];
+        snprintf (what, sizeof what, "PING %s:", kk[i]->name);
+        s_print_lat (what, &lp[i], np[i], fp[i], NULL);
+    }
+    for (int i = 0; i < 2; i++) {
+        char what[32];
+        snprintf (what, sizeof what, "raw %s:", kk[i]->name);
+        s_print_lat (what, &lr[i], nr[i], fr[i], NULL);
+    }
+    printf ("  ratio CURVE/plain: PING p50 %.2f p99 %.2f;  raw p50 %.2f "
+            "p99 %.2f\n",
+            lp[0].p50 > 0 ? lp[1].p50 / lp[0].p50 : 0,
+            lp[0].p99 > 0 ? lp[1].p99 / lp[0].p99 : 0,
+            lr[0].p50 > 0 ? lr[1].p50 / lr[0].p50 : 0,
+            lr[0].p99 > 0 ? lr[1].p99 / lr[0].p99 : 0);
+
+    /*  The table and the SUMMARY lines. */
+    char extra[512];
+    s_result_t *res;
+    s_remote_result (b, "remote_bcast", "CURVE bcast 1->1 (msg/s)", rate_k[1],
+                     rate_k[0], "plain tcp", !fk[0] && !fk[1]);
+    res = &b->res[b->nres - 1];
+    snprintf (extra, sizeof extra,
+              "\"rounds\":%d,\"plain_cpu_us_per_msg\":%.3f,"
+              "\"curve_cpu_us_per_msg\":%.3f,\"raw_plain\":%.1f,"
+              "\"raw_curve\":%.1f,\"raw_ratio\":%.4f",
+              S_REMOTE_ROUNDS, n_k[0] ? cpu_k[0] * 1e6 / (double) n_k[0] : 0.0,
+              n_k[1] ? cpu_k[1] * 1e6 / (double) n_k[1] : 0.0, rate_r[0],
+              rate_r[1], tr_r);
+    s_summary (b, res, "msgs/s", per * S_REMOTE_ROUNDS, lost_k, extra);
+    s_remote_result (b, "remote_raw_echo", "CURVE raw echo (msgs/s)", rate_r[1],
+                     rate_r[0], "raw plain", !fr[0] && !fr[1]);
+    res = &b->res[b->nres - 1];
+    s_summary (b, res, "msgs/s", per * S_REMOTE_ROUNDS, 0, "\"window\":1000");
+    s_remote_result (b, "remote_ping_p50", "CURVE PING p50 (us)", lp[1].p50,
+                     lp[0].p50, "plain tcp", !fp[0] && !fp[1]);
+    res = &b->res[b->nres - 1];
+    snprintf (extra, sizeof extra,
+              "\"curve_p99\":%.1f,\"plain_p99\":%.1f,\"curve_p999\":%.1f,"
+              "\"plain_p999\":%.1f,\"samples\":%u,\"pinned_cpu\":%d",
+              lp[1].p99, lp[0].p99, lp[1].p999, lp[0].p999, b->o.samples,
+              pin_cpu);
+    s_summary (b, res, "us", total, 0, extra);
+    s_remote_result (b, "remote_ping_p99", "CURVE PING p99 (us)", lp[1].p99,
+                     lp[0].p99, "plain tcp", !fp[0] && !fp[1]);
+    s_remote_result (b, "remote_raw_p50", "CURVE raw echo p50 (us)", lr[1].p50,
+                     lr[0].p50, "raw plain", !fr[0] && !fr[1]);
+    res = &b->res[b->nres - 1];
+    snprintf (extra, sizeof extra,
+              "\"curve_p99\":%.1f,\"plain_p99\":%.1f,\"samples\":%u,"
+              "\"pinned_cpu\":%d",
+              lr[1].p99, lr[0].p99, b->o.samples, pin_cpu);
+    s_summary (b, res, "us", total, 0, extra);
+    s_remote_result (b, "remote_raw_p99", "CURVE raw echo p99 (us)", lr[1].p99,
+                     lr[0].p99, "raw plain", !fr[0] && !fr[1]);
+    for (int i = 0; i < 2; i++) {
+        const s_sess_res_t *r = &sr[i];
+        char name[32], label[40], note[40];
+        snprintf (name, sizeof name, "remote_sessions_%s",
+                  i ? "plain" : "curve");
+        snprintf (label, sizeof label, "%zu %s sess p99 (us)", n,
+                  i ? "plain" : "CURVE");
+        snprintf (note, sizeof note, "no sessions");
+        s_remote_result (b, name, label, r->busy.p99, r->idle.p99, note,
+                         !r->fail);
+        res = &b->res[b->nres - 1];
+        snprintf (res->target, sizeof res->target, "p99 < 5 ms");
+        res->target_met = !r->fail && r->nbusy && r->busy.p99 < 5000;
+        snprintf (
+            extra, sizeof extra,
+            "\"sessions\":%zu,\"p50\":%.1f,\"p999\":%.1f,\"max\":%.1f,"
+            "\"probe_pings\":%zu,\"idle_p50\":%.1f,\"idle_max\":%.1f,"
+            "\"dock_ms\":%.1f,\"docked_end\":%zu,\"rss_before_kb\":%" PRIu64
+            ",\"rss_docked_kb\":%" PRIu64
+            ",\"kib_per_session\":%.2f,\"session_pings\":%" PRIu64
+            ",\"session_pongs\":%" PRIu64,
+            n, r->busy.p50, r->busy.p999, r->busy_max, r->nbusy, r->idle.p50,
+            r->idle_max, r->dock_ms, r->docked_end, r->rss0, r->rss1,
+            r->per_kib, r->pings, r->pongs);
+        s_summary (b, res, "us", r->nbusy, r->pings - r->pongs, extra);
+    }
+    s_remote_result (b, "remote_session_mem", "CURVE RSS/session (KiB)",
+                     sr[0].per_kib, sr[1].per_kib, "plain tcp",
+                     !sr[0].fail && !sr[1].fail);
+    res = &b->res[b->nres - 1];
+    s_summary (b, res, "KiB/session", n, 0, NULL);
+    for (int i = 0; i < 2; i++)
+        fail |= sr[i].fail || fk[i] || fr[i] || fp[i];
+
+stop:
+    for (int i = 0; raws_setup && i < 2; i++)
+        s_rttr_finish (&raws[i], true);
+    if (echo_started) {
+        atomic_store (&echo.stop, 1);
+        pthread_join (echo_th, NULL);
+        sem_destroy (&echo.ready);
+    }
+    s_kern_stop (b, &kc);
+    s_kern_stop (b, &kp);
+done:
+    if (fail || s_interrupted)
+        b->failed = true;
+    b->app_cfg = false;
+    b->curve_mode = NULL;
+    b->conn = NULL;
+    free (raws);
+    free (runs);
+    free (pr);
+    for (int i = 0; i < 2; i++) {
+        free (ur[i]);
+        free (up[i]);
+    }
+    free (keys);
+    if (ctx)
+        zmq_ctx_term (ctx);
+}
+
 /*  ---- machine, table, options ------------------------------------------ */
 
 static const char *
@@ -4942,8 +6392,18 @@ s_usage (FILE *f)
         "  --only LIST      run only these of broadcast,queue,rtt,gate,\n"
         "                   gate-rtt,app-msgs,app-idle-mem,app-load, or apps\n"
         "                   (the three app-host workloads; each starts its\n"
-        "                   own kernel); gate: in-process decisions and\n"
+        "                   own kernel), remote (CURVE against plain tcp,\n"
+        "                   sessions docked at once: two kernels of its\n"
+        "                   own); gate: in-process decisions and\n"
         "                   decisions + audit, no kernel needed\n"
+        "  --sessions N     remote sessions docked at once (default 1000)\n"
+        "  --probe-s S      seconds of PING probe while they are docked\n"
+        "                   (default 10; --quick 5)\n"
+        "  --remote-count N broadcast messages plain and over CURVE, and\n"
+        "                   through the raw echo (default 500000; --quick\n"
+        "                   200000)\n"
+        "  --no-pin         remote round trips: do not put the bench and\n"
+        "                   both kernels on one CPU\n"
         "  --app-msgs N     messages to the app, and to the C consumer\n"
         "                   (default 200000; --quick 100000)\n"
         "  --apps N         generated apps loaded by app-idle-mem and\n"
@@ -4976,7 +6436,7 @@ s_parse_u64 (const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 }
 
 /*  --only: a comma-separated list of broadcast, queue, rtt, gate,
-    gate-rtt, app-msgs, app-idle-mem, app-load, apps. */
+    gate-rtt, app-msgs, app-idle-mem, app-load, apps, remote. */
 static bool
 s_parse_only (const char *arg, unsigned *out)
 {
@@ -5002,6 +6462,8 @@ s_parse_only (const char *arg, unsigned *out)
             bits |= S_W_APP_LOAD;
         else if (n == 4 && strncmp (p, "apps", 4) == 0)
             bits |= S_W_APPS;
+        else if (n == 6 && strncmp (p, "remote", 6) == 0)
+            bits |= S_W_REMOTE;
         else
             return false;
         p += n + (p[n] == ',');
@@ -5032,6 +6494,10 @@ s_options (s_bench_t *b, int argc, char **argv)
         { "app-msgs", required_argument, NULL, 'M' },
         { "apps", required_argument, NULL, 'N' },
         { "bench-apps", required_argument, NULL, 'd' },
+        { "sessions", required_argument, NULL, 'R' },
+        { "probe-s", required_argument, NULL, 'p' },
+        { "remote-count", required_argument, NULL, 'm' },
+        { "no-pin", no_argument, NULL, 'x' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -5039,6 +6505,7 @@ s_options (s_bench_t *b, int argc, char **argv)
     uint64_t count = 0, size = 100, samples = 0, prod = 2, cons = 2, limit = 0;
     uint64_t rtt_block = 500, decisions = 0, audit = 0, gsamples = 0;
     uint64_t app_msgs = 0, apps = 1000;
+    uint64_t sessions = 1000, probe_s = 0, remote_count = 0;
     int c, li = 0;
     while ((c = getopt_long (argc, argv, "", longs, &li)) != -1) {
         bool ok = true;
@@ -5058,7 +6525,11 @@ s_options (s_bench_t *b, int argc, char **argv)
         case 'M': ok = s_parse_u64 (optarg, 1, 100000000, &app_msgs); break;
         case 'N': ok = s_parse_u64 (optarg, 1, 10000, &apps); break;
         case 'd': o->apps_dir = optarg; break;
+        case 'R': ok = s_parse_u64 (optarg, 1, 10000, &sessions); break;
+        case 'p': ok = s_parse_u64 (optarg, 1, 600, &probe_s); break;
+        case 'm': ok = s_parse_u64 (optarg, 2, 100000000, &remote_count); break;
         case 'k': o->keep = true; break;
+        case 'x': o->no_pin = true; break;
         case 'o': ok = s_parse_only (optarg, &o->only); break;
         case 'h': s_usage (stdout); return 1;
         default: s_usage (stderr); return -1;
@@ -5091,6 +6562,9 @@ s_options (s_bench_t *b, int argc, char **argv)
     o->gate_samples = (uint32_t) (gsamples ? gsamples : o->quick ? 2000 : 5000);
     o->app_msgs = app_msgs ? app_msgs : o->quick ? 100000 : 200000;
     o->apps = (size_t) apps;
+    o->sessions = (size_t) sessions;
+    o->probe_s = (uint32_t) (probe_s ? probe_s : o->quick ? 5 : 10);
+    o->remote_count = remote_count ? remote_count : o->quick ? 200000 : 500000;
     return 0;
 }
 
@@ -5164,10 +6638,11 @@ main (int argc, char **argv)
     printf ("aaax_bench %s: kernel %s, %s mode, %" PRIu64 " messages, %u B "
             "payloads, %u round trips, limit %d s per phase; gate: %" PRIu64
             " decisions, %" PRIu64 " audited, %u round trips; apps: %" PRIu64
-            " messages, %zu apps\n",
+            " messages, %zu apps; remote: %zu sessions, %" PRIu64 " messages\n",
             AAAX_VERSION_STRING, b->aaaxd, b->o.quick ? "quick" : "full",
             b->o.count, b->o.size, b->o.samples, b->o.limit_s, b->o.decisions,
-            b->o.audit_records, b->o.gate_samples, b->o.app_msgs, b->o.apps);
+            b->o.audit_records, b->o.gate_samples, b->o.app_msgs, b->o.apps,
+            b->o.sessions, b->o.remote_count);
     s_machine (b);
     fflush (stdout);
 
@@ -5217,6 +6692,13 @@ main (int argc, char **argv)
         s_workload_app_load (b);
     if (b->o.only & S_W_APPS)
         printf ("\n");
+
+    /*  CURVE against plain tcp: two kernels of its own, stopped as the
+        others. */
+    if (!s_interrupted && (b->o.only & S_W_REMOTE)) {
+        s_workload_remote (b);
+        printf ("\n");
+    }
 
     s_table (b);
     s_machine (b);
