@@ -697,6 +697,13 @@ broker_undock (broker_t *self, broker_session_t *s, const char *reason,
         self->nhosted--;
     }
     zsys_info ("broker: %s undocked (%s)", sys->id, reason);
+    if (!s->host && !s->kernel && s->ridlen <= BROKER_ENDED_RID) {
+        size_t i = self->ended_next++ % BROKER_ENDED_MAX;
+        memcpy (self->ended[i].rid, s->rid, s->ridlen);
+        self->ended[i].ridlen = s->ridlen;
+        snprintf (self->ended[i].reason, sizeof self->ended[i].reason, "%s",
+                  reason);
+    }
     /*  Every capability of the system ends with its session; the
         capability actor hears it on kernel.systems. */
     broker_caps_drop (self, sys);
@@ -746,6 +753,24 @@ broker_undock (broker_t *self, broker_session_t *s, const char *reason,
         return;
     }
     free (s);
+}
+
+const char *
+broker_ended_reason (const broker_t *self, const uint8_t *rid, size_t ridlen)
+{
+    if (ridlen > BROKER_ENDED_RID)
+        return NULL;
+    /*  Newest first: a routing id is not reused by libzmq, but a client
+        may choose its own. */
+    size_t n = self->ended_next < BROKER_ENDED_MAX ? self->ended_next
+                                                   : BROKER_ENDED_MAX;
+    for (size_t k = 1; k <= n; k++) {
+        size_t i = (self->ended_next - k) % BROKER_ENDED_MAX;
+        if (self->ended[i].ridlen == ridlen
+            && memcmp (self->ended[i].rid, rid, ridlen) == 0)
+            return self->ended[i].reason;
+    }
+    return NULL;
 }
 
 void

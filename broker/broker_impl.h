@@ -37,6 +37,8 @@
 #define BROKER_OUTQ_MAX 65536       /* control messages queued per session */
 #define BROKER_SUBS_MAX 4096        /* subscriptions per session */
 #define BROKER_WAITERS_MAX 256      /* long-poll CLAIMs per session */
+#define BROKER_ENDED_MAX 1024       /* ended sessions remembered (401 why) */
+#define BROKER_ENDED_RID 32         /* of routing ids up to this long */
 
 typedef enum {
     BROKER_BOOTING = 0,
@@ -243,6 +245,15 @@ struct _broker_t {
     hal_curve_enroll_t *enroll; /* one-time enrollment tokens */
     bool insecure_plain; /* a non-loopback tcp endpoint is plain (--insecure) */
     uint64_t zap_requests, zap_denied;
+
+    /*  Why the last sessions ended, by routing id, so that a connection
+        whose session the kernel ended hears why in its next 401 (a ring). */
+    struct {
+        uint8_t rid[BROKER_ENDED_RID];
+        uint8_t ridlen;
+        char reason[64];
+    } ended[BROKER_ENDED_MAX];
+    size_t ended_next;
 };
 
 /*  ---- broker_curve.c: CURVE, ZAP, authorized keys, enrollment ---- */
@@ -316,6 +327,10 @@ void broker_undock (broker_t *self, broker_session_t *s, const char *reason,
     messages in flight are due again; subscriptions and leases stay. */
 void broker_session_rebind (broker_t *self, broker_session_t *s,
                             const uint8_t *rid, size_t ridlen);
+
+/*  Why the session last on this routing id ended, or NULL. */
+const char *broker_ended_reason (const broker_t *self, const uint8_t *rid,
+                                 size_t ridlen);
 
 /*  Pushes mailbox messages of sys to its live session while the window
     allows. */

@@ -2101,7 +2101,18 @@ broker_dispatch (broker_t *self, broker_rq_t *rq, int64_t now)
         return;
     }
     if (!s) {
-        broker_error (self, rq, 401, "not docked: send HELLO first");
+        const char *why = rq->hostlen
+                              ? NULL
+                              : broker_ended_reason (self, rq->rid, rq->ridlen);
+        if (why) {
+            char reason[160];
+            snprintf (reason, sizeof reason,
+                      "not docked: the session of this connection ended (%s); "
+                      "send HELLO",
+                      why);
+            broker_error (self, rq, 401, reason);
+        } else
+            broker_error (self, rq, 401, "not docked: send HELLO first");
         return;
     }
     if (r->cmd == CHAN_CMD_BYE) {

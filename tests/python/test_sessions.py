@@ -262,9 +262,31 @@ def test_silent_session_undocked_and_leases_released(kernel_factory):
     assert len(msgs) == 1, "the silent session's lease was not released"
     assert msgs[0]["id"] == got[0]["id"] and msgs[0]["attempt"] == 2
     assert 0.55 <= elapsed < 2.0, elapsed
-    # the silent connection's next command gets 401
-    assert a.err("WRITE", chan="jobs", data=1) == 401
+    # the silent connection's next command gets 401, saying why
+    cmd, body = a.rpc("WRITE", chan="jobs", data=1)
+    assert (cmd, body["code"]) == ("ERROR", 401)
+    assert "silent for 3 heartbeat periods" in body["reason"], body
     assert a.rpc("PING")[0] == "PONG"
+
+
+def test_401_after_the_kernel_ended_the_session_says_why(kernel):
+    """A connection whose session the kernel ended hears why (killed,
+    bye) in its next 401; one that never docked hears "send HELLO"."""
+    fresh = kernel.raw()
+    cmd, body = fresh.rpc("SUB", chan="events")
+    assert body["reason"] == "not docked: send HELLO first"
+    a = kernel.raw()
+    a.hello("doomed")
+    admin = kernel.client("admin-why", privileged=True, token=kernel.token)
+    admin.ctl("kill", system="doomed")
+    cmd, body = a.rpc("SUB", chan="events")
+    assert (cmd, body["code"]) == ("ERROR", 401)
+    assert "ended (killed)" in body["reason"], body
+    b = kernel.raw()
+    b.hello("leaver")
+    b.ok("BYE")
+    cmd, body = b.rpc("SUB", chan="events")
+    assert "ended (bye)" in body["reason"], body
 
 
 def test_silent_session_can_be_taken_over(kernel_factory):
