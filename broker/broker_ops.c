@@ -36,21 +36,12 @@ s_span_cstr (chan_span_t span, char *out, size_t size)
     return true;
 }
 
-/*  System ids: 1..128 of [A-Za-z0-9._:-], not starting with '.' */
+/*  System ids: 1..128 of [A-Za-z0-9._:-], not starting with '.' (the rule
+    the authorized-keys file checks too). */
 static bool
 s_valid_system (const char *id)
 {
-    size_t len = strlen (id);
-    if (len < 1 || len > AAAX_MAX_NAME || id[0] == '.')
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'
-              || c == ':'))
-            return false;
-    }
-    return true;
+    return hal_curve_id_valid (id);
 }
 
 static const char *
@@ -890,6 +881,8 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
             "Resuming a session"). */
         s = sys->session;
         broker_session_rebind (self, s, rq->rid, rq->ridlen);
+        /*  Live from now: the old connection's silence is not this one's. */
+        broker_touch (self, s, now);
         rq->session = s;
         resumed = true;
     }
