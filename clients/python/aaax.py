@@ -29,18 +29,59 @@ Every request carries ``req`` (chosen here) and its reply is matched by
 ``req``: replies may come out of order, and messages pushed by the kernel
 while a reply is awaited are kept, in order, for ``recv()``.
 
+Remote kernels (CURVE): a kernel's non-loopback tcp endpoints (and every
+tcp endpoint with ``aaaxd --curve all``) speak CURVE. Give the kernel's
+public key (``server_key``: Z85 text, as ``aaax kernel-key`` prints it, or
+the path of its certificate) and this client's certificate: ``key``, the
+path of a pair made by ``aaax keygen NAME`` (``NAME`` or ``NAME_secret``),
+or ``public_key`` and ``secret_key`` (Z85). The key must be bound to the
+system id (``aaax authorize KEY --system ID``), or enrolled once with a
+one-time token (``Client(..., token="aaax-enroll-...")``).
+
 Liveness: the kernel undocks a session that stays silent for 3 heartbeat
 periods (``heartbeat_ms``, told at ``HELLO``). While this client waits
 inside a call (``recv``, a long-poll ``claim``, any reply) it sends
 ``PING`` whenever it has sent nothing for half a period, so a session is
 never silent for more than ``heartbeat_ms``. Between calls it cannot (it
 has no thread): a script that stays away longer should call
-``keepalive()`` now and then, or ``dock()`` again after an
-``AaaxError`` 401.
+``keepalive()`` now and then; if it does not, the kernel undocks it and
+the next request re-docks (below).
+
+Reconnect (``reconnect=True``, the default): inside a call, the
+connection counts as lost when nothing at all came from the kernel for
+3 heartbeat periods (the PINGs above are answered by a live kernel), when
+ZeroMQ reports the connection closed (the kernel stopped or restarted),
+or when the session ended although the client was docked (timed out,
+killed, or a kernel restarted in between): a request refused with ``ERROR
+401`` "not docked", or a ``PONG`` saying ``docked: false``. The client then
+closes its socket, opens a new one and sends ``HELLO`` again with the same
+``system``, ``channels`` and ``token`` plus ``resume: SESSION``; attempts
+are spaced by a back-off from 0.1 s doubling up to ``max_backoff`` (with
+jitter), without limit unless ``reconnect_timeout`` is given. A kernel
+that still holds the session hands it over (``resumed``: subscriptions,
+leases and unacknowledged mailbox messages carry over); otherwise the
+session is new and this client subscribes again to every channel it had
+subscribed to, from the last message id it saw on each (so a channel
+that retains messages fills the gap; duplicates are dropped). Then the
+request in flight is sent again when repeating it is harmless (``PING``,
+``STAT``, ``SUB``, ``UNSUB``, ``ACK``, ``CLAIM``, ``CTL list``, and
+``WRITE``/``SEND`` with an idempotency ``key``); otherwise the call raises
+``AaaxDisconnected`` -- the write may or may not have happened -- and the
+client is docked again, ready for the next call. Messages already read
+stay queued for ``recv()``; unacknowledged mailbox messages come again
+(``attempt`` + 1) unless they are still queued. ``reconnects`` counts the
+re-docks and ``on_reconnect(resumed)``, when set, is called after each.
+Time spent re-docking does not count against a call's ``timeout``: the
+request sent again gets the whole timeout anew. A refusal while
+re-docking (401 for a revoked key or a stale privileged token, 403, 400)
+is raised as it is and leaves the client undocked. ``reconnect=False``
+keeps the plain behaviour: errors are raised, ``dock()`` is up to you.
 
 Errors from the kernel raise ``AaaxError`` with ``code`` (int, as in the
 protocol: 400, 401, 403, 404, 409, 413, 423, 429, 500, 503) and
-``reason``; no reply in time raises ``AaaxTimeout`` (a subclass, code 0).
+``reason``; no reply in time raises ``AaaxTimeout`` (a subclass, code 0);
+a request lost with the connection raises ``AaaxDisconnected`` (a
+subclass, code 0).
 """
 
 import collections
@@ -51,12 +92,13 @@ import time
 import msgpack
 import zmq
 
-__all__ = ["Client", "AaaxError", "AaaxTimeout", "read_token",
-           "DEFAULT_ENDPOINT", "DEFAULT_TAP"]
+__all__ = ["Client", "AaaxError", "AaaxTimeout", "AaaxDisconnected",
+           "read_token", "load_key", "DEFAULT_ENDPOINT", "DEFAULT_TAP"]
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5670"
 DEFAULT_TAP = "tcp://127.0.0.1:5671"
 PROTOCOL_VERSION = 1
+ENROLL_PREFIX = "aaax-enroll-"
 
 
 class AaaxError(Exception):
@@ -81,6 +123,22 @@ class AaaxTimeout(AaaxError, TimeoutError):
         super().__init__(0, reason, req)
 
 
+class AaaxDisconnected(AaaxError):
+    """The connection to the kernel was lost while this request was in
+    flight, and the request is not one that may be repeated blindly (a
+    ``WRITE`` or ``SEND`` without an idempotency ``key``, ``NACK``, ``CTL``
+    other than ``list``...): whether it took effect cannot be known (code
+    0). By the time this is raised the client has docked again, so the
+    caller may retry (or check first)."""
+
+    def __init__(self, reason, req=None):
+        super().__init__(0, reason, req)
+
+
+class _Lost(Exception):
+    """Internal: the connection counts as lost (see the module's doc)."""
+
+
 def read_token(data_dir):
     """Returns the session token the kernel wrote at boot to
     ``<data_dir>/session.token`` (64 hex characters). Only the kernel's own
@@ -90,12 +148,71 @@ def read_token(data_dir):
         return f.read().strip()
 
 
+def _z85(value):
+    if isinstance(value, bytes):
+        value = value.decode("ascii")
+    value = value.strip()
+    if len(value) != 40:
+        raise ValueError("a CURVE key is 40 characters of Z85, got %r"
+                         % value)
+    import zmq.utils.z85
+    try:
+        zmq.utils.z85.decode(value.encode("ascii"))
+    except Exception:
+        raise ValueError("not a Z85 key: %r" % value) from None
+    return value
+
+
+def load_key(path, secret=True):
+    """Loads a CURVE certificate in czmq's format (what ``aaax keygen NAME``
+    writes: ``NAME``, the public part, and ``NAME_secret``) and returns
+    ``(public, secret)`` as Z85 text. ``path`` may name either file: for
+    ``NAME``, ``NAME_secret`` is read when it exists. With ``secret`` a
+    certificate without its secret key is a ValueError; else ``secret`` may
+    come back None (e.g. the kernel's ``<data>/curve/server.cert``)."""
+    import zmq.auth
+    candidates = [path]
+    if not path.endswith("_secret"):
+        candidates.insert(0, path + "_secret")
+    for p in candidates:
+        if os.path.exists(p):
+            public, sec = zmq.auth.load_certificate(p)
+            if secret and not sec:
+                raise ValueError("%s has no secret key: give the pair made "
+                                 "by aaax keygen (NAME or NAME_secret)" % p)
+            return (public.decode("ascii"),
+                    sec.decode("ascii") if sec else None)
+    raise FileNotFoundError("no certificate at %s" % path)
+
+
 def _pack(obj):
     return msgpack.packb(obj, use_bin_type=True)
 
 
 def _unpack(data):
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def _repeatable(cmd, body):
+    """True when sending this request twice has the effect of sending it
+    once (or an effect the caller accepts: a second CLAIM leases more)."""
+    if cmd in ("PING", "STAT", "SUB", "UNSUB", "ACK", "CLAIM", "HELLO"):
+        return True
+    if cmd == "CTL":
+        return body.get("op") == "list"
+    if cmd in ("WRITE", "SEND"):
+        return body.get("key") is not None
+    return False
+
+
+def _not_docked(cmd, body):
+    return (cmd == "ERROR" and body.get("code") == 401
+            and str(body.get("reason", "")).startswith("not docked"))
+
+
+# What the kernel may answer a HELLO with while it is busy, full, shutting
+# down or still holding the old session: worth another attempt.
+_RETRY_CODES = (409, 429, 500, 503)
 
 
 class Client:
@@ -110,39 +227,97 @@ class Client:
     ``claim`` waits its ``wait_ms`` on top of it. ``context`` is a
     ``zmq.Context`` to use (default: the shared instance); ``sockopts`` a
     dict of ZeroMQ options set before connecting (e.g.
-    ``{zmq.RCVHWM: 100}``).
+    ``{zmq.RCVHWM: 100}``). ``token`` may also be a callable returning the
+    token, called at each dock (a privileged client that should survive a
+    kernel restart reads the new ``session.token`` that way, e.g.
+    ``token=lambda: aaax.read_token(DATA)``).
+
+    CURVE: ``server_key`` (the kernel's public key, Z85 text or the path of
+    its certificate) with ``key`` (the path of a certificate made by ``aaax
+    keygen``) or ``public_key`` and ``secret_key`` (Z85). With
+    ``server_key`` alone a throwaway key pair is made for this client (it
+    lasts as long as the object: enough to enroll and work in one run).
+    ``public_key`` then tells this client's key.
+
+    Reconnect (see the module's doc): ``reconnect`` (default True),
+    ``max_backoff`` (seconds, the longest pause between two attempts),
+    ``reconnect_timeout`` (seconds; None: keep trying), ``on_reconnect``
+    (a callable taking ``resumed``; may be set later as an attribute), and
+    ``reconnects`` counts the re-docks.
 
     After ``dock()``: ``grants`` (list of ``"RIGHT:CHANNEL"``),
     ``session`` (the session id), ``kernel`` (the kernel id),
-    ``heartbeat_ms`` and ``docked`` (bool).
+    ``heartbeat_ms``, ``docked`` (bool) and ``resumed`` (whether the last
+    re-dock took the old session over).
     """
 
     def __init__(self, endpoint=DEFAULT_ENDPOINT, system=None, token=None,
                  privileged=False, channels=(), timeout=5.0, context=None,
-                 sockopts=None):
+                 sockopts=None, server_key=None, key=None, public_key=None,
+                 secret_key=None, reconnect=True, max_backoff=5.0,
+                 reconnect_timeout=None, on_reconnect=None):
         self.endpoint = endpoint
         self.system = system
         self.token = token
         self.privileged = privileged
-        self.channels = list(channels)
+        self.channels = list(channels or ())
         self.timeout = timeout
+        self.reconnect = reconnect
+        self.max_backoff = max_backoff
+        self.reconnect_timeout = reconnect_timeout
+        self.on_reconnect = on_reconnect
+        self.reconnects = 0
+        self.resumed = False
         self.grants = []
         self.session = None
         self.kernel = None
         self.heartbeat_ms = 1000
         self.docked = False
+        self.enrolled = False
+        self.server_key = None
+        self.public_key = None
+        self._secret_key = None
+        if server_key is not None:
+            if isinstance(server_key, str) and os.path.exists(server_key):
+                self.server_key = load_key(server_key, secret=False)[0]
+            else:
+                self.server_key = _z85(server_key)
+            if key is not None:
+                self.public_key, self._secret_key = load_key(key)
+            elif public_key is not None or secret_key is not None:
+                if public_key is None or secret_key is None:
+                    raise ValueError("give both public_key and secret_key")
+                self.public_key = _z85(public_key)
+                self._secret_key = _z85(secret_key)
+            else:
+                pub, sec = zmq.curve_keypair()
+                self.public_key = pub.decode("ascii")
+                self._secret_key = sec.decode("ascii")
+        elif key is not None or public_key is not None \
+                or secret_key is not None:
+            raise ValueError("a client key needs server_key "
+                             "(the kernel's public key)")
         self._ctx = context or zmq.Context.instance()
-        self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        for opt, value in (sockopts or {}).items():
-            self._sock.setsockopt(opt, value)
-        self._sock.connect(endpoint)
+        self._sockopts = dict(sockopts or {})
+        self._sock = None
+        self._mon = None
+        self._poller = None
         self._next_req = random.randrange(1, 1 << 20)
-        self._waiting = collections.OrderedDict()  # req -> None (awaited)
+        self._waiting = collections.OrderedDict()  # req -> (cmd, body)
         self._replies = {}                          # req -> (cmd, body)
         self._pings = set()                         # reqs of our own PINGs
         self._pushes = collections.deque()          # pushed messages
+        # Broadcast subscriptions: chan -> last message id seen (or the
+        # since given to subscribe, or None), and per channel the ids seen
+        # lately (to drop what a re-subscription replays twice).
+        self._subs = collections.OrderedDict()
+        self._seen = {}
         self._last_send = time.monotonic()
+        self._last_recv = self._last_send
+        self._call_start = self._last_send
+        self._last_pump = self._last_send
+        self._lost = None                           # why, once noticed
+        self._open()
 
     # ---- context manager ------------------------------------------------
 
@@ -169,15 +344,66 @@ class Client:
     def close(self):
         """Closes the socket (without BYE: the kernel undocks the session
         after 3 silent heartbeat periods)."""
-        if self._sock is not None:
-            self._sock.close(0)
-            self._sock = None
+        self._close_socket()
         self.docked = False
 
     @property
     def socket(self):
-        """The underlying DEALER socket (for zmq.Poller)."""
+        """The underlying DEALER socket (for zmq.Poller). A re-dock after a
+        lost connection replaces it with a new one."""
         return self._sock
+
+    # ---- the socket -------------------------------------------------------
+
+    def _open(self):
+        s = self._ctx.socket(zmq.DEALER)
+        try:
+            s.setsockopt(zmq.LINGER, 0)
+            if self.server_key is not None:
+                s.setsockopt(zmq.CURVE_SERVERKEY,
+                             self.server_key.encode("ascii"))
+                s.setsockopt(zmq.CURVE_PUBLICKEY,
+                             self.public_key.encode("ascii"))
+                s.setsockopt(zmq.CURVE_SECRETKEY,
+                             self._secret_key.encode("ascii"))
+            for opt, value in self._sockopts.items():
+                s.setsockopt(opt, value)
+            s.connect(self.endpoint)
+            # The monitor tells at once when the connection closes (the
+            # kernel stopped or restarted), which PINGs alone would not
+            # reveal: a restarted kernel answers PING too.
+            mon = (s.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+                   if self.reconnect else None)
+        except BaseException:
+            s.close(0)
+            raise
+        self._sock = s
+        self._mon = mon
+        self._poller = None
+        if mon is not None:
+            self._poller = zmq.Poller()
+            self._poller.register(s, zmq.POLLIN)
+            self._poller.register(mon, zmq.POLLIN)
+        self._lost = None
+
+    def _close_socket(self):
+        if self._mon is not None:
+            try:
+                self._sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self._mon.close(0)
+            self._mon = None
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+
+    def _read_monitor(self):
+        from zmq.utils.monitor import recv_monitor_message
+        while self._mon is not None and self._mon.poll(0, zmq.POLLIN):
+            ev = recv_monitor_message(self._mon)
+            if ev["event"] == zmq.EVENT_DISCONNECTED and self.docked:
+                self._lost = "the connection to the kernel closed"
 
     # ---- low level ------------------------------------------------------
 
@@ -190,33 +416,68 @@ class Client:
         self._next_req += 1
         body = dict({"req": req}, **body)  # first: echoed even if the rest
         self._send(cmd, body)              # cannot be decoded
-        self._waiting[req] = None
+        self._waiting[req] = (cmd, body)
         return req
 
     def reply(self, req, timeout=None):
         """Waits for the reply to ``req``; returns ``(command, body)``
         (``command`` is ``"OK"``, ``"PONG"``...). Raises ``AaaxError`` for
-        an ``ERROR`` and ``AaaxTimeout`` when nothing came within
-        ``timeout`` seconds (default: the client's)."""
+        an ``ERROR``, ``AaaxTimeout`` when nothing came within ``timeout``
+        seconds (default: the client's) and ``AaaxDisconnected`` when the
+        connection was lost and the request cannot safely be sent again
+        (see the module's doc)."""
         if timeout is None:
             timeout = self.timeout
+        self._enter()
         deadline = time.monotonic() + timeout
-        while req not in self._replies:
+        while True:
+            got = self._replies.get(req)
+            if got is not None and _not_docked(*got) and self.docked \
+                    and self.reconnect and req in self._waiting:
+                # Refused, so without effect: re-dock and send it again.
+                self._recover_for(req, "the session ended (%s)"
+                                  % got[1]["reason"])
+                deadline = time.monotonic() + timeout
+                continue
+            if got is not None:
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 self._pump(0)          # what has arrived counts
                 if req in self._replies:
-                    break
+                    continue
                 self._waiting.pop(req, None)
                 raise AaaxTimeout("no reply within %.3gs" % timeout, req)
-            self._pump(left)
+            try:
+                self._pump(left)
+            except _Lost as e:
+                if self._waiting.get(req, ("",))[0] == "BYE":
+                    # Leaving anyway: the kernel ends the silent session.
+                    self._close_socket()
+                    self._open()
+                    self.docked = False
+                    self._waiting.pop(req, None)
+                    return "OK", {"req": req}
+                self._recover_for(req, str(e))
+                deadline = time.monotonic() + timeout
         cmd, body = self._replies.pop(req)
+        self._waiting.pop(req, None)
+        if cmd == "DISCONNECTED":
+            raise AaaxDisconnected(body["reason"], req)
         if cmd == "ERROR":
             if body.get("code") == 401:
                 self.docked = False
             raise AaaxError(body.get("code", 0), body.get("reason", ""),
                             body.get("req"))
         return cmd, body
+
+    def _recover_for(self, req, why):
+        try:
+            self._recover(why)
+        except AaaxError:
+            self._waiting.pop(req, None)
+            self._replies.pop(req, None)
+            raise
 
     def call(self, cmd, **body):
         """Raw access: sends command ``cmd`` with ``body`` (``req`` is
@@ -229,10 +490,15 @@ class Client:
 
     def keepalive(self):
         """Sends a ``PING`` (without waiting for the ``PONG``) if nothing
-        was sent for half a heartbeat period, and reads what has arrived.
-        Call it from a loop that does not otherwise talk to the kernel."""
-        self._maybe_ping()
-        self._pump(0)
+        was sent for half a heartbeat period, and reads what has arrived
+        (re-docking if the connection was found lost). Call it from a loop
+        that does not otherwise talk to the kernel."""
+        self._enter()
+        try:
+            self._maybe_ping()
+            self._pump(0)
+        except _Lost as e:
+            self._recover(str(e))
 
     def _send(self, cmd, body):
         if self._sock is None:
@@ -251,32 +517,76 @@ class Client:
             self._pings.add(req)
             self._send("PING", {"req": req})
 
+    def _enter(self):
+        """A call begins: silence is counted from now on when the client
+        was left alone for longer than a heartbeat period (time between
+        calls is not the kernel's silence), else from the last word."""
+        now = time.monotonic()
+        if now - self._last_pump > self.heartbeat_ms / 1000.0:
+            self._call_start = now
+
+    def _watching(self):
+        return self.docked and self.reconnect
+
+    def _check_lost(self):
+        if not self._watching():
+            return
+        if self._lost is not None:
+            raise _Lost(self._lost)
+        heard = max(self._last_recv, self._call_start)
+        if time.monotonic() - heard > 3 * self.heartbeat_ms / 1000.0:
+            raise _Lost("nothing from the kernel for %d ms"
+                        % (3 * self.heartbeat_ms))
+
     def _pump(self, timeout):
         """Reads what arrives within timeout seconds (at least one poll),
         PINGing as needed; returns after the first message read or when
-        the time is up."""
+        the time is up. Raises _Lost when the connection counts as lost
+        (only with reconnect, while docked)."""
         if self._sock is None:
             raise AaaxError(0, "client closed")
+        try:
+            self._pump_loop(timeout)
+        finally:
+            self._last_pump = time.monotonic()
+
+    def _pump_loop(self, timeout):
         deadline = time.monotonic() + max(timeout, 0)
         while True:
+            self._last_pump = time.monotonic()
+            self._check_lost()
             self._maybe_ping()
             now = time.monotonic()
             wait = deadline - now
             if self.docked:
                 wait = min(wait, self._last_send + self.heartbeat_ms / 2000.0
                            - now)
+            if self._watching():
+                heard = max(self._last_recv, self._call_start)
+                wait = min(wait, heard + 3 * self.heartbeat_ms / 1000.0
+                           - now + 0.001)
             wait_ms = max(0, int(wait * 1000 + 0.999))
-            if self._sock.poll(wait_ms, zmq.POLLIN):
-                got = False
+            if self._mon is not None:
+                ready = dict(self._poller.poll(wait_ms))
+                sock_ready = self._sock in ready
+                if self._mon in ready:
+                    self._read_monitor()
+            else:
+                sock_ready = bool(self._sock.poll(wait_ms, zmq.POLLIN))
+            got = False
+            if sock_ready:
                 while self._sock.poll(0, zmq.POLLIN):
                     self._dispatch(self._sock.recv_multipart())
                     got = True
-                if got:
-                    return
+            if self._lost is not None and self._watching():
+                raise _Lost(self._lost)
+            if got:
+                return
             if time.monotonic() >= deadline:
                 return
 
     def _dispatch(self, frames):
+        self._last_recv = time.monotonic()
         if len(frames) != 2:
             return  # not something this protocol sends
         cmd = frames[0].decode("ascii", "replace")
@@ -287,9 +597,10 @@ class Client:
         if not isinstance(body, dict):
             return
         if cmd == "MSG":
-            self._pushes.append(body)
+            self._push(body)
             return
         if cmd == "DROPPED":
+            self._subs.pop(body.get("sub"), None)
             self._pushes.append({"dropped": body.get("sub"),
                                  "reason": body.get("reason")})
             return
@@ -297,16 +608,234 @@ class Client:
         if req is None and cmd == "ERROR" and self._waiting:
             # The kernel could not read a request far enough to find its
             # req; it answers at once, so it is the oldest one awaited.
-            req = next(iter(self._waiting))
+            req = next((r for r in self._waiting if r not in self._replies),
+                       None)
         if req in self._pings:
             self._pings.discard(req)
             if cmd == "ERROR" and body.get("code") == 401:
                 self.docked = False
+            elif body.get("docked") is False and self.docked \
+                    and self.reconnect:
+                # A kernel that says in PONG whether the connection is
+                # docked: the session is gone (timed out, killed, or a
+                # restarted kernel that never knew it).
+                self._lost = "the kernel no longer knows this session"
             return
-        if req in self._waiting:
-            del self._waiting[req]
+        if req in self._waiting and req not in self._replies:
             self._replies[req] = (cmd, body)
         # else: the answer to a request given up on (timeout): dropped.
+
+    def _push(self, body):
+        sub = body.get("sub")
+        msg = body.get("msg")
+        mid = msg.get("id") if isinstance(msg, dict) else None
+        if mid is not None and sub in self._subs:
+            seen = self._seen.setdefault(sub, (collections.deque(), set()))
+            if mid in seen[1]:
+                return                 # replayed by a re-subscription
+            seen[0].append(mid)
+            seen[1].add(mid)
+            if len(seen[0]) > 4096:
+                seen[1].discard(seen[0].popleft())
+            last = self._subs[sub]
+            if not last or mid > last:
+                self._subs[sub] = mid
+        elif mid is not None and isinstance(sub, str) \
+                and sub.startswith("@"):
+            # A mailbox message delivered again after a re-dock while the
+            # first delivery still waits for recv(): keep one.
+            for p in self._pushes:
+                m = p.get("msg")
+                if p.get("sub") == sub and isinstance(m, dict) \
+                        and m.get("id") == mid:
+                    return
+        self._pushes.append(body)
+
+    # ---- reconnect --------------------------------------------------------
+
+    def _hello_body(self):
+        body = {"system": self.system, "version": PROTOCOL_VERSION,
+                "channels": list(self.channels)}
+        if self.system is None:
+            del body["system"]
+        if self.privileged:
+            body["privileged"] = True
+        token = self.token() if callable(self.token) else self.token
+        if token is not None:
+            body["token"] = token
+        return body
+
+    def _docked(self, r):
+        """Keeps what a HELLO reply says."""
+        if r.get("system"):
+            self.system = r["system"]
+        self.grants = list(r.get("grants", []))
+        self.session = r.get("session")
+        self.kernel = r.get("kernel")
+        self.heartbeat_ms = int(r.get("heartbeat_ms") or 1000)
+        self.resumed = bool(r.get("resumed"))
+        if r.get("enrolled"):
+            # The key is now bound to the system: the token is spent.
+            self.enrolled = True
+            if isinstance(self.token, str) \
+                    and self.token.startswith(ENROLL_PREFIX):
+                self.token = None
+        self.docked = True
+        now = time.monotonic()
+        self._last_recv = now
+        self._call_start = now
+        if self._mon is not None:
+            self._read_monitor()       # events of an earlier connection
+            self._lost = None
+
+    def _wait_internal(self, reqs, timeout):
+        """Waits for the replies to internal requests (SUBs after a
+        re-dock); False when the connection was lost again or time ran
+        out."""
+        deadline = time.monotonic() + timeout
+        self._enter()
+        while any(r not in self._replies for r in reqs):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                self._pump(left)
+            except _Lost:
+                return False
+        return True
+
+    def _attempt(self, wait):
+        """One attempt to re-dock on a new socket: the HELLO reply, or None
+        (no answer in time, or an answer worth another attempt). Raises
+        AaaxError for a refusal."""
+        self._close_socket()
+        self._open()
+        self._pings.clear()
+        req = self._next_req
+        self._next_req += 1
+        body = dict({"req": req}, **self._hello_body())
+        if self.session is not None:
+            body["resume"] = self.session
+        self._send("HELLO", body)
+        deadline = time.monotonic() + wait
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._sock.poll(int(left * 1000) + 1,
+                                                zmq.POLLIN):
+                if time.monotonic() >= deadline:
+                    return None
+                continue
+            frames = self._sock.recv_multipart()
+            self._last_recv = time.monotonic()
+            try:
+                cmd = frames[0].decode("ascii", "replace")
+                rb = _unpack(frames[1]) if len(frames) == 2 else None
+            except Exception:
+                continue
+            if not isinstance(rb, dict) or rb.get("req") != req:
+                self._dispatch(frames)  # a push (none come before OK)
+                continue
+            if cmd == "OK":
+                return rb
+            if cmd == "ERROR" and rb.get("code") in _RETRY_CODES:
+                return None
+            raise AaaxError(rb.get("code", 0), rb.get("reason", ""), req)
+
+    def _resubscribe(self, resumed):
+        """After a re-dock: SUB again (from the last id seen) to what this
+        client had subscribed to. A resumed session kept its
+        subscriptions; a SUB with since then only fills what was pushed to
+        the dead connection. False when the connection was lost again."""
+        reqs = {}
+        for chan, last in self._subs.items():
+            if resumed and not last:
+                continue
+            body = {"chan": chan}
+            if last is not None:
+                body["since"] = last
+            reqs[self.request("SUB", **body)] = chan
+        if not reqs:
+            return True
+        ok = self._wait_internal(list(reqs), max(self.timeout, 1.0))
+        for req, chan in reqs.items():
+            got = self._replies.pop(req, None)
+            self._waiting.pop(req, None)
+            if got is not None and got[0] == "ERROR":
+                self._subs.pop(chan, None)
+                self._seen.pop(chan, None)
+                self._pushes.append({
+                    "dropped": chan,
+                    "reason": "subscribing again after a reconnect: %s %s"
+                              % (got[1].get("code"), got[1].get("reason"))})
+        return ok
+
+    def _recover(self, why):
+        """The connection is lost (why): re-docks on a new socket with
+        back-off, subscribes again, sends again what may be repeated and
+        marks the rest AaaxDisconnected. Raises AaaxError when the kernel
+        refuses the re-dock and AaaxTimeout after reconnect_timeout."""
+        start = time.monotonic()
+        backoff = 0.1
+        attempt_wait = max(3 * self.heartbeat_ms / 1000.0, 1.0)
+        outstanding = [r for r in self._waiting if r not in self._replies
+                       or _not_docked(*self._replies[r])]
+        self.docked = False
+        fresh = False        # some attempt docked afresh: SUB everything
+        while True:
+            try:
+                r = self._attempt(attempt_wait)
+            except AaaxError as e:
+                self._fail_waiting("ERROR", {
+                    "code": e.code,
+                    "reason": "the connection was lost (%s) and docking "
+                              "again was refused: %s" % (why, e.reason)})
+                raise
+            if r is not None:
+                self._docked(r)
+                fresh = fresh or not self.resumed
+                self.resumed = not fresh
+                if self._resubscribe(self.resumed):
+                    break
+                self.docked = False
+            if self.reconnect_timeout is not None and \
+                    time.monotonic() - start >= self.reconnect_timeout:
+                self._fail_waiting("TIMEOUT", {})
+                raise AaaxTimeout("the connection was lost (%s) and docking "
+                                  "again failed for %.3gs"
+                                  % (why, self.reconnect_timeout))
+            pause = min(backoff * random.uniform(0.75, 1.25),
+                        self.max_backoff)
+            time.sleep(pause)
+            backoff = min(backoff * 2, self.max_backoff)
+        self.reconnects += 1
+        for req in outstanding:
+            if req not in self._waiting:
+                continue
+            cmd, body = self._waiting[req]
+            got = self._replies.get(req)
+            if got is not None:
+                if not _not_docked(*got):
+                    continue
+                del self._replies[req]     # refused: safe to send again
+            elif not _repeatable(cmd, body):
+                self._replies[req] = ("DISCONNECTED", {
+                    "req": req,
+                    "reason": "the connection was lost (%s) while %s was "
+                              "in flight; docked again, but whether it "
+                              "took effect is unknown" % (why, cmd)})
+                continue
+            self._send(cmd, body)
+        if self.on_reconnect is not None:
+            self.on_reconnect(self.resumed)
+
+    def _fail_waiting(self, cmd, body):
+        for req in list(self._waiting):
+            if req not in self._replies or _not_docked(*self._replies[req]):
+                if cmd == "TIMEOUT":
+                    self._waiting.pop(req, None)
+                    self._replies.pop(req, None)
+                else:
+                    self._replies[req] = (cmd, dict(body, req=req))
 
     # ---- sessions -------------------------------------------------------
 
@@ -315,7 +844,13 @@ class Client:
         ``token``, ``privileged``, each replaceable here) and keeps the
         reply's ``grants``, ``session``, ``kernel`` and ``heartbeat_ms``.
         Returns the reply body. Docking again on a docked connection with
-        the same id re-makes the grants."""
+        the same id re-makes the grants.
+
+        Enrollment (over CURVE): with an enrollment token (``aaax enroll``
+        prints it, ``aaax-enroll-...``) as ``token`` the kernel binds this
+        client's key to the token's system id; ``system`` may then be
+        omitted. The reply has ``enrolled: true``; the spent token is
+        forgotten (later re-docks present the key alone)."""
         if system is not None:
             self.system = system
         if channels is not None:
@@ -324,20 +859,18 @@ class Client:
             self.token = token
         if privileged is not None:
             self.privileged = privileged
-        if self.system is None:
+        if self.system is None and not (
+                isinstance(self.token, str)
+                and self.token.startswith(ENROLL_PREFIX)):
             raise ValueError("dock() needs a system id")
-        body = {"system": self.system, "version": PROTOCOL_VERSION,
-                "channels": list(self.channels)}
-        if self.privileged:
-            body["privileged"] = True
-        if self.token is not None:
-            body["token"] = self.token
-        r = self.call("HELLO", **body)
-        self.grants = list(r.get("grants", []))
-        self.session = r.get("session")
-        self.kernel = r.get("kernel")
-        self.heartbeat_ms = int(r.get("heartbeat_ms") or 1000)
-        self.docked = True
+        was_docked = self.docked
+        r = self.call("HELLO", **self._hello_body())
+        if not was_docked:
+            # A new session: whatever was subscribed before is gone.
+            self._subs.clear()
+            self._seen.clear()
+        self._docked(r)
+        self.resumed = False
         return r
 
     def bye(self, keep_leases=False):
@@ -349,6 +882,8 @@ class Client:
             self.call("BYE", **body)
         finally:
             self.docked = False
+            self._subs.clear()
+            self._seen.clear()
 
     def ping(self):
         """``PING`` (answered docked or not); returns the kernel's clock
@@ -385,7 +920,10 @@ class Client:
         list of envelopes (dicts with ``id``, ``ts``, ``from``, ``chan``,
         ``to``, ``corr``, ``data``, ``attempt``). With ``wait_ms`` and
         nothing ready it waits up to that long (and returns ``[]`` if
-        nothing came). ``lease_ms`` overrides the queue's lease."""
+        nothing came). ``lease_ms`` overrides the queue's lease. A CLAIM
+        whose reply is lost with the connection is sent again after the
+        re-dock: what the lost one leased comes back when its lease ends
+        (at once when the session was not resumed)."""
         body = {"chan": chan, "max": max}
         if wait_ms is not None:
             body["wait_ms"] = wait_ms
@@ -423,10 +961,16 @@ class Client:
         if since is not None:
             body["since"] = since
         self.call("SUB", **body)
+        if not chan.startswith("@"):
+            if since or chan not in self._subs:
+                self._subs[chan] = since or None
+                self._seen.pop(chan, None)
 
     def unsubscribe(self, chan):
         """Ends a subscription (harmless when there is none)."""
         self.call("UNSUB", chan=chan)
+        self._subs.pop(chan, None)
+        self._seen.pop(chan, None)
 
     def recv(self, timeout=None):
         """Returns the next pushed message, or None when none came within
@@ -438,17 +982,21 @@ class Client:
           did not keep up): ``{"dropped": CHANNEL, "reason": TEXT}``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._enter()
         while not self._pushes:
-            if deadline is None:
-                self._pump(3600)
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._pump(0)
-                if not self._pushes:
-                    return None
-                break
-            self._pump(left)
+            try:
+                if deadline is None:
+                    self._pump(3600)
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._pump(0)
+                    if not self._pushes:
+                        return None
+                    break
+                self._pump(left)
+            except _Lost as e:
+                self._recover(str(e))
         return self._pushes.popleft()
 
     def pending(self):
@@ -492,6 +1040,7 @@ class Client:
         follow-up to a kernel request, e.g. an approval), acknowledges it and
         returns its ``data``. Other pushes stay for ``recv()``."""
         deadline = time.monotonic() + timeout
+        self._enter()
         mailbox = "@" + self.system
         while True:
             for i, p in enumerate(self._pushes):
@@ -504,7 +1053,10 @@ class Client:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AaaxTimeout("no answer from the kernel for " + str(corr))
-            self._pump(min(left, 0.5))
+            try:
+                self._pump(min(left, 0.5))
+            except _Lost as e:
+                self._recover(str(e))
 
     def gate(self, action, target, args=None, timeout=10.0):
         """Asks the action gate: returns ``{decision, reason, rule,
