@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <czmq.h>
 #include <sodium.h>
@@ -30,6 +31,7 @@
 #include "hal_audit.h"
 #include "hal_cap.h"
 #include "hal_clock.h"
+#include "hal_curve.h"
 #include "hal_keys.h"
 
 #define S_DEFAULT_ENDPOINT "tcp://127.0.0.1:5670"
@@ -37,9 +39,12 @@
 #define S_MAX_MS 86400000u      /* 24 h: longest --wait, --lease, ... */
 #define S_MAX_STDIN (64u << 20) /* JSON read from stdin */
 #define S_ENDPOINT_MAX 4200
-#define S_MAX_FILE (1u << 20) /* a capability file */
-#define S_MAX_GRACE 600000    /* stop --grace: the kernel's limit */
-#define S_AUDIT_POLL_MS 200   /* audit tail -f */
+#define S_MAX_FILE (1u << 20)        /* a capability file */
+#define S_MAX_GRACE 600000           /* stop --grace: the kernel's limit */
+#define S_AUDIT_POLL_MS 200          /* audit tail -f */
+#define S_DEFAULT_DATA "./aaax-data" /* aaaxd's default --data */
+#define S_ENROLL_TTL_MS 600000u      /* enroll --ttl: 10 minutes */
+#define S_MAX_ENROLL_TTL_MS (30ull * 86400000ull) /* 30 days */
 
 enum {
     EXIT_OK = 0,
@@ -90,12 +95,19 @@ enum {
     OPT_TTL,
     OPT_PUB,
     OPT_FOLLOW,
-    OPT_LINES
+    OPT_LINES,
+    OPT_SERVER_KEY,
+    OPT_CERT,
+    OPT_LIST,
+    OPT_TOKEN,
+    OPT_LAST = OPT_TOKEN
 };
-#define BIT(o) (1u << (o))
+#define BIT(o) (UINT64_C (1) << (o))
+/*  --key is --cert on every connecting subcommand but write and send, where
+    it is the idempotency key. */
 #define COMMON_OPTS                                                            \
     (BIT (OPT_CONNECT) | BIT (OPT_SYSTEM) | BIT (OPT_DATA) | BIT (OPT_TIMEOUT) \
-     | BIT (OPT_HELP))
+     | BIT (OPT_HELP) | BIT (OPT_SERVER_KEY) | BIT (OPT_CERT) | BIT (OPT_KEY))
 
 static const struct option s_longopts[] = {
     { "connect", required_argument, NULL, 256 + OPT_CONNECT },
@@ -126,6 +138,10 @@ static const struct option s_longopts[] = {
     { "pub", required_argument, NULL, 256 + OPT_PUB },
     { "follow", no_argument, NULL, 256 + OPT_FOLLOW },
     { "lines", required_argument, NULL, 256 + OPT_LINES },
+    { "server-key", required_argument, NULL, 256 + OPT_SERVER_KEY },
+    { "cert", required_argument, NULL, 256 + OPT_CERT },
+    { "list", no_argument, NULL, 256 + OPT_LIST },
+    { "token", required_argument, NULL, 256 + OPT_TOKEN },
     { NULL, 0, NULL, 0 }
 };
 
@@ -134,13 +150,15 @@ typedef struct _s_app_t s_app_t;
 /*  s_command_t.flags */
 enum {
     S_OFFLINE = 1, /* reads files only: no --connect, --system, --timeout */
-    S_PRIV = 2     /* the kernel answers privileged sessions only */
+    S_PRIV = 2,    /* the kernel answers privileged sessions only */
+    S_DEFDATA = 4, /* offline; --data defaults to aaaxd's, ./aaax-data */
+    S_LOCAL = 8    /* offline, and no --data either */
 };
 
 typedef struct {
     const char *name; /* one word, or two ("audit tail") */
     int (*run) (s_app_t *app);
-    unsigned opts; /* BIT (OPT_*) it accepts besides the common ones */
+    uint64_t opts; /* BIT (OPT_*) it accepts besides the common ones */
     int min_args;
     int max_args; /* -1: no limit */
     const char *synopsis;
@@ -152,7 +170,7 @@ typedef struct {
 
 struct _s_app_t {
     const s_command_t *cmd;
-    unsigned given;      /* BIT (OPT_*) of the options given */
+    uint64_t given;      /* BIT (OPT_*) of the options given */
     const char *connect; /* --connect, or NULL */
     const char *system;
     const char *data;
@@ -180,6 +198,14 @@ struct _s_app_t {
     uint64_t grace_ms;
     uint64_t ttl_s;
     uint64_t lines;
+    bool list;
+    const char *server_key;   /* --server-key, else $AAAX_SERVER_KEY (tcp) */
+    const char *cert;         /* --cert / --key FILE, else $AAAX_CERT (tcp) */
+    const char *enroll_token; /* enroll --token */
+    uint64_t ttl_ms;          /* enroll --ttl */
+    const char *systems[HAL_CURVE_IDS_MAX]; /* authorize --system ... */
+    char *dash_key[1];                      /* authorize -KEY */
+    size_t nsystems;
     char **args;
     int nargs;
     /*  Made from the options. */
@@ -188,6 +214,8 @@ struct _s_app_t {
     char mailbox[AAAX_MAX_NAME + 2]; /* "@" + system */
     char token[65];
     bool privileged;
+    char curve_public[HAL_CURVE_Z85_LEN + 1];
+    char curve_secret[HAL_CURVE_Z85_LEN + 1];
     chan_client_t *client;
 };
 
@@ -204,6 +232,13 @@ static const char s_common_help[] =
     "                 token in DIR/session.token (and, without --connect,\n"
     "                 connect to ipc://DIR/aaax.sock)\n"
     "  --timeout MS   how long to wait for each answer (default 5000)\n"
+    "  --server-key Z85  use CURVE: the kernel's public key ('aaax "
+    "kernel-key'\n"
+    "                 on its host; default $AAAX_SERVER_KEY on tcp://)\n"
+    "  --cert FILE    with --server-key: this client's certificate from 'aaax\n"
+    "                 keygen' (FILE_secret is read; default $AAAX_CERT on\n"
+    "                 tcp://). --key FILE is the same, but not on write and\n"
+    "                 send, where --key is the idempotency key\n"
     "  -h, --help     this help\n";
 
 static const char s_offline_help[] =
@@ -256,6 +291,10 @@ static int s_cmd_policy_reload (s_app_t *app);
 static int s_cmd_audit_tail (s_app_t *app);
 static int s_cmd_audit_show (s_app_t *app);
 static int s_cmd_audit_verify (s_app_t *app);
+static int s_cmd_kernel_key (s_app_t *app);
+static int s_cmd_keygen (s_app_t *app);
+static int s_cmd_authorize (s_app_t *app);
+static int s_cmd_enroll (s_app_t *app);
 
 static const s_command_t s_commands[] = {
     { "ping", s_cmd_ping, 0, 0, 0, "aaax ping [options]",
@@ -277,8 +316,14 @@ static const s_command_t s_commands[] = {
       "each message once it is printed. Pings every heartbeat_ms/2 to stay\n"
       "docked. If the kernel drops the subscription (a slow reader), tail\n"
       "warns on stderr and subscribes again from the last id it printed.\n"
-      "Ends with exit 0 after --count messages or on SIGINT/SIGTERM (after\n"
-      "BYE), with exit 1 when the kernel goes away or undocks it.\n"
+      "When the kernel is lost (no answer for 3 heartbeat periods, a\n"
+      "restart, the session undocked) tail says so on stderr, reconnects\n"
+      "with back-off (100 ms doubling to 5 s) and docks again, resuming its\n"
+      "session (HELLO {resume}); a new session subscribes again since the\n"
+      "last id printed, filling the gap from what the kernel retains.\n"
+      "Nothing is printed twice. Ends with exit 0 after --count messages or\n"
+      "on SIGINT/SIGTERM (after BYE); with exit 1 when docking again is\n"
+      "refused (a revoked key).\n"
       "\n"
       "Options:\n"
       "  --raw          print only data: a string as raw text, anything "
@@ -331,7 +376,9 @@ static const s_command_t s_commands[] = {
       "\n"
       "Options:\n"
       "  --max N        claim up to N messages (default 1)\n"
-      "  --wait MS      when none is ready, wait up to MS for one\n"
+      "  --wait MS      when none is ready, wait up to MS for one; if the\n"
+      "                 kernel is lost meanwhile, reconnect and claim again\n"
+      "                 for the time left\n"
       "  --lease MS     lease length\n"
       "  --ack          acknowledge what was printed\n"
       "\n"
@@ -379,7 +426,8 @@ static const s_command_t s_commands[] = {
       "Options:\n"
       "  --corr ID      the envelope's corr\n"
       "  --key K        idempotency key\n"
-      "  --wait MS      wait up to MS for the reply\n"
+      "  --wait MS      wait up to MS for the reply (reconnecting if the\n"
+      "                 kernel is lost meanwhile)\n"
       "\n"
       "Examples:\n"
       "  aaax send worker-1 '{\"cmd\": \"status\"}'\n"
@@ -412,13 +460,18 @@ static const s_command_t s_commands[] = {
       "  SYSTEM          KIND    STATE   PRIV  UP      IN   OUT  LEASES\n"
       "  kernel.gate     kernel  docked  yes   3m07s   12   12   0\n"
       "  worker-1        remote  paused  no    42s     3    1    1\n"
-      "UP is the time since the system docked; IN / OUT count the messages\n"
-      "it wrote and received in this session. Privileged: needs --data DIR\n"
-      "(the session token).\n"
+      "KIND is kernel, local (ipc) or, for tcp, remote with how it is\n"
+      "secured: remote/plain, or remote/curve:KEYPREFIX (the first 8\n"
+      "characters of its CURVE key). UP is the time since the system\n"
+      "docked; IN / OUT count the messages it wrote and received in this\n"
+      "session. When the kernel serves plain TCP on a non-loopback address\n"
+      "(aaaxd --insecure), a line 'WARNING: ...' goes to stderr first.\n"
+      "Privileged: needs --data DIR (the session token).\n"
       "\n"
       "Options:\n"
       "  --json         one JSON line per system instead: {id, kind, state,\n"
-      "                 since, privileged, msgs_in, msgs_out, leases}\n"
+      "                 since, privileged, msgs_in, msgs_out, leases, auth,\n"
+      "                 key, ...} as the kernel lists it\n"
       "\n"
       "Examples:\n"
       "  aaax ps --data ./aaax-data\n"
@@ -504,7 +557,9 @@ static const s_command_t s_commands[] = {
       "                   (approved: decision allow; denied or timed out in\n"
       "                   the kernel: deny) and print it as a second line.\n"
       "                   The wait is bounded by --timeout when given, else\n"
-      "                   by the kernel's ask timeout (24 h at most).\n"
+      "                   by the kernel's ask timeout (24 h at most). If\n"
+      "                   the kernel is lost meanwhile it reconnects and\n"
+      "                   waits on.\n"
       "\n"
       "Examples:\n"
       "  aaax gate fs.delete /tmp/x\n"
@@ -729,6 +784,130 @@ static const s_command_t s_commands[] = {
       "be\n"
       "     read\n"
       "  2  usage: no --data\n" },
+    { "kernel-key", s_cmd_kernel_key, 0, 0, 0, "aaax kernel-key [--data DIR]",
+      "print the kernel's CURVE public key (offline)",
+      "Prints the public key of the kernel's CURVE certificate\n"
+      "(DIR/curve/server.cert, made by aaaxd at its first boot) as 40\n"
+      "characters of Z85 on one line. Remote clients give it as\n"
+      "--server-key (or $AAAX_SERVER_KEY). Reads the file only: the kernel\n"
+      "may be running or not. The key is public: copy it to the clients any\n"
+      "way you like, but make sure it is the right one (it is what proves to\n"
+      "them that they talk to this kernel).\n"
+      "\n"
+      "Options:\n"
+      "  --data DIR     the kernel's data directory (default " S_DEFAULT_DATA
+      ")\n"
+      "\n"
+      "Examples:\n"
+      "  aaax kernel-key --data ./aaax-data\n"
+      "  export AAAX_SERVER_KEY=$(aaax kernel-key --data ./aaax-data)\n",
+      S_OFFLINE | S_DEFDATA,
+      "Exit codes:\n"
+      "  0  printed\n"
+      "  1  no key in DIR (aaaxd never started there), or it cannot be read\n"
+      "  2  usage: unknown option, an argument\n" },
+    { "keygen", s_cmd_keygen, 0, 1, 1, "aaax keygen NAME",
+      "make a client CURVE certificate: NAME and NAME_secret",
+      "Makes a new CURVE key pair and writes it in czmq's certificate format:\n"
+      "NAME holds the public key (mode 0644) and NAME_secret both keys (mode\n"
+      "0600). Prints the public key (Z85, 40 characters) on stdout: give it\n"
+      "to the kernel's operator for 'aaax authorize', or dock once with an\n"
+      "enrollment token ('aaax enroll --token'). Never overwrites: when NAME\n"
+      "or NAME_secret exists it refuses (exit 1). Connect with --cert NAME\n"
+      "(or --key NAME, or $AAAX_CERT=NAME). Keep NAME_secret secret; if it is\n"
+      "lost or stolen, have the key revoked ('aaax authorize --revoke').\n"
+      "\n"
+      "Examples:\n"
+      "  aaax keygen ~/.aaax/agent-1\n"
+      "  chmod 700 ~/.aaax && aaax keygen ~/.aaax/agent-1 > agent-1.pub\n",
+      S_LOCAL,
+      "Exit codes:\n"
+      "  0  written; the public key printed\n"
+      "  1  NAME or NAME_secret exists, or they cannot be written\n"
+      "  2  usage: no NAME, unknown option\n" },
+    { "authorize", s_cmd_authorize,
+      BIT (OPT_SYSTEM) | BIT (OPT_LIST) | BIT (OPT_REVOKE) | BIT (OPT_JSON), 0,
+      1,
+      "aaax authorize KEY --system ID [--system ID...] | --list [--json] | "
+      "--revoke KEY [--data DIR]",
+      "bind a CURVE key to system ids; --list, --revoke (offline)",
+      "Edits the kernel's authorized keys (DIR/curve/authorized) directly,\n"
+      "whether or not aaaxd runs; a running kernel applies the change at\n"
+      "once. Over CURVE a HELLO may only dock as a system id bound to the\n"
+      "connection's key (else ERROR 401); an id bound to a key can only be\n"
+      "docked with a key bound to it (or privileged, with the session\n"
+      "token).\n"
+      "\n"
+      "  KEY --system ID...  binds the public key KEY (Z85, as 'aaax keygen'\n"
+      "                 prints it) to each ID, adding to what it has. An id\n"
+      "                 may be bound to several keys: to rotate a key, bind\n"
+      "                 the new one, then revoke the old. Prints\n"
+      "                 'authorized KEY ID...' (all its ids now).\n"
+      "  --list         prints every binding: 'KEY ID...' per line\n"
+      "  --revoke KEY   removes the key: it can no longer dock, and its\n"
+      "                 live sessions are undocked at once. Prints\n"
+      "                 'revoked KEY'.\n"
+      "\n"
+      "Options:\n"
+      "  --system ID    a system id the key may dock as (repeatable)\n"
+      "  --list         list the bindings\n"
+      "  --json         with --list: one JSON line per key, {key, systems}\n"
+      "  --revoke KEY   revoke the key\n"
+      "  --data DIR     the kernel's data directory (default " S_DEFAULT_DATA
+      ")\n"
+      "\n"
+      "Examples:\n"
+      "  aaax authorize 'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7' --system "
+      "agent-1\n"
+      "  aaax authorize \"$(cat agent-1.pub)\" --system agent-1 --system "
+      "agent-1b --data /srv/aaax\n"
+      "  aaax authorize --list --data /srv/aaax\n"
+      "  aaax authorize --revoke 'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7'\n",
+      S_OFFLINE | S_DEFDATA,
+      "Exit codes:\n"
+      "  0  done\n"
+      "  1  DIR does not exist, the file cannot be read or written, more\n"
+      "     than 64 ids for one key, --revoke of a key that is not there\n"
+      "  2  usage: no KEY or a malformed one, a malformed system id, KEY\n"
+      "     without --system, two modes at once\n" },
+    { "enroll", s_cmd_enroll, BIT (OPT_TTL) | BIT (OPT_TOKEN) | BIT (OPT_JSON),
+      0, 0,
+      "aaax enroll --system ID [--ttl DURATION] --data DIR [options]\n"
+      "       aaax enroll --token TOKEN --server-key Z85 --cert FILE "
+      "[--system ID] --connect EP",
+      "make a one-time enrollment token (privileged), or redeem one",
+      "Enrollment binds a new client's key without copying files back to\n"
+      "the kernel's host. On the kernel's host (privileged: --data DIR):\n"
+      "asks the kernel (CTL {op: \"enroll\"}) for a one-time token for the\n"
+      "system id ID, valid for --ttl, and prints it as the last word:\n"
+      "  enrollment token for agent-7, one use, valid until "
+      "2025-01-31T12:10:00Z:\n"
+      "  aaax-enroll-6f1c...\n"
+      "The new client docks once over CURVE with HELLO {token} (here:\n"
+      "'aaax enroll --token TOKEN' with its --server-key and --cert); its key\n"
+      "is then bound to ID as 'aaax authorize' would. A used or expired\n"
+      "token is refused.\n"
+      "\n"
+      "Options:\n"
+      "  --system ID    the system id to enroll (making a token; this\n"
+      "                 command itself docks under its default id). With\n"
+      "                 --token: optional, must be the token's id\n"
+      "  --ttl D        how long the token is valid: 90s, 10m, 2h, 1d (a\n"
+      "                 plain number is seconds; 1s to 30d; default 10m)\n"
+      "  --json         print the kernel's answer {system, token, expires}\n"
+      "                 (expires: Unix time in ms) as one JSON line\n"
+      "  --token TOKEN  redeem TOKEN: dock once with it over CURVE, print\n"
+      "                 'enrolled: the key KEY may now dock as ID', leave\n"
+      "\n"
+      "Examples:\n"
+      "  aaax enroll --system agent-7 --ttl 10m --data ./aaax-data\n"
+      "  TOKEN=$(aaax enroll --system agent-7 --data ./aaax-data | tail -n 1 "
+      "| awk '{print $NF}')\n"
+      "  # on the new machine:\n"
+      "  aaax keygen agent-7\n"
+      "  aaax enroll --token \"$TOKEN\" --connect tcp://kernel-host:5670 \\\n"
+      "      --server-key \"$KERNEL_KEY\" --cert agent-7\n",
+      S_PRIV, NULL },
 };
 
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
@@ -806,7 +985,10 @@ static int
 s_cmd_help (const s_command_t *cmd)
 {
     printf ("usage: %s\n\n%s\n%s\n%s", cmd->synopsis, cmd->help,
-            cmd->flags & S_OFFLINE ? s_offline_help : s_common_help,
+            cmd->flags & S_LOCAL     ? "Common options:\n"
+                                       "  -h, --help     this help\n"
+            : cmd->flags & S_OFFLINE ? s_offline_help
+                                     : s_common_help,
             cmd->exits ? cmd->exits : s_common_exits);
     return EXIT_OK;
 }
@@ -873,16 +1055,121 @@ s_default_system (char *out, size_t size)
     snprintf (out, size, "cli-%s-%ld", host, (long) getpid ());
 }
 
+/*  A duration: a number with a unit ms, s, m, h or d (a plain number is
+    seconds), in milliseconds within [lo_ms, hi_ms]. */
+static bool
+s_parse_duration (const char *s, uint64_t lo_ms, uint64_t hi_ms, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = { { "ms", 1 },    { "s", 1000 },    { "", 1000 },
+                  { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 } };
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    size_t digits = strspn (s, "0123456789");
+    if (digits > 9)
+        return false;
+    char num[16];
+    memcpy (num, s, digits);
+    num[digits] = 0;
+    uint64_t v;
+    if (!s_parse_uint (num, 0, UINT64_MAX, &v))
+        return false;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp (s + digits, units[i].unit) == 0) {
+            uint64_t ms = v * units[i].ms;
+            if (ms < lo_ms || ms > hi_ms)
+                return false;
+            *out = ms;
+            return true;
+        }
+    return false;
+}
+
+static bool
+s_is_tcp (const char *endpoint)
+{
+    return strncmp (endpoint, "tcp://", 6) == 0;
+}
+
+static bool
+s_is_loopback (const char *endpoint)
+{
+    const char *h = endpoint + 6;
+    return strncmp (h, "127.", 4) == 0 || strncmp (h, "localhost:", 10) == 0
+           || strncmp (h, "[::1]:", 6) == 0;
+}
+
+/*  --server-key and --cert (or, on a tcp:// endpoint, $AAAX_SERVER_KEY
+    and $AAAX_CERT): both or neither; the key must be Z85. 0 or the exit
+    code. The certificate is read by s_connect. */
+static int
+s_curve_options (s_app_t *app)
+{
+    const s_command_t *cmd = app->cmd;
+    bool tcp = s_is_tcp (app->endpoint);
+    const char *env_key = getenv ("AAAX_SERVER_KEY");
+    const char *env_cert = getenv ("AAAX_CERT");
+    if (!app->server_key && tcp && env_key && *env_key)
+        app->server_key = env_key;
+    if (!app->cert && tcp && env_cert && *env_cert)
+        app->cert = env_cert;
+    if (app->server_key && !*app->server_key)
+        app->server_key = NULL;
+    if (app->cert && !*app->cert)
+        app->cert = NULL;
+    if (app->server_key && !app->cert)
+        return s_usage (cmd, "--server-key needs --cert FILE too: CURVE needs "
+                             "the kernel's public key (--server-key) and "
+                             "this client's certificate (--cert, made by "
+                             "'aaax keygen')");
+    if (app->cert && !app->server_key)
+        return s_usage (cmd, "--cert needs --server-key Z85 too: CURVE needs "
+                             "the kernel's public key (--server-key, printed "
+                             "by 'aaax kernel-key' on its host) and this "
+                             "client's certificate (--cert)");
+    if (app->server_key && !hal_curve_key_valid (app->server_key))
+        return s_usage (cmd, "--server-key must be the kernel's public key: "
+                             "40 characters of Z85, as 'aaax kernel-key' "
+                             "prints it");
+    return 0;
+}
+
 static int
 s_parse (s_app_t *app, int argc, char **argv)
 {
     const s_command_t *cmd = app->cmd;
-    unsigned allowed =
-        (cmd->flags & S_OFFLINE ? BIT (OPT_DATA) | BIT (OPT_HELP) : COMMON_OPTS)
+    uint64_t allowed =
+        (cmd->flags & S_LOCAL     ? BIT (OPT_HELP)
+         : cmd->flags & S_OFFLINE ? BIT (OPT_DATA) | BIT (OPT_HELP)
+                                  : COMMON_OPTS)
         | cmd->opts;
+    /*  write and send: --key is the idempotency key. */
+    bool key_is_idem = cmd->run == s_cmd_write || cmd->run == s_cmd_send;
     app->timeout_ms = S_DEFAULT_TIMEOUT;
     app->max = 1;
     app->lines = 10;
+    /*  authorize KEY: a Z85 key may start with '-', which getopt would
+        take for options. Such a word (not the value of an option before
+        it, not after "--") is the KEY. */
+    char *dash_key = NULL;
+    for (int i = 1; cmd->run == s_cmd_authorize && i < argc; i++) {
+        if (strcmp (argv[i], "--") == 0)
+            break;
+        const char *prev = argv[i - 1];
+        bool is_value =
+            i > 1
+            && (strcmp (prev, "--system") == 0 || strcmp (prev, "--revoke") == 0
+                || strcmp (prev, "--data") == 0);
+        if (argv[i][0] == '-' && !is_value && hal_curve_key_valid (argv[i])) {
+            dash_key = argv[i];
+            memmove (argv + i, argv + i + 1,
+                     (size_t) (argc - i - 1) * sizeof *argv);
+            argc--;
+            break;
+        }
+    }
     opterr = 0;
     optind = 1;
     for (;;) {
@@ -902,7 +1189,7 @@ s_parse (s_app_t *app, int argc, char **argv)
                   : c == 'f' ? OPT_FOLLOW
                   : c == 'n' ? OPT_LINES
                              : c - 256;
-        if (opt < 0 || opt > OPT_LINES)
+        if (opt < 0 || opt > OPT_LAST)
             return s_usage (cmd, "unknown option '%s'", bad);
         if (!(allowed & BIT (opt)))
             return s_usage (cmd, "option '--%s' does not apply to %s",
@@ -911,7 +1198,22 @@ s_parse (s_app_t *app, int argc, char **argv)
         uint64_t v = 0;
         switch (opt) {
         case OPT_CONNECT: app->connect = optarg; break;
-        case OPT_SYSTEM: app->system = optarg; break;
+        case OPT_SYSTEM:
+            if (cmd->run != s_cmd_authorize) {
+                app->system = optarg;
+                break;
+            }
+            /*  authorize: every --system counts. */
+            if (!hal_curve_id_valid (optarg))
+                return s_usage (cmd,
+                                "'%s' is not a system id (1-%d characters of "
+                                "A-Z a-z 0-9 . _ - :, not starting with '.')",
+                                optarg, HAL_CURVE_ID_MAX);
+            if (app->nsystems == HAL_CURVE_IDS_MAX)
+                return s_usage (cmd, "at most %d --system per key",
+                                HAL_CURVE_IDS_MAX);
+            app->systems[app->nsystems++] = optarg;
+            break;
         case OPT_DATA: app->data = optarg; break;
         case OPT_TIMEOUT:
             if (!s_parse_uint (optarg, 1, S_MAX_MS, &v))
@@ -927,7 +1229,16 @@ s_parse (s_app_t *app, int argc, char **argv)
                 return s_usage (cmd, "--count needs a number of messages, "
                                      "at least 1");
             break;
-        case OPT_KEY: app->key = optarg; break;
+        case OPT_KEY:
+            if (key_is_idem)
+                app->key = optarg;
+            else
+                app->cert = optarg;
+            break;
+        case OPT_CERT: app->cert = optarg; break;
+        case OPT_SERVER_KEY: app->server_key = optarg; break;
+        case OPT_LIST: app->list = true; break;
+        case OPT_TOKEN: app->enroll_token = optarg; break;
         case OPT_TO: app->to = optarg; break;
         case OPT_CORR: app->corr = optarg; break;
         case OPT_MAX:
@@ -970,6 +1281,15 @@ s_parse (s_app_t *app, int argc, char **argv)
         case OPT_WAIT_APPROVAL: app->wait_approval = true; break;
         case OPT_RIGHTS: app->rights = optarg; break;
         case OPT_TTL:
+            if (cmd->run == s_cmd_enroll) {
+                if (!s_parse_duration (optarg, 1000, S_MAX_ENROLL_TTL_MS,
+                                       &app->ttl_ms))
+                    return s_usage (cmd,
+                                    "--ttl needs a duration from 1s to 30d, "
+                                    "such as 90s, 10m, 2h or 1d (a plain "
+                                    "number is seconds)");
+                break;
+            }
             if (!s_parse_uint (optarg, 1, UINT32_MAX, &app->ttl_s))
                 return s_usage (cmd, "--ttl needs seconds, 1 to %u",
                                 UINT32_MAX);
@@ -987,6 +1307,13 @@ s_parse (s_app_t *app, int argc, char **argv)
         return -1; /* the caller prints the help */
     app->args = argv + optind;
     app->nargs = argc - optind;
+    if (dash_key) {
+        if (app->nargs > 0)
+            return s_usage (cmd, "unexpected argument '%s'", app->args[0]);
+        app->dash_key[0] = dash_key;
+        app->args = app->dash_key;
+        app->nargs = 1;
+    }
     if (app->nargs < cmd->min_args)
         return s_usage (cmd, "missing argument");
     if (cmd->max_args >= 0 && app->nargs > cmd->max_args)
@@ -995,9 +1322,15 @@ s_parse (s_app_t *app, int argc, char **argv)
     if (cmd->run == s_cmd_cap_verify) {
         if (!app->pub == !app->data)
             return s_usage (cmd, "give either --pub FILE or --data DIR");
-    } else if ((cmd->flags & S_OFFLINE) && !app->data)
+    } else if (cmd->flags & S_DEFDATA) {
+        if (!app->data)
+            app->data = S_DEFAULT_DATA;
+    } else if ((cmd->flags & S_OFFLINE) && !(cmd->flags & S_LOCAL)
+               && !app->data)
         return s_usage (cmd, "needs --data DIR (the kernel's data "
                              "directory)");
+    if (cmd->flags & (S_OFFLINE | S_LOCAL))
+        return 0;
     /*  Resolve the defaults. */
     if (!app->system)
         app->system = getenv ("AAAX_SYSTEM");
@@ -1020,7 +1353,7 @@ s_parse (s_app_t *app, int argc, char **argv)
                       env && *env ? env : S_DEFAULT_ENDPOINT);
     if (n < 0 || (size_t) n >= sizeof app->endpoint)
         return s_usage (cmd, "endpoint too long");
-    return 0;
+    return s_curve_options (app);
 }
 
 /*  ---- talking to the kernel ------------------------------------------- */
@@ -1036,11 +1369,21 @@ s_report (s_app_t *app, int rc, const chan_reply_t *reply)
                  chan_reply_reason (reply, reason, sizeof reason));
     } else if (s_interrupted)
         fprintf (stderr, "aaax: interrupted\n");
+    else if (rc == AAAX_ETIMEDOUT && app->server_key)
+        fprintf (stderr,
+                 "aaax: no answer from %s within %d ms \xe2\x80\x94 "
+                 "is aaaxd running, does it use CURVE there, and is "
+                 "--server-key its key ('aaax kernel-key')?\n",
+                 app->endpoint, app->timeout_ms);
     else if (rc == AAAX_ETIMEDOUT)
         fprintf (stderr,
                  "aaax: no answer from %s within %d ms \xe2\x80\x94 "
-                 "is aaaxd running?\n",
-                 app->endpoint, app->timeout_ms);
+                 "is aaaxd running?%s\n",
+                 app->endpoint, app->timeout_ms,
+                 s_is_tcp (app->endpoint) && !s_is_loopback (app->endpoint)
+                     ? " (a kernel on another host speaks CURVE: give "
+                       "--server-key and --cert)"
+                     : "");
     else if (rc == AAAX_EPROTO)
         fprintf (stderr, "aaax: the kernel's answer could not be decoded "
                          "(msgpack nesting deeper than msgpack-c reads?)\n");
@@ -1071,7 +1414,20 @@ s_connect (s_app_t *app)
         }
         app->privileged = true;
     }
-    app->client = chan_client_new (app->endpoint, app->timeout_ms);
+    if (app->server_key) {
+        char err[300] = "";
+        int rc = hal_curve_load_cert (app->cert, true, app->curve_public,
+                                      app->curve_secret, err, sizeof err);
+        if (rc) {
+            fprintf (stderr, "aaax: cannot use the certificate %s: %s\n",
+                     app->cert, err[0] ? err : aaax_strerror (rc));
+            return EXIT_ERROR;
+        }
+    }
+    app->client =
+        chan_client_new_curve (app->endpoint, app->timeout_ms, app->server_key,
+                               app->server_key ? app->curve_public : NULL,
+                               app->server_key ? app->curve_secret : NULL);
     if (!app->client) {
         fprintf (stderr, "aaax: cannot connect to '%s': %s\n", app->endpoint,
                  zmq_strerror (zmq_errno ()));
@@ -1090,57 +1446,6 @@ s_call (s_app_t *app, const char *cmd, chan_body_t *body, chan_reply_t *reply)
     if (rc == 0 && (s_is (reply, "OK") || s_is (reply, "PONG")))
         return 0;
     return s_report (app, rc, reply);
-}
-
-/*  A call that may wait longer than --timeout (a long-poll CLAIM): pushes
-    that arrive meanwhile are dropped (mailbox messages come again at the
-    next dock). 0 or the exit code. */
-static int
-s_call_long (s_app_t *app, const char *cmd, chan_body_t *body,
-             chan_reply_t *reply, int64_t wait_ms)
-{
-    memset (reply, 0, sizeof *reply);
-    uint64_t req;
-    int rc = chan_client_send (app->client, cmd, body, &req);
-    if (rc)
-        return s_report (app, rc, NULL);
-    int64_t deadline = hal_clock_mono_ms () + wait_ms;
-    for (;;) {
-        int64_t left = deadline - hal_clock_mono_ms ();
-        if (s_interrupted)
-            return s_report (app, AAAX_ETIMEDOUT, NULL);
-        if (left < 0) {
-            fprintf (stderr,
-                     "aaax: no answer from %s within %" PRId64
-                     " ms \xe2\x80\x94 is aaaxd running?\n",
-                     app->endpoint, wait_ms);
-            return EXIT_ERROR;
-        }
-        chan_reply_t r;
-        memset (&r, 0, sizeof r);
-        rc = chan_client_recv (app->client, &r,
-                               left > INT32_MAX ? INT32_MAX : (int) left);
-        if (rc == AAAX_ETIMEDOUT)
-            continue;
-        if (rc)
-            return s_report (app, rc, NULL);
-        uint64_t got = 0;
-        bool push = s_is (&r, "MSG") || s_is (&r, "DROPPED");
-        if (!push && chan_obj_get_uint (&r.body, "req", &got) && got == req) {
-            *reply = r;
-            if (s_is (reply, "OK"))
-                return 0;
-            return s_report (app, 0, reply);
-        }
-        /*  A body msgpack-c could not unpack (too deep) but that is our
-            answer: say so rather than time out. */
-        if (!push && r.body.type == MSGPACK_OBJECT_NIL && r.raw
-            && chan_req_peek_req (r.raw, r.rawlen, &got) && got == req) {
-            chan_reply_fini (&r);
-            return s_report (app, AAAX_EPROTO, NULL);
-        }
-        chan_reply_fini (&r);
-    }
 }
 
 /*  HELLO, with channels=[channel] when channel is not NULL. Exit code. */
@@ -1174,6 +1479,111 @@ s_bye (s_app_t *app, bool keep_leases)
                          "answered; the leases may be released\n");
     chan_reply_fini (&reply);
     chan_body_fini (&b);
+}
+
+/*  ---- reconnecting (tail, claim --wait, send --wait, gate
+    --wait-approval) ------------------------------------------------------ */
+
+/*  How long a docked client that PINGs every heartbeat_ms / 2 may hear
+    nothing before it counts the kernel as lost: 3 heartbeat periods. */
+static int64_t
+s_dead_after (s_app_t *app)
+{
+    uint32_t hb = chan_client_heartbeat_ms (app->client);
+    int64_t dead = 3 * (int64_t) (hb ? hb : 1000);
+    return dead < 300 ? 300 : dead;
+}
+
+/*  The PING period of a waiting client. */
+static int64_t
+s_tick (s_app_t *app)
+{
+    uint32_t hb = chan_client_heartbeat_ms (app->client);
+    int64_t tick = (hb ? hb : 1000) / 2;
+    return tick < 10 ? 10 : tick;
+}
+
+static void
+s_on_retry (void *arg, int attempt, int rc, const chan_reply_t *reply,
+            int64_t wait_ms)
+{
+    s_app_t *app = (s_app_t *) arg;
+    char why[320], reason[256];
+    if (reply)
+        snprintf (why, sizeof why, "ERROR %d: %s", chan_reply_code (reply),
+                  chan_reply_reason (reply, reason, sizeof reason));
+    else if (rc == AAAX_ETIMEDOUT)
+        snprintf (why, sizeof why, "no answer within %d ms", app->timeout_ms);
+    else
+        snprintf (why, sizeof why, "%s", aaax_strerror (rc));
+    if (s_interrupted)
+        return;
+    fprintf (stderr,
+             "aaax: reconnect %d to %s failed (%s); next try in %.1f s\n",
+             attempt, app->endpoint, why, (double) wait_ms / 1000.0);
+}
+
+/*  After the connection or the session was lost (why says how): a new
+    connection and HELLO {resume}, retried with back-off until it works or
+    SIGINT / SIGTERM. 0 when docked again (*resumed: the old session was
+    taken over, its subscriptions kept); S_REDOCK_STOPPED when interrupted;
+    else the exit code after saying why (the kernel refused the key, ...). */
+enum { S_REDOCK_STOPPED = 100 }; /* not an exit code */
+
+static int
+s_redock (s_app_t *app, const char *why, bool *resumed)
+{
+    *resumed = false;
+    if (s_interrupted)
+        return S_REDOCK_STOPPED;
+    fprintf (stderr, "aaax: lost the kernel at %s (%s); reconnecting\n",
+             app->endpoint, why);
+    chan_redock_t opt;
+    memset (&opt, 0, sizeof opt);
+    opt.stop = &s_interrupted;
+    opt.token_dir = app->privileged ? app->data : NULL;
+    opt.on_retry = s_on_retry;
+    opt.arg = app;
+    chan_reply_t reply;
+    int rc = chan_client_redock (app->client, &opt, &reply);
+    if (rc == 0) {
+        const msgpack_object *r = chan_obj_get (&reply.body, "resumed");
+        *resumed = r && r->type == MSGPACK_OBJECT_BOOLEAN && r->via.boolean;
+        fprintf (stderr, "aaax: reconnected to %s (%s)\n", app->endpoint,
+                 *resumed ? "session resumed" : "new session");
+        chan_reply_fini (&reply);
+        return 0;
+    }
+    if (s_interrupted) {
+        chan_reply_fini (&reply);
+        return S_REDOCK_STOPPED;
+    }
+    int ret =
+        s_report (app, rc, strcmp (reply.cmd, "ERROR") == 0 ? &reply : NULL);
+    chan_reply_fini (&reply);
+    return ret;
+}
+
+/*  Whether the kernel still knows this connection as docked: UNSUB of our
+    own mailbox is answered OK when docked, 401 when not. 0 docked,
+    AAAX_EAUTH not docked, else the call's error (no answer...). Pushes
+    that arrive meanwhile are kept. */
+static int
+s_probe (s_app_t *app)
+{
+    chan_body_t b;
+    chan_body_init (&b);
+    chan_body_str (&b, "chan", app->mailbox);
+    chan_reply_t r;
+    memset (&r, 0, sizeof r);
+    int rc = chan_client_call (app->client, "UNSUB", &b, &r);
+    chan_body_fini (&b);
+    if (rc == 0 && chan_reply_code (&r) == 401)
+        rc = AAAX_EAUTH;
+    else if (rc == 0 && chan_reply_code (&r) == 503)
+        rc = AAAX_ESHUTDOWN;
+    chan_reply_fini (&r);
+    return rc;
 }
 
 /*  The channel argument of the HELLO for chan: not a mailbox. */
@@ -1386,7 +1796,7 @@ typedef struct {
     bool mailbox;     /* tail: chan is our mailbox, ACK what is printed */
     const char *corr; /* send --wait: the corr of the awaited reply */
     int64_t deadline; /* send --wait: give up then (0: never) */
-    char last_id[64]; /* the newest id printed (broadcast) */
+    char last_id[64]; /* the newest id printed (broadcast, and mailbox) */
     bool have_last;
     uint64_t printed;
     uint64_t resub_req; /* the re-SUB after a DROPPED, answered or 0 */
@@ -1490,9 +1900,20 @@ s_on_msg (s_app_t *app, s_loop_t *lp, const chan_reply_t *r)
     }
     if (!s_str_eq (sub, lp->chan))
         return 0; /* e.g. our own mailbox while tailing a channel */
-    if (!lp->mailbox && id && lp->have_last
-        && s_id_cmp (id, idlen, lp->last_id, strlen (lp->last_id)) <= 0)
-        return 0; /* replayed again after a re-SUB */
+    if (id && lp->have_last
+        && s_id_cmp (id, idlen, lp->last_id, strlen (lp->last_id)) <= 0) {
+        /*  Replayed again after a re-SUB, or a mailbox message printed
+            before a reconnect whose ACK was lost: acknowledge it again,
+            print it once. */
+        if (lp->mailbox) {
+            if (s_ack_async (app, id, idlen) != 0) {
+                lp->done = true;
+                return s_report (app, AAAX_EIO, NULL);
+            }
+            lp->acks_out++;
+        }
+        return 0;
+    }
     int out;
     if (app->raw) {
         const msgpack_object *data = chan_obj_get (msg, "data");
@@ -1506,7 +1927,7 @@ s_on_msg (s_app_t *app, s_loop_t *lp, const chan_reply_t *r)
         /*  The reader went away (tail | head): not an error of ours. */
         return errno == EPIPE ? EXIT_OK : s_output_failed ();
     }
-    if (id && idlen < sizeof lp->last_id && !lp->mailbox) {
+    if (id && idlen < sizeof lp->last_id) {
         memcpy (lp->last_id, id, idlen);
         lp->last_id[idlen] = 0;
         lp->have_last = true;
@@ -1526,25 +1947,59 @@ s_on_msg (s_app_t *app, s_loop_t *lp, const chan_reply_t *r)
     return 0;
 }
 
+/*  Docks again after the connection or the session was lost, and makes
+    what lp needs again: the subscription (SUB since the last id printed,
+    which also fills the gap), the count of ACKs in flight. 0 to go on,
+    S_REDOCK_STOPPED, or the exit code. */
+static int
+s_loop_redock (s_app_t *app, s_loop_t *lp, const char *why)
+{
+    bool resumed;
+    int ret = s_redock (app, why, &resumed);
+    if (ret)
+        return ret;
+    lp->acks_out = 0; /* their answers went with the old connection */
+    lp->resub_req = 0;
+    if (lp->chan && !lp->mailbox && s_resub (app, lp) != 0)
+        return s_report (app, AAAX_EIO, NULL);
+    return 0;
+}
+
 /*  Receives until lp says done, keeping the session alive (PING every
     heartbeat_ms / 2) and checking now and then that it is still docked
-    (UNSUB of our own mailbox: answered when docked, 401 when not). Returns
-    the exit code. */
+    (UNSUB of our own mailbox: answered when docked, 401 when not). When
+    the kernel is lost (silent for 3 heartbeat periods, 401, 503) it
+    reconnects and docks again (s_loop_redock). Returns the exit code. */
+
+/*  One keepalive tick of a long wait: PING, and every other tick UNSUB of
+    our own mailbox, which does nothing but gets 401 when the kernel ended
+    the session (a PING is answered docked or not). */
+static int
+s_keepalive (s_app_t *app, uint64_t *ticks)
+{
+    int rc = chan_client_send (app->client, "PING", NULL, NULL);
+    if (rc == 0 && (*ticks)++ % 2 == 1) {
+        chan_body_t b;
+        chan_body_init (&b);
+        chan_body_str (&b, "chan", app->mailbox);
+        rc = chan_client_send (app->client, "UNSUB", &b, NULL);
+        chan_body_fini (&b);
+    }
+    return rc;
+}
+
 static int
 s_loop (s_app_t *app, s_loop_t *lp)
 {
-    uint32_t hb = chan_client_heartbeat_ms (app->client);
-    int64_t tick = (hb ? hb : 1000) / 2;
-    if (tick < 10)
-        tick = 10;
-    int64_t dead_after =
-        app->timeout_ms > 3 * tick ? app->timeout_ms : 3 * tick;
+    int64_t tick = s_tick (app);
     int64_t now = hal_clock_mono_ms ();
-    int64_t next_tick = now + tick, last_rx = now;
+    int64_t next_tick = now + tick;
     uint64_t ticks = 0;
     int ret = EXIT_OK;
     bool draining = false; /* done; waiting for the mailbox ACKs' answers */
     int64_t drain_until = 0;
+    const char *lost = NULL; /* set: reconnect, for this reason */
+    char lost_buf[300];
     for (;;) {
         if (s_interrupted)
             break;
@@ -1563,24 +2018,31 @@ s_loop (s_app_t *app, s_loop_t *lp)
             ret = EXIT_ERROR;
             break;
         }
-        if (now - last_rx >= dead_after) {
-            fprintf (stderr,
-                     "aaax: no answer from %s within %" PRId64
-                     " ms \xe2\x80\x94 the kernel went away\n",
-                     app->endpoint, dead_after);
-            return EXIT_ERROR;
+        int64_t dead_after = s_dead_after (app);
+        if (!lost && chan_client_idle_ms (app->client) >= dead_after) {
+            snprintf (lost_buf, sizeof lost_buf,
+                      "no answer within %" PRId64 " ms", dead_after);
+            lost = lost_buf;
+        }
+        if (lost) {
+            if (draining)
+                break; /* the ACKs' answers are lost with it */
+            int x = s_loop_redock (app, lp, lost);
+            if (x == S_REDOCK_STOPPED)
+                return lp->corr ? EXIT_ERROR : EXIT_OK;
+            if (x)
+                return x;
+            lost = NULL;
+            tick = s_tick (app);
+            next_tick = hal_clock_mono_ms () + tick;
+            continue;
         }
         if (now >= next_tick) {
-            int rc = chan_client_send (app->client, "PING", NULL, NULL);
-            if (rc == 0 && ticks++ % 2 == 1) {
-                chan_body_t b;
-                chan_body_init (&b);
-                chan_body_str (&b, "chan", app->mailbox);
-                rc = chan_client_send (app->client, "UNSUB", &b, NULL);
-                chan_body_fini (&b);
+            int rc = s_keepalive (app, &ticks);
+            if (rc) {
+                lost = "cannot send";
+                continue;
             }
-            if (rc)
-                return s_report (app, rc, NULL);
             next_tick = now + tick;
         }
         int64_t wait = next_tick - now;
@@ -1593,9 +2055,10 @@ s_loop (s_app_t *app, s_loop_t *lp)
         int rc = chan_client_recv (app->client, &r, (int) wait);
         if (rc == AAAX_ETIMEDOUT)
             continue;
-        if (rc)
-            return s_report (app, rc, NULL);
-        last_rx = hal_clock_mono_ms ();
+        if (rc) {
+            lost = "cannot receive";
+            continue;
+        }
         uint64_t req = 0;
         bool has_req = chan_obj_get_uint (&r.body, "req", &req);
         if (s_is (&r, "MSG")) {
@@ -1617,30 +2080,28 @@ s_loop (s_app_t *app, s_loop_t *lp)
                          lp->have_last ? lp->last_id
                          : app->since  ? app->since
                                        : "now");
-                if (s_resub (app, lp) != 0) {
-                    chan_reply_fini (&r);
-                    return s_report (app, AAAX_EIO, NULL);
-                }
+                if (s_resub (app, lp) != 0)
+                    lost = "cannot send";
             }
         } else if (s_is (&r, "ERROR")) {
             int code = chan_reply_code (&r);
-            if (code == 401) {
+            if (code == 401 || code == 503) {
                 char reason[256];
-                fprintf (stderr,
-                         "aaax: the kernel undocked this session "
-                         "(ERROR 401: %s)\n",
-                         chan_reply_reason (&r, reason, sizeof reason));
-                chan_reply_fini (&r);
-                return EXIT_ERROR;
-            }
-            if (has_req && req == lp->resub_req) {
+                snprintf (lost_buf, sizeof lost_buf,
+                          code == 401 ? "the kernel undocked this session: "
+                                        "ERROR 401: %s"
+                                      : "ERROR 503: %s",
+                          chan_reply_reason (&r, reason, sizeof reason));
+                lost = lost_buf;
+            } else if (has_req && req == lp->resub_req) {
                 ret = s_report (app, 0, &r);
                 chan_reply_fini (&r);
                 return ret;
+            } else {
+                s_report (app, 0, &r); /* e.g. 423 while paused: go on */
+                if (lp->acks_out)
+                    lp->acks_out--;
             }
-            s_report (app, 0, &r); /* e.g. 423 while paused: go on */
-            if (lp->acks_out)
-                lp->acks_out--;
         } else if (s_is (&r, "OK") && chan_obj_get (&r.body, "acked")) {
             if (lp->acks_out)
                 lp->acks_out--;
@@ -1730,6 +2191,127 @@ s_cmd_send (s_app_t *app)
 
 /*  ---- claim, ack, nack ------------------------------------------------ */
 
+/*  The CLAIM of 'claim', which may wait longer than --timeout (a long
+    poll, --wait): pushes that arrive meanwhile are dropped (mailbox
+    messages come again at the next dock). While it waits it PINGs, and
+    checks now and then that it is still docked; when the kernel is lost
+    it docks again and sends the CLAIM again for the time left. 0 (reply
+    holds the OK) or the exit code. */
+static int
+s_claim_call (s_app_t *app, const char *chan, chan_reply_t *reply)
+{
+    memset (reply, 0, sizeof *reply);
+    bool wait = app->given & BIT (OPT_WAIT);
+    int64_t wait_until = hal_clock_mono_ms () + (int64_t) app->wait_ms;
+    for (;;) {
+        int64_t left_wait = wait ? wait_until - hal_clock_mono_ms () : 0;
+        if (left_wait < 0)
+            left_wait = 0;
+        chan_body_t b;
+        chan_body_init (&b);
+        chan_body_str (&b, "chan", chan);
+        chan_body_uint (&b, "max", app->max);
+        if (wait)
+            chan_body_uint (&b, "wait_ms", (uint64_t) left_wait);
+        if (app->given & BIT (OPT_LEASE))
+            chan_body_uint (&b, "lease_ms", app->lease_ms);
+        uint64_t req;
+        int rc = chan_client_send (app->client, "CLAIM", &b, &req);
+        chan_body_fini (&b);
+        if (rc)
+            return s_report (app, rc, NULL);
+        int64_t deadline = hal_clock_mono_ms () + left_wait + app->timeout_ms;
+        int64_t tick = s_tick (app);
+        int64_t next_tick = hal_clock_mono_ms () + tick;
+        uint64_t ticks = 0;
+        const char *lost = NULL;
+        char lost_buf[300];
+        while (!lost) {
+            int64_t now = hal_clock_mono_ms ();
+            if (s_interrupted)
+                return s_report (app, AAAX_ETIMEDOUT, NULL);
+            if (now >= deadline) {
+                fprintf (stderr,
+                         "aaax: no answer from %s within %" PRId64
+                         " ms \xe2\x80\x94 is aaaxd running?\n",
+                         app->endpoint, left_wait + app->timeout_ms);
+                return EXIT_ERROR;
+            }
+            if (wait
+                && chan_client_idle_ms (app->client) >= s_dead_after (app)) {
+                snprintf (lost_buf, sizeof lost_buf,
+                          "no answer within %" PRId64 " ms",
+                          s_dead_after (app));
+                lost = lost_buf;
+                break;
+            }
+            if (wait && now >= next_tick) {
+                /*  PING, and every other time UNSUB @ME: 401 when the
+                    session is gone. */
+                rc = s_keepalive (app, &ticks);
+                if (rc) {
+                    lost = "cannot send";
+                    break;
+                }
+                next_tick = now + tick;
+            }
+            int64_t slice = deadline - now;
+            if (wait && next_tick - now < slice)
+                slice = next_tick - now;
+            if (slice > 200)
+                slice = 200; /* a signal is seen soon */
+            if (slice < 0)
+                slice = 0;
+            chan_reply_t r;
+            memset (&r, 0, sizeof r);
+            rc = chan_client_recv (app->client, &r, (int) slice);
+            if (rc == AAAX_ETIMEDOUT)
+                continue;
+            if (rc) {
+                if (!wait)
+                    return s_report (app, rc, NULL);
+                lost = "cannot receive";
+                break;
+            }
+            uint64_t got = 0;
+            bool push = s_is (&r, "MSG") || s_is (&r, "DROPPED");
+            bool ours =
+                !push && chan_obj_get_uint (&r.body, "req", &got) && got == req;
+            int code = chan_reply_code (&r);
+            if (ours && s_is (&r, "OK")) {
+                *reply = r;
+                return 0;
+            }
+            if (wait && (code == 401 || code == 503)) {
+                char reason[256];
+                snprintf (lost_buf, sizeof lost_buf, "ERROR %d: %s", code,
+                          chan_reply_reason (&r, reason, sizeof reason));
+                lost = lost_buf;
+                chan_reply_fini (&r);
+                break;
+            }
+            if (ours) {
+                *reply = r;
+                return s_report (app, 0, reply);
+            }
+            /*  A body msgpack-c could not unpack (too deep) but that is our
+                answer: say so rather than time out. */
+            if (!push && r.body.type == MSGPACK_OBJECT_NIL && r.raw
+                && chan_req_peek_req (r.raw, r.rawlen, &got) && got == req) {
+                chan_reply_fini (&r);
+                return s_report (app, AAAX_EPROTO, NULL);
+            }
+            chan_reply_fini (&r);
+        }
+        bool resumed;
+        int x = s_redock (app, lost, &resumed);
+        if (x == S_REDOCK_STOPPED)
+            return s_report (app, AAAX_ETIMEDOUT, NULL);
+        if (x)
+            return x;
+    }
+}
+
 static int
 s_cmd_claim (s_app_t *app)
 {
@@ -1740,17 +2322,8 @@ s_cmd_claim (s_app_t *app)
     if (ret)
         return ret;
     chan_body_t b;
-    chan_body_init (&b);
-    chan_body_str (&b, "chan", chan);
-    chan_body_uint (&b, "max", app->max);
-    if (app->given & BIT (OPT_WAIT))
-        chan_body_uint (&b, "wait_ms", app->wait_ms);
-    if (app->given & BIT (OPT_LEASE))
-        chan_body_uint (&b, "lease_ms", app->lease_ms);
     chan_reply_t reply;
-    ret = s_call_long (app, "CLAIM", &b, &reply,
-                       (int64_t) app->wait_ms + app->timeout_ms);
-    chan_body_fini (&b);
+    ret = s_claim_call (app, chan, &reply);
     if (ret) {
         /*  Nothing was printed: whatever the CLAIM may still lease to us
             (an interrupted long poll) goes back at once. */
@@ -2153,7 +2726,22 @@ s_ps_table (const msgpack_object *systems)
         const msgpack_object *sys = &systems->via.array.ptr[i];
         for (int c = 0; c < S_PS_COLS; c++) {
             char *cell = cells[i][c];
-            if (keys[c]) {
+            if (keys[c] && strcmp (keys[c], "kind") == 0) {
+                /*  A remote session with how it is authenticated:
+                    remote/plain, remote/curve:KEYPREFIX (local means ipc,
+                    kernel inproc or hosted). */
+                char kind[AAAX_MAX_NAME + 1], auth[AAAX_MAX_NAME + 1],
+                    key[AAAX_MAX_NAME + 1];
+                const char *kd = s_field (sys, "kind", kind, sizeof kind);
+                const char *a = s_field (sys, "auth", auth, sizeof auth);
+                const char *k = s_field (sys, "key", key, sizeof key);
+                if (strcmp (kd, "remote") != 0 || !chan_obj_get (sys, "auth"))
+                    snprintf (cell, AAAX_MAX_NAME + 1, "%s", kd);
+                else if (strcmp (a, "curve") == 0 && strcmp (k, "-") != 0)
+                    snprintf (cell, AAAX_MAX_NAME + 1, "remote/curve:%.8s", k);
+                else
+                    snprintf (cell, AAAX_MAX_NAME + 1, "remote/%.16s", a);
+            } else if (keys[c]) {
                 char buf[AAAX_MAX_NAME + 1];
                 const char *v = s_field (sys, keys[c], buf, sizeof buf);
                 snprintf (cell, AAAX_MAX_NAME + 1, "%s", v);
@@ -2187,12 +2775,40 @@ s_ps_table (const msgpack_object *systems)
     return fflush (stdout) == 0 ? EXIT_OK : s_output_failed ();
 }
 
+/*  Whether the kernel serves plain TCP on a non-loopback endpoint
+    (--insecure): the list answer's insecure, else CTL list's. */
+static bool
+s_insecure (s_app_t *app, const msgpack_object *answer)
+{
+    const msgpack_object *v = chan_obj_get (answer, "insecure");
+    if (v && v->type == MSGPACK_OBJECT_BOOLEAN)
+        return v->via.boolean;
+    chan_body_t b;
+    chan_body_init (&b);
+    chan_body_str (&b, "op", "list");
+    chan_reply_t r;
+    memset (&r, 0, sizeof r);
+    bool insecure = false;
+    if (chan_client_call (app->client, "CTL", &b, &r) == 0) {
+        v = chan_obj_get (&r.body, "insecure");
+        insecure = v && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean;
+    }
+    chan_reply_fini (&r);
+    chan_body_fini (&b);
+    return insecure;
+}
+
 static int
 s_cmd_ps (s_app_t *app)
 {
     const char *chan = "kernel.lifecycle";
     cli_kernel_reply_t reply;
     int ret = s_kernel_list (app, chan, &reply);
+    if (ret == 0 && s_insecure (app, reply.data))
+        fprintf (stderr,
+                 "WARNING: the kernel serves plain TCP on a non-loopback "
+                 "address (started with --insecure): anyone on that network "
+                 "can read its traffic and dock as any system id\n");
     if (ret == 0) {
         const msgpack_object *systems = chan_obj_get (reply.data, "systems");
         if (!systems || systems->type != MSGPACK_OBJECT_ARRAY) {
@@ -2245,6 +2861,60 @@ s_decision_exit (const msgpack_object *data)
         return EXIT_ASK;
     fprintf (stderr, "aaax: the gate's answer carries no decision\n");
     return EXIT_ERROR;
+}
+
+/*  Waits up to wait_ms for the outcome of a gate request that was answered
+    ask (a second answer with corr), as cli_kernel_await, in slices: after
+    each it checks that the kernel is still there and this session docked,
+    and if not docks again (the answer, if it came meanwhile, is delivered
+    again from the mailbox). Returns what cli_kernel_await returns (k says
+    why), or S_REDOCK_STOPPED, or an exit code (> 0) when it could not
+    dock again. */
+static int
+s_gate_await (s_app_t *app, cli_kernel_t *k, const char *corr, int64_t wait_ms,
+              cli_kernel_reply_t *reply)
+{
+    int64_t deadline = hal_clock_mono_ms () + wait_ms;
+    for (;;) {
+        cli_kernel_init (k, app->client, app->system);
+        k->stop = &s_interrupted;
+        int64_t left = deadline - hal_clock_mono_ms ();
+        int64_t slice = 2 * s_dead_after (app);
+        if (left < slice)
+            slice = left;
+        if (slice < 0)
+            slice = 0;
+        int rc = cli_kernel_await (k, corr, slice, reply);
+        if (rc == 0 || k->stopped)
+            return rc;
+        char why[600];
+        if (rc == AAAX_ETIMEDOUT) {
+            if (hal_clock_mono_ms () >= deadline) {
+                snprintf (k->err, sizeof k->err,
+                          "no answer to %s within %" PRId64 " ms", corr,
+                          wait_ms);
+                return rc;
+            }
+            int64_t idle = chan_client_idle_ms (app->client);
+            if (idle < s_dead_after (app)) {
+                int p = s_probe (app);
+                if (p == 0)
+                    continue;
+                snprintf (why, sizeof why, "%s",
+                          p == AAAX_EAUTH ? "the kernel undocked this session"
+                                          : aaax_strerror (p));
+            } else
+                snprintf (why, sizeof why, "no answer within %" PRId64 " ms",
+                          s_dead_after (app));
+        } else if (rc == AAAX_EAUTH || rc == AAAX_EIO)
+            snprintf (why, sizeof why, "%s", k->err);
+        else
+            return rc;
+        bool resumed;
+        int x = s_redock (app, why, &resumed);
+        if (x)
+            return x;
+    }
 }
 
 static int
@@ -2300,10 +2970,13 @@ s_cmd_gate (s_app_t *app)
         int64_t wait = app->given & BIT (OPT_TIMEOUT) ? app->timeout_ms
                                                       : (int64_t) S_MAX_MS;
         cli_kernel_t k;
-        cli_kernel_init (&k, app->client, app->system);
-        k.stop = &s_interrupted;
-        int rc = cli_kernel_await (&k, corr, wait, &reply);
-        if (rc == 0) {
+        int rc = s_gate_await (app, &k, corr, wait, &reply);
+        if (rc == S_REDOCK_STOPPED) {
+            fprintf (stderr, "aaax: interrupted\n");
+            ret = EXIT_ERROR;
+        } else if (rc > 0)
+            ret = rc; /* could not dock again: said why */
+        else if (rc == 0) {
             out = s_print_json (reply.data, CLI_JSON_COMPACT);
             ret = out == S_OUT_FAILED    ? s_output_failed ()
                   : out == S_OUT_SKIPPED ? EXIT_ERROR
@@ -2730,6 +3403,332 @@ s_cmd_audit_verify (s_app_t *app)
     return fflush (stdout) == 0 ? ret : s_output_failed ();
 }
 
+/*  ---- kernel-key, keygen, authorize (files), enroll ------------------ */
+
+/*  The data directory must exist (a typo must not make a new one). Exit
+    code. */
+static int
+s_data_dir_exists (s_app_t *app)
+{
+    struct stat st;
+    if (stat (app->data, &st) == 0 && S_ISDIR (st.st_mode))
+        return EXIT_OK;
+    fprintf (stderr,
+             "aaax: %s is not a directory (give the kernel's data "
+             "directory with --data DIR%s)\n",
+             app->data,
+             app->given & BIT (OPT_DATA) ? ""
+                                         : "; the default is " S_DEFAULT_DATA);
+    return EXIT_ERROR;
+}
+
+static int
+s_cmd_kernel_key (s_app_t *app)
+{
+    char pub[HAL_CURVE_Z85_LEN + 1], err[300] = "";
+    int rc =
+        hal_curve_server_cert (app->data, false, pub, NULL, err, sizeof err);
+    if (rc == AAAX_ENOENT) {
+        char path[4200];
+        if (hal_curve_path (app->data, "server.cert", path, sizeof path) != 0)
+            snprintf (path, sizeof path, "%s/curve/server.cert", app->data);
+        fprintf (stderr,
+                 "aaax: no kernel key in %s: %s does not exist (has aaaxd "
+                 "ever started with --data %s? it makes its key at first "
+                 "boot)\n",
+                 app->data, path, app->data);
+        return EXIT_ERROR;
+    }
+    if (rc) {
+        fprintf (stderr, "aaax: cannot read the kernel's key in %s: %s\n",
+                 app->data, err[0] ? err : aaax_strerror (rc));
+        return EXIT_ERROR;
+    }
+    printf ("%s\n", pub);
+    return fflush (stdout) == 0 ? EXIT_OK : s_output_failed ();
+}
+
+static int
+s_cmd_keygen (s_app_t *app)
+{
+    const char *path = app->args[0];
+    if (!*path)
+        return s_usage (app->cmd, "NAME must not be empty");
+    char pub[HAL_CURVE_Z85_LEN + 1], err[300] = "";
+    int rc = hal_curve_keygen (path, pub, err, sizeof err);
+    if (rc == AAAX_EEXIST) {
+        fprintf (stderr,
+                 "aaax: %s\n"
+                 "aaax: (keygen never overwrites a key: remove the old pair "
+                 "first, or choose another NAME)\n",
+                 err[0] ? err : "the certificate exists already");
+        return EXIT_ERROR;
+    }
+    if (rc) {
+        fprintf (stderr, "aaax: cannot write the certificate %s: %s\n", path,
+                 err[0] ? err : aaax_strerror (rc));
+        return EXIT_ERROR;
+    }
+    fprintf (stderr,
+             "aaax: wrote %s (public key) and %s_secret (secret key, mode "
+             "0600); the public key is:\n",
+             path, path);
+    printf ("%s\n", pub);
+    return fflush (stdout) == 0 ? EXIT_OK : s_output_failed ();
+}
+
+/*  Prints one binding: "KEY ID ID..." or, with --json, {key, systems}.
+    S_OUT_*. */
+static int
+s_print_binding (s_app_t *app, const char *key, const char *ids)
+{
+    if (!app->json) {
+        if (printf ("%s %s\n", key, ids) < 0)
+            return S_OUT_FAILED;
+        return S_OUT_OK;
+    }
+    chan_buf_t buf;
+    chan_buf_init (&buf);
+    msgpack_packer pk;
+    chan_buf_packer (&buf, &pk);
+    msgpack_pack_map (&pk, 2);
+    s_req_str (&pk, "key", key);
+    chan_pack_cstr (&pk, "systems");
+    uint32_t n = 0;
+    for (const char *p = ids; *p;) {
+        size_t len = strcspn (p, " ");
+        if (len)
+            n++;
+        p += len;
+        p += strspn (p, " ");
+    }
+    msgpack_pack_array (&pk, n);
+    for (const char *p = ids; *p;) {
+        size_t len = strcspn (p, " ");
+        if (len)
+            chan_pack_str (&pk, p, len);
+        p += len;
+        p += strspn (p, " ");
+    }
+    int out = S_OUT_FAILED;
+    msgpack_unpacked u;
+    msgpack_unpacked_init (&u);
+    size_t off = 0;
+    if (!buf.oom
+        && msgpack_unpack_next (&u, (const char *) buf.data, buf.len, &off)
+               == MSGPACK_UNPACK_SUCCESS)
+        out = s_print_json (&u.data, CLI_JSON_COMPACT);
+    else
+        errno = ENOMEM;
+    msgpack_unpacked_destroy (&u);
+    chan_buf_fini (&buf);
+    return out;
+}
+
+static int
+s_authorize_list (s_app_t *app)
+{
+    char err[300] = "";
+    hal_curve_auth_t *auth = hal_curve_auth_load (app->data, err, sizeof err);
+    if (!auth) {
+        fprintf (stderr, "aaax: cannot read the authorized keys in %s: %s\n",
+                 app->data, err[0] ? err : "unknown error");
+        return EXIT_ERROR;
+    }
+    int ret = EXIT_OK;
+    const char *key, *ids;
+    for (size_t i = 0; hal_curve_auth_entry (auth, i, &key, &ids); i++) {
+        int out = s_print_binding (app, key, ids);
+        if (out == S_OUT_FAILED) {
+            ret = errno == EPIPE ? EXIT_OK : s_output_failed ();
+            break;
+        }
+        if (out == S_OUT_SKIPPED)
+            ret = EXIT_ERROR;
+    }
+    hal_curve_auth_destroy (&auth);
+    if (ret == EXIT_OK && fflush (stdout) != 0)
+        ret = s_output_failed ();
+    return ret;
+}
+
+static int
+s_cmd_authorize (s_app_t *app)
+{
+    const s_command_t *cmd = app->cmd;
+    int modes =
+        (app->list ? 1 : 0) + (app->revoke ? 1 : 0) + (app->nargs > 0 ? 1 : 0);
+    if (modes == 0)
+        return s_usage (cmd, "give a KEY and --system ID, or --list, or "
+                             "--revoke KEY");
+    if (modes > 1)
+        return s_usage (cmd, "give one of: KEY --system ID, --list, "
+                             "--revoke KEY");
+    if (app->json && !app->list)
+        return s_usage (cmd, "--json goes with --list");
+    if (app->nsystems && !app->nargs)
+        return s_usage (cmd, "--system goes with a KEY to bind");
+    const char *key = app->revoke  ? app->revoke
+                      : app->nargs ? app->args[0]
+                                   : NULL;
+    if (key && !hal_curve_key_valid (key))
+        return s_usage (cmd,
+                        "'%s' is not a public key: 40 characters of Z85, as "
+                        "'aaax keygen' prints it",
+                        key);
+    if (app->nargs && !app->nsystems)
+        return s_usage (cmd, "give the system ids the key may dock as: "
+                             "--system ID (repeatable)");
+    int ret = s_data_dir_exists (app);
+    if (ret)
+        return ret;
+    if (app->list)
+        return s_authorize_list (app);
+    char err[300] = "";
+    int rc = hal_curve_authorize (app->data, key, app->systems, app->nsystems,
+                                  app->revoke != NULL, err, sizeof err);
+    if (rc == AAAX_ENOENT && app->revoke) {
+        fprintf (stderr, "aaax: the key %s is not authorized in %s\n", key,
+                 app->data);
+        return EXIT_ERROR;
+    }
+    if (rc) {
+        fprintf (stderr, "aaax: %s\n", err[0] ? err : aaax_strerror (rc));
+        return EXIT_ERROR;
+    }
+    if (app->revoke) {
+        printf ("revoked %s\n", key);
+    } else {
+        /*  What the key may dock as now (what it had, and these). */
+        hal_curve_auth_t *auth =
+            hal_curve_auth_load (app->data, err, sizeof err);
+        const char *k, *ids = NULL;
+        for (size_t i = 0; auth && hal_curve_auth_entry (auth, i, &k, &ids);
+             i++, ids = NULL)
+            if (strcmp (k, key) == 0)
+                break;
+        if (ids)
+            printf ("authorized %s %s\n", key, ids);
+        else {
+            printf ("authorized %s", key);
+            for (size_t i = 0; i < app->nsystems; i++)
+                printf (" %s", app->systems[i]);
+            printf ("\n");
+        }
+        hal_curve_auth_destroy (&auth);
+    }
+    return fflush (stdout) == 0 ? EXIT_OK : s_output_failed ();
+}
+
+/*  enroll --token: dock once with the enrollment token (this key becomes
+    bound to the token's system id), then leave. */
+static int
+s_enroll_redeem (s_app_t *app)
+{
+    if (!app->server_key)
+        return s_usage (app->cmd,
+                        "--token needs CURVE: give --server-key Z85 and "
+                        "--cert FILE (an enrollment binds that key)");
+    int ret = s_connect (app);
+    if (ret)
+        return ret;
+    chan_hello_t h;
+    memset (&h, 0, sizeof h);
+    h.system = app->given & BIT (OPT_SYSTEM) ? app->system : NULL;
+    h.token = app->enroll_token;
+    chan_reply_t reply;
+    memset (&reply, 0, sizeof reply);
+    int rc = chan_client_hello_ex (app->client, &h, &reply);
+    if (rc) {
+        ret = s_report (app, rc, &reply);
+        chan_reply_fini (&reply);
+        return ret;
+    }
+    chan_reply_fini (&reply);
+    char idbuf[AAAX_MAX_NAME + 1];
+    const char *id = chan_client_system (app->client);
+    snprintf (idbuf, sizeof idbuf, "%s", *id ? id : "?");
+    s_bye (app, false);
+    printf ("enrolled: the key %s may now dock as %s\n", app->curve_public,
+            idbuf);
+    return fflush (stdout) == 0 ? EXIT_OK : s_output_failed ();
+}
+
+static int
+s_cmd_enroll (s_app_t *app)
+{
+    const s_command_t *cmd = app->cmd;
+    if (app->enroll_token) {
+        if (app->data)
+            return s_usage (cmd, "--token (redeeming) and --data (making a "
+                                 "token) do not go together");
+        if (app->given & BIT (OPT_TTL))
+            return s_usage (cmd, "--ttl is for making a token, not with "
+                                 "--token");
+        return s_enroll_redeem (app);
+    }
+    if (!(app->given & BIT (OPT_SYSTEM)))
+        return s_usage (cmd, "give the system id to enroll: --system ID");
+    if (!hal_curve_id_valid (app->system))
+        return s_usage (cmd,
+                        "'%s' is not a system id (1-%d characters of A-Z "
+                        "a-z 0-9 . _ - :, not starting with '.')",
+                        app->system, HAL_CURVE_ID_MAX);
+    /*  --system names the id to enroll; this command docks under its own
+        (default) id. */
+    const char *target = app->system;
+    const char *env = getenv ("AAAX_SYSTEM");
+    char dock_as[AAAX_MAX_NAME + 1];
+    if (env && *env && strcmp (env, target) != 0
+        && strlen (env) <= AAAX_MAX_NAME)
+        snprintf (dock_as, sizeof dock_as, "%s", env);
+    else
+        s_default_system (dock_as, sizeof dock_as);
+    snprintf (app->sysbuf, sizeof app->sysbuf, "%s", dock_as);
+    app->system = app->sysbuf;
+    snprintf (app->mailbox, sizeof app->mailbox, "@%s", app->system);
+    uint64_t ttl = app->given & BIT (OPT_TTL) ? app->ttl_ms : S_ENROLL_TTL_MS;
+    int ret = s_connect (app);
+    if (ret == 0)
+        ret = s_dock (app, NULL);
+    if (ret)
+        return ret;
+    chan_body_t b;
+    chan_body_init (&b);
+    chan_body_str (&b, "op", "enroll");
+    chan_body_str (&b, "system", target);
+    chan_body_uint (&b, "ttl_ms", ttl);
+    chan_reply_t reply;
+    ret = s_call (app, "CTL", &b, &reply);
+    chan_body_fini (&b);
+    if (ret && !app->privileged && chan_reply_code (&reply) == 403)
+        fprintf (stderr, "aaax: ('enroll' is privileged: give --data DIR, "
+                         "the kernel's data directory)\n");
+    if (ret == 0 && app->json)
+        ret = s_print_body (&reply, CLI_JSON_COMPACT);
+    else if (ret == 0) {
+        const char *tok;
+        size_t toklen;
+        uint64_t expires = 0;
+        if (!chan_obj_get_str (&reply.body, "token", &tok, &toklen)) {
+            fprintf (stderr, "aaax: the kernel's OK carries no token\n");
+            ret = EXIT_ERROR;
+        } else {
+            char when[64] = "?";
+            if (chan_obj_get_uint (&reply.body, "expires", &expires))
+                cli_kernel_utc (expires / 1000, when, sizeof when);
+            printf ("enrollment token for %s, one use, valid until %s:\n"
+                    "%.*s\n",
+                    target, when, (int) toklen, tok);
+            if (fflush (stdout) != 0)
+                ret = s_output_failed ();
+        }
+    }
+    chan_reply_fini (&reply);
+    s_bye (app, false);
+    return ret;
+}
+
 /*  ---- main ------------------------------------------------------------ */
 
 int
@@ -2804,5 +3803,6 @@ main (int argc, char **argv)
     ret = cmd->run (&app);
     chan_client_destroy (&app.client);
     sodium_memzero (app.token, sizeof app.token);
+    sodium_memzero (app.curve_secret, sizeof app.curve_secret);
     return ret;
 }
