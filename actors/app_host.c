@@ -40,6 +40,10 @@
 #define S_BACKOFF_MIN_MS 100
 #define S_BACKOFF_MAX_MS 10000
 #define S_CONNECT_MS 5000
+#define S_RELINK_MIN_MS 100  /* direct mode: the first reconnect's delay */
+#define S_RELINK_MAX_MS 5000 /* ... doubling up to this */
+#define S_ORPHANS_MAX 256    /* gate answers no call waits for any more */
+#define S_LOST "503 connection to the kernel lost (docking again)"
 
 /*  ---- limits ----------------------------------------------------------- */
 
@@ -154,7 +158,10 @@ enum {
     C_NACK,
     C_GATE, /* WRITE on kernel.gate; then the answer by corr */
     C_BYE,
-    C_ACKS /* the runtime's own mailbox ACKs */
+    C_ACKS,  /* the runtime's own mailbox ACKs */
+    C_PROBE, /* direct mode: UNSUB @self, the keepalive only a docked
+                session gets OK for */
+    C_RESUB  /* direct mode: SUB again after a re-dock to a new session */
 };
 
 enum { FS_NONE = 0, FS_READ, FS_WRITE, FS_LIST, FS_REMOVE };
@@ -168,6 +175,9 @@ typedef struct {
     char *fs_data;
     size_t fs_len;
     char gate_id[40]; /* C_GATE once the WRITE was accepted */
+    char *chan;       /* direct mode: C_SUB, C_UNSUB, C_RESUB's channel */
+    char (*ids)[40];  /* direct mode: C_ACKS's ids */
+    size_t nids;
 } s_call_t;
 
 /*  A message that arrived while start() was running. */
@@ -212,7 +222,16 @@ struct _s_app_t {
     uint64_t log_dropped;
     uint64_t handled, errors, restarts_total;
     char error[512];
+    /*  Direct mode (NULL when hosted): mailbox ids being handled (S_BUSY)
+        or handled with their ACK not yet confirmed (S_DONE) -- a message
+        the kernel delivers again after a re-dock is not handled twice --;
+        the channels subscribed to (renewed on a new session); gate ids
+        whose waiting call failed when the link was lost. */
+    zhashx_t *seen, *subs, *orphans;
 };
+
+#define S_BUSY ((void *) 1)
+#define S_DONE ((void *) 2)
 
 struct _app_worker_t {
     app_worker_cfg_t cfg;
@@ -227,10 +246,27 @@ struct _app_worker_t {
     uint64_t next_req; /* the worker's own session (hosted) */
     chan_heap_t due;
     uint32_t heartbeat_ms;
-    int64_t next_ping;
     chan_buf_t out;
     s_app_t *touched[64]; /* apps with ACKs to flush */
     size_t ntouched;
+    /*  Direct mode: the link to the kernel. One socket is one connection
+        (libzmq does not reconnect it); a lost one is closed and a new one
+        made after a back-off, which docks again with HELLO {resume}. */
+    zsock_t *mon;      /* PAIR: the socket's monitor events, or NULL */
+    unsigned sockets;  /* sockets made */
+    bool up;           /* a socket exists */
+    bool handshaken;   /* its ZMTP (CURVE) handshake succeeded */
+    bool linked;       /* its HELLO was answered: a live session */
+    bool ever_docked;  /* some HELLO was answered */
+    bool maybe_docked; /* a HELLO went unanswered on a lost link */
+    char session[40];  /* the session to resume, or "" */
+    int64_t hello_at;  /* a HELLO waits for its answer since, or 0 */
+    int64_t last_sent, last_recv;
+    int64_t gap_at;     /* when a silence of 2 heartbeats ended, or 0 */
+    int64_t relink_at;  /* while !up: when to try again */
+    uint32_t relink_ms; /* the next back-off */
+    int64_t lost_at;    /* when the link was lost */
+    uint32_t attempts;  /* since then */
 };
 
 /*  A callback in flight: which handler, and for a mailbox message the id
@@ -272,6 +308,20 @@ s_send (app_worker_t *w, s_app_t *a, const char *cmd, const void *body,
         size_t len)
 {
     bool slot = a && !w->direct;
+    if (w->direct) {
+        /*  No socket while the link is down; and nothing but HELLO goes
+            on a new one before the kernel has answered it. */
+        if (!w->raw || (!w->linked && !streq (cmd, "HELLO")))
+            return AAAX_EIO;
+        int64_t now = hal_clock_mono_ms ();
+        /*  Sends are at most heartbeat_ms / 2 apart while docked: a longer
+            pause means this process stood still, and the kernel may have
+            undocked the session meanwhile. */
+        if (w->linked && w->heartbeat_ms
+            && now - w->last_sent > 2 * (int64_t) w->heartbeat_ms)
+            w->gap_at = now;
+        w->last_sent = now;
+    }
     if (zmq_send (w->raw, cmd, strlen (cmd), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return AAAX_EIO;
     if (zmq_send (w->raw, body, len,
@@ -299,23 +349,30 @@ s_begin (app_worker_t *w, uint64_t req, uint32_t n, msgpack_packer *pk)
     return pk;
 }
 
+static void s_call_free (s_call_t *c);
+
 /*  Sends w->out for app a and records the call (taken). */
 static int
 s_request (s_app_t *a, uint64_t req, const char *cmd, s_call_t *call)
 {
     app_worker_t *w = a->w;
     if (w->out.oom) {
-        free (call);
+        s_call_free (call);
         return AAAX_ENOMEM;
     }
     if (call && chan_map_put (&a->calls, req, call) != 0) {
-        free (call);
+        s_call_free (call);
         return AAAX_ENOMEM;
     }
+    /*  Direct mode, re-docking: a subscribe or unsubscribe waits and goes
+        once the app is docked again (s_redocked); anything else fails. */
+    if (w->direct && !w->linked && call && call->co
+        && (call->kind == C_SUB || call->kind == C_UNSUB))
+        return 0;
     int rc = s_send (w, a, cmd, w->out.data, w->out.len);
     if (rc != 0 && call) {
         chan_map_del (&a->calls, req);
-        free (call);
+        s_call_free (call);
     }
     return rc;
 }
@@ -338,6 +395,8 @@ s_call_free (s_call_t *c)
         return;
     free (c->fs_path);
     free (c->fs_data);
+    free (c->chan);
+    free (c->ids);
     free (c);
 }
 
@@ -555,10 +614,8 @@ s_push_refusal (lua_State *co, int code, const char *reason)
 /*  Queues a mailbox id for the ACK of this turn. The buffer is made on
     the first: an app that is never sent anything does not pay for it. */
 static void
-s_ack_later (s_app_t *a, const char *id)
+s_ack_queue (s_app_t *a, const char *id)
 {
-    if (!id || !*id)
-        return;
     if (!a->acks && !(a->acks = (char (*)[40]) malloc (S_ACK_MAX * 40))) {
         zsys_warning ("app %s: no memory to acknowledge %s; it comes again",
                       a->name, id);
@@ -568,6 +625,27 @@ s_ack_later (s_app_t *a, const char *id)
     s_touch (a->w, a);
     if (a->nacks == S_ACK_MAX)
         s_flush_acks (a);
+}
+
+/*  A mailbox message is done with: ACK it. Direct mode remembers it until
+    the kernel confirms the ACK: after a re-dock it is acknowledged again,
+    and a copy the kernel delivers again is not handled twice. */
+static void
+s_ack_later (s_app_t *a, const char *id)
+{
+    if (!id || !*id)
+        return;
+    if (a->seen) {
+        if (zhashx_lookup (a->seen, id))
+            zhashx_update (a->seen, id, S_DONE);
+        else if (zhashx_insert (a->seen, id, S_DONE) != 0) {
+            zsys_warning ("app %s: no memory to acknowledge %s; it comes "
+                          "again",
+                          a->name, id);
+            return;
+        }
+    }
+    s_ack_queue (a, id);
 }
 
 /*  Starts a callback: handler ref with the argument pushed by push (NULL:
@@ -680,12 +758,14 @@ s_flush_acks (s_app_t *a)
 {
     if (!a->nacks)
         return;
+    app_worker_t *w = a->w;
+    /*  Direct mode without a session: the ids stay in a->seen and are
+        acknowledged once docked again. */
     if (a->state == A_DOCKING || a->state == A_BACKOFF || a->state == A_FAILED
-        || a->state == A_LOADING) {
+        || a->state == A_LOADING || (w->direct && !w->linked)) {
         a->nacks = 0;
         return;
     }
-    app_worker_t *w = a->w;
     msgpack_packer pk;
     uint64_t req = ++a->next_req;
     s_begin (w, req, 2, &pk);
@@ -697,8 +777,13 @@ s_flush_acks (s_app_t *a)
     msgpack_pack_array (&pk, a->nacks);
     for (size_t i = 0; i < a->nacks; i++)
         chan_pack_cstr (&pk, a->acks[i]);
+    s_call_t *c = s_call_new (C_ACKS, NULL);
+    if (c && a->seen && (c->ids = (char (*)[40]) malloc (a->nacks * 40))) {
+        memcpy (c->ids, a->acks, a->nacks * 40);
+        c->nids = a->nacks;
+    }
     a->nacks = 0;
-    s_request (a, req, "ACK", s_call_new (C_ACKS, NULL));
+    s_request (a, req, "ACK", c);
 }
 
 static void
@@ -734,6 +819,12 @@ s_release_calls (s_app_t *a)
     }
     a->held_tail = NULL;
     a->nheld = 0;
+    if (a->seen)
+        zhashx_purge (a->seen);
+    if (a->subs)
+        zhashx_purge (a->subs);
+    if (a->orphans)
+        zhashx_purge (a->orphans);
 }
 
 /*  Ends the incarnation: the Lua state, the calls, the session (BYE: its
@@ -754,6 +845,13 @@ s_down (s_app_t *a, bool bye)
     }
     if (!w->direct)
         chan_map_del (&w->slots, a->slot);
+    else {
+        /*  The session is over (or is left to time out, when the link
+            is down): the next HELLO docks anew. */
+        w->linked = false;
+        w->hello_at = 0;
+        w->session[0] = 0;
+    }
     a->nacks = 0;
     s_release_calls (a);
     chan_heap_remove (&w->due, &a->stop_due.node);
@@ -808,16 +906,17 @@ s_crash (s_app_t *a, const char *reason)
     s_event (w, a, APP_EV_CRASHED, reason);
 }
 
-/*  HELLO for the incarnation. */
+/*  Sends a HELLO for a; resume (direct mode, docking again) names the
+    session to take over. */
 static int
-s_hello (s_app_t *a)
+s_hello_send (s_app_t *a, const char *resume)
 {
     app_worker_t *w = a->w;
     app_manifest_t *m = &a->spec->m;
     msgpack_packer pk;
     uint64_t req = ++a->next_req;
     bool priv = w->direct && w->cfg.session_token;
-    s_begin (w, req, priv ? 5 : 3, &pk);
+    s_begin (w, req, (priv ? 5 : 3) + (resume ? 1 : 0), &pk);
     chan_pack_str (&pk, "system", 6);
     chan_pack_cstr (&pk, a->name);
     chan_pack_str (&pk, "version", 7);
@@ -832,8 +931,25 @@ s_hello (s_app_t *a)
         chan_pack_str (&pk, "token", 5);
         chan_pack_cstr (&pk, w->cfg.session_token);
     }
+    if (resume) {
+        chan_pack_str (&pk, "resume", 6);
+        chan_pack_cstr (&pk, resume);
+    }
+    int rc = s_request (a, req, "HELLO", s_call_new (C_HELLO, NULL));
+    if (rc == 0 && w->direct)
+        w->hello_at = hal_clock_mono_ms ();
+    return rc;
+}
+
+/*  HELLO for the incarnation. */
+static int
+s_hello (s_app_t *a)
+{
     a->state = A_DOCKING;
-    return s_request (a, req, "HELLO", s_call_new (C_HELLO, NULL));
+    /*  Direct mode with the link down: it goes once a new link is up. */
+    if (a->w->direct && !a->w->up)
+        return 0;
+    return s_hello_send (a, NULL);
 }
 
 /*  Reads the handlers out of the table main.lua returned (on the main
@@ -952,7 +1068,7 @@ s_boot (s_app_t *a, char *err, size_t errlen)
 }
 
 /*  start() returned: the app runs; messages held meanwhile go in. */
-static void s_deliver (s_app_t *a, const void *body, size_t len);
+static void s_deliver (s_app_t *a, const void *body, size_t len, bool held);
 
 static void
 s_started (s_app_t *a)
@@ -967,7 +1083,7 @@ s_started (s_app_t *a)
         if (!a->held_head)
             a->held_tail = NULL;
         a->nheld--;
-        s_deliver (a, h->body, h->len);
+        s_deliver (a, h->body, h->len, true);
         free (h);
     }
 }
@@ -1015,6 +1131,8 @@ s_error_of (const msgpack_object *body, int *code, char *reason, size_t size)
 }
 
 static int s_fs_do (s_app_t *a, lua_State *co, s_call_t *c);
+static bool s_hello_direct (s_app_t *a, bool ok, int code, const char *reason,
+                            const msgpack_object *body);
 
 /*  A gate answer (the envelope's data) for call c. Returns true when the
     call is finished (c freed). */
@@ -1057,9 +1175,10 @@ s_gate_answer (s_app_t *a, s_call_t *c, const msgpack_object *data)
 
 static void s_begin_stop (s_app_t *a, bool kill);
 
-/*  A MSG push for app a (body packed). */
+/*  A MSG push for app a (body packed); held: one that waited for start()
+    to return. */
 static void
-s_deliver (s_app_t *a, const void *body, size_t len)
+s_deliver (s_app_t *a, const void *body, size_t len, bool held)
 {
     msgpack_unpacked unp;
     msgpack_unpacked_init (&unp);
@@ -1083,6 +1202,26 @@ s_deliver (s_app_t *a, const void *body, size_t len)
         return;
     }
     const msgpack_object *data = s_get (env, "data");
+    /*  Direct mode: after a re-dock the kernel delivers again what was not
+        acknowledged. One being handled (or held) is acknowledged when done;
+        one handled already is acknowledged again, not handled twice. */
+    if (a->seen && mbox && id[0] && !held) {
+        void *st = zhashx_lookup (a->seen, id);
+        if (st) {
+            if (st == S_DONE)
+                s_ack_queue (a, id);
+            msgpack_unpacked_destroy (&unp);
+            return;
+        }
+    }
+    if (a->orphans && mbox && corr[0] && streq (from, "kernel.gate")
+        && zhashx_lookup (a->orphans, corr)) {
+        /*  Its call failed when the link was lost: no one waits for it. */
+        zhashx_delete (a->orphans, corr);
+        s_ack_later (a, id);
+        msgpack_unpacked_destroy (&unp);
+        return;
+    }
     if (mbox && corr[0] && streq (from, "kernel.gate")) {
         s_call_t *c = (s_call_t *) zhashx_lookup (a->gates, corr);
         if (c) {
@@ -1138,6 +1277,11 @@ s_deliver (s_app_t *a, const void *body, size_t len)
         s_held_t *h = a->nheld < S_HELD_MAX
                           ? (s_held_t *) malloc (sizeof *h + len)
                           : NULL;
+        if (h && a->seen && mbox && id[0]
+            && zhashx_insert (a->seen, id, S_BUSY) != 0) {
+            free (h);
+            h = NULL;
+        }
         if (h) {
             h->next = NULL;
             h->len = len;
@@ -1152,8 +1296,15 @@ s_deliver (s_app_t *a, const void *body, size_t len)
         msgpack_unpacked_destroy (&unp);
         return;
     }
-    if (a->state == A_RUNNING)
+    if (a->state == A_RUNNING) {
+        if (a->seen && mbox && id[0] && !held
+            && zhashx_insert (a->seen, id, S_BUSY) != 0) {
+            /*  No memory to remember it: it comes again. */
+            msgpack_unpacked_destroy (&unp);
+            return;
+        }
         s_callback (a, K_MESSAGE, a->ref_message, env, mbox ? id : NULL);
+    }
     msgpack_unpacked_destroy (&unp);
 }
 
@@ -1176,17 +1327,14 @@ s_reply (s_app_t *a, const char *cmd, const msgpack_object *body)
     switch (c->kind) {
     case C_HELLO:
         s_call_free (c);
+        if (a->w->direct && !s_hello_direct (a, ok, code, reason, body))
+            return;
         if (!ok) {
             char why[320];
             snprintf (why, sizeof why, "the kernel refused to dock it: %d %s",
                       code, reason);
             s_crash (a, why);
             return;
-        }
-        if (a->w->direct) {
-            uint64_t hb = 0;
-            if (chan_obj_get_uint (body, "heartbeat_ms", &hb) && hb)
-                a->w->heartbeat_ms = (uint32_t) hb;
         }
         a->state = A_STARTING;
         if (a->ref_start == LUA_NOREF)
@@ -1201,6 +1349,22 @@ s_reply (s_app_t *a, const char *cmd, const msgpack_object *body)
             a->errors++;
             zsys_warning ("app %s: the kernel refused a request: %d %s",
                           a->name, code, reason);
+        }
+        /*  Answered either way: nothing to acknowledge again. */
+        for (size_t i = 0; a->seen && i < c->nids; i++)
+            if (zhashx_lookup (a->seen, c->ids[i]) == S_DONE)
+                zhashx_delete (a->seen, c->ids[i]);
+        s_call_free (c);
+        return;
+    case C_PROBE: s_call_free (c); return;
+    case C_RESUB:
+        if (!ok) {
+            a->errors++;
+            zsys_warning ("app %s: cannot subscribe to %s again after "
+                          "docking again: %d %s",
+                          a->name, c->chan ? c->chan : "?", code, reason);
+            if (a->subs && c->chan)
+                zhashx_delete (a->subs, c->chan);
         }
         s_call_free (c);
         return;
@@ -1218,7 +1382,7 @@ s_reply (s_app_t *a, const char *cmd, const msgpack_object *body)
                 zhashx_insert (a->gates, id, c);
                 zchunk_t *copy = zchunk_dup (early);
                 zhashx_delete (a->early, id);
-                s_deliver (a, zchunk_data (copy), zchunk_size (copy));
+                s_deliver (a, zchunk_data (copy), zchunk_size (copy), false);
                 zchunk_destroy (&copy);
             } else
                 zhashx_insert (a->gates, id, c);
@@ -1232,6 +1396,13 @@ s_reply (s_app_t *a, const char *cmd, const msgpack_object *body)
     }
     /*  Calls a callback waits for. */
     int kind = c->kind;
+    if (ok && a->subs && c->chan) {
+        /*  Direct mode: what a new session is subscribed to again. */
+        if (kind == C_SUB)
+            zhashx_update (a->subs, c->chan, S_BUSY);
+        else if (kind == C_UNSUB)
+            zhashx_delete (a->subs, c->chan);
+    }
     s_call_free (c);
     if (!ok) {
         s_push_refusal (co, code, reason);
@@ -1300,23 +1471,37 @@ s_wait (lua_State *L, s_app_t *a)
     return lua_yield (L, 0);
 }
 
-/*  Sends the request in w->out; a waiting kind suspends the caller. */
+/*  nil and why a request could not go: two values. */
+static int
+s_push_unsent (lua_State *L, s_app_t *a, int rc)
+{
+    lua_pushnil (L);
+    if (a->w->direct && !a->w->linked)
+        lua_pushstring (L, S_LOST);
+    else
+        lua_pushfstring (L, "500 cannot reach the kernel (%s)",
+                         aaax_strerror (rc));
+    return 2;
+}
+
+/*  Sends the request in w->out; a waiting kind suspends the caller. chan:
+    the channel of a SUB or UNSUB (direct mode keeps it). */
 static int
 s_issue (lua_State *L, s_app_t *a, uint64_t req, const char *cmd, int kind,
-         const char *fn)
+         const char *fn, const char *chan)
 {
     if (kind != C_ASYNC)
         s_waitable (L, a, fn);
     s_call_t *c = s_call_new (kind, kind == C_ASYNC ? NULL : L);
+    if (c && chan && a->subs && !(c->chan = strdup (chan))) {
+        s_call_free (c);
+        c = NULL;
+    }
     if (!c)
         return luaL_error (L, "aaax.%s: out of memory", fn);
     int rc = s_request (a, req, cmd, c);
-    if (rc != 0) {
-        lua_pushnil (L);
-        lua_pushfstring (L, "500 cannot reach the kernel (%s)",
-                         aaax_strerror (rc));
-        return 2;
-    }
+    if (rc != 0)
+        return s_push_unsent (L, a, rc);
     if (kind == C_ASYNC) {
         lua_pushboolean (L, 1);
         return 1;
@@ -1355,7 +1540,7 @@ s_api_send (lua_State *L)
         chan_pack_str (&pk, "corr", 4);
         chan_pack_cstr (&pk, corr);
     }
-    return s_issue (L, a, req, "SEND", C_ASYNC, "send");
+    return s_issue (L, a, req, "SEND", C_ASYNC, "send", NULL);
 }
 
 static int
@@ -1390,7 +1575,7 @@ s_api_write (lua_State *L)
     chan_pack_cstr (&pk, chan);
     chan_pack_str (&pk, "data", 4);
     s_pack_lua (L, 2, &pk, 0);
-    return s_issue (L, a, req, "WRITE", C_ASYNC, "write");
+    return s_issue (L, a, req, "WRITE", C_ASYNC, "write", NULL);
 }
 
 static int
@@ -1404,7 +1589,7 @@ s_api_sub (lua_State *L, const char *cmd, int kind, const char *fn)
     s_begin (a->w, req, 1, &pk);
     chan_pack_str (&pk, "chan", 4);
     chan_pack_cstr (&pk, chan);
-    return s_issue (L, a, req, cmd, kind, fn);
+    return s_issue (L, a, req, cmd, kind, fn, chan);
 }
 
 static int
@@ -1446,7 +1631,7 @@ s_api_claim (lua_State *L)
         chan_pack_str (&pk, "lease_ms", 8);
         msgpack_pack_uint64 (&pk, (uint64_t) lease_ms);
     }
-    return s_issue (L, a, req, "CLAIM", C_CLAIM, "claim");
+    return s_issue (L, a, req, "CLAIM", C_CLAIM, "claim", NULL);
 }
 
 /*  Packs ids (a string or a list of strings) at arg. */
@@ -1489,7 +1674,7 @@ s_api_ack (lua_State *L)
     chan_pack_cstr (&pk, chan);
     chan_pack_str (&pk, "ids", 3);
     s_pack_ids (L, 2, &pk);
-    return s_issue (L, a, req, "ACK", C_ACK, "ack");
+    return s_issue (L, a, req, "ACK", C_ACK, "ack", NULL);
 }
 
 static int
@@ -1512,7 +1697,7 @@ s_api_nack (lua_State *L)
         chan_pack_str (&pk, "delay_ms", 8);
         msgpack_pack_uint64 (&pk, (uint64_t) delay);
     }
-    return s_issue (L, a, req, "NACK", C_NACK, "nack");
+    return s_issue (L, a, req, "NACK", C_NACK, "nack", NULL);
 }
 
 /*  Sends a gate request {action, target, args} and waits for its answer.
@@ -1555,12 +1740,8 @@ s_gate_issue (lua_State *L, s_app_t *a, const char *action, const char *target,
         return luaL_error (L, "aaax.%s: out of memory", fn);
     }
     int rc = s_request (a, req, "WRITE", c);
-    if (rc != 0) {
-        lua_pushnil (L);
-        lua_pushfstring (L, "500 cannot reach the kernel (%s)",
-                         aaax_strerror (rc));
-        return 2;
-    }
+    if (rc != 0)
+        return s_push_unsent (L, a, rc);
     return s_wait (L, a);
 }
 
@@ -2113,6 +2294,517 @@ s_open_api (lua_State *L)
     return 0;
 }
 
+/*  ---- direct mode: the link to the kernel ----------------------------------
+ */
+
+static void s_link_close (app_worker_t *w, bool flush);
+
+/*  Makes the link's socket and connects it (the HELLO is the caller's). */
+static int
+s_link_open (app_worker_t *w, char *err, size_t errlen)
+{
+    w->sock = zsock_new (ZMQ_DEALER);
+    if (!w->sock) {
+        aaax_seterr (err, errlen, "cannot make a socket");
+        return AAAX_ENOMEM;
+    }
+    w->raw = zsock_resolve (w->sock);
+    int hwm = 0; /* the kernel bounds what it sends (mailbox window) */
+    zmq_setsockopt (w->raw, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (w->raw, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    int linger = 1000; /* the BYE at the end is flushed */
+    zmq_setsockopt (w->raw, ZMQ_LINGER, &linger, sizeof linger);
+    /*  One connection per socket: libzmq must not connect again behind the
+        session's back (the kernel would see a new peer, not docked); a
+        lost connection is a new socket and a new HELLO. */
+    int ivl = -1;
+    zmq_setsockopt (w->raw, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    if (w->cfg.curve_server
+        && (zmq_setsockopt (w->raw, ZMQ_CURVE_SERVERKEY, w->cfg.curve_server,
+                            40)
+                != 0
+            || zmq_setsockopt (w->raw, ZMQ_CURVE_PUBLICKEY, w->cfg.curve_public,
+                               40)
+                   != 0
+            || zmq_setsockopt (w->raw, ZMQ_CURVE_SECRETKEY, w->cfg.curve_secret,
+                               40)
+                   != 0)) {
+        aaax_seterr (err, errlen, "bad CURVE key: %s", zmq_strerror (errno));
+        s_link_close (w, false);
+        return AAAX_EINVAL;
+    }
+    /*  Its events tell at once when the connection fails or ends; without
+        them the heartbeat finds it (3 periods). */
+    char ep[96];
+    snprintf (ep, sizeof ep, "inproc://aaax-app-link-%p-%u", (void *) w,
+              ++w->sockets);
+    if (zmq_socket_monitor (w->raw, ep,
+                            ZMQ_EVENT_CLOSED | ZMQ_EVENT_DISCONNECTED
+                                | ZMQ_EVENT_HANDSHAKE_SUCCEEDED
+                                | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        == 0) {
+        w->mon = zsock_new (ZMQ_PAIR);
+        if (w->mon && zsock_connect (w->mon, "%s", ep) != 0)
+            zsock_destroy (&w->mon);
+        if (!w->mon)
+            zmq_socket_monitor (w->raw, NULL, 0);
+    }
+    if (zmq_connect (w->raw, w->cfg.endpoint) != 0) {
+        aaax_seterr (err, errlen, "cannot connect to %s: %s", w->cfg.endpoint,
+                     zmq_strerror (errno));
+        s_link_close (w, false);
+        return AAAX_EINVAL;
+    }
+    int64_t now = hal_clock_mono_ms ();
+    w->up = true;
+    w->handshaken = w->linked = false;
+    w->hello_at = 0;
+    w->last_sent = w->last_recv = now;
+    w->gap_at = 0;
+    return 0;
+}
+
+/*  Closes the link's socket (hosted mode: the worker's). flush: a queued
+    BYE still goes (linger); else what is queued is dropped. */
+static void
+s_link_close (app_worker_t *w, bool flush)
+{
+    if (w->raw && w->mon)
+        zmq_socket_monitor (w->raw, NULL, 0);
+    zsock_destroy (&w->mon);
+    if (w->raw && !flush) {
+        int linger = 0;
+        zmq_setsockopt (w->raw, ZMQ_LINGER, &linger, sizeof linger);
+    }
+    zsock_destroy (&w->sock);
+    w->raw = NULL;
+    w->up = w->handshaken = w->linked = false;
+    w->hello_at = 0;
+}
+
+/*  The link is gone: what waited on it is answered (the app keeps its
+    state and its callbacks go on). A subscribe or unsubscribe is repeated
+    once docked again; a claim, ack, nack, gate or fs.* call returns
+    nil, S_LOST (it may or may not have taken effect); a send or write in
+    flight is not known to have arrived. The runtime's own requests are
+    made again as needed. */
+static void
+s_calls_lost (s_app_t *a)
+{
+    size_t cap = a->calls.n + zhashx_size (a->gates) + 1;
+    lua_State **fail = (lua_State **) calloc (cap, sizeof *fail);
+    if (!fail) {
+        s_crash (a, "out of memory");
+        return;
+    }
+    size_t nfail = 0, nasync = 0;
+    chan_map_t old = a->calls;
+    chan_map_init (&a->calls);
+    for (size_t i = 0; old.mask && i <= old.mask; i++) {
+        if (!old.keys[i])
+            continue;
+        s_call_t *c = (s_call_t *) old.vals[i];
+        if ((c->kind == C_SUB || c->kind == C_UNSUB) && c->co) {
+            if (chan_map_put (&a->calls, old.keys[i], c) == 0)
+                continue; /* s_redocked sends it again */
+            fail[nfail++] = c->co;
+        } else if (c->kind == C_CLAIM || c->kind == C_ACK || c->kind == C_NACK
+                   || c->kind == C_GATE) {
+            if (c->co)
+                fail[nfail++] = c->co;
+        } else if (c->kind == C_ASYNC)
+            nasync++;
+        s_call_free (c);
+    }
+    chan_map_fini (&old);
+    for (s_call_t *c = (s_call_t *) zhashx_first (a->gates); c;
+         c = (s_call_t *) zhashx_next (a->gates)) {
+        /*  The decision may still come to the mailbox: dropped then. */
+        if (a->orphans && zhashx_size (a->orphans) < S_ORPHANS_MAX)
+            zhashx_insert (a->orphans, (const char *) zhashx_cursor (a->gates),
+                           S_BUSY);
+        if (c->co)
+            fail[nfail++] = c->co;
+        s_call_free (c);
+    }
+    zhashx_purge (a->gates);
+    zhashx_purge (a->early);
+    if (nasync)
+        zsys_warning ("app %s: %zu send/write request(s) had no answer yet: "
+                      "they may not have reached the kernel",
+                      a->name, nasync);
+    for (size_t i = 0; i < nfail; i++) {
+        lua_State *co = fail[i];
+        /*  A callback resumed before may have crashed the app. */
+        if (!a->sb || !chan_map_get (&a->cbs, (uint64_t) (uintptr_t) co)
+            || !lua_checkstack (co, 2))
+            continue;
+        lua_pushnil (co);
+        lua_pushstring (co, S_LOST);
+        s_answer (a, co, 2);
+    }
+    free (fail);
+}
+
+/*  The link failed (why): closed now, tried again after a back-off. */
+static void
+s_link_lost (app_worker_t *w, const char *why)
+{
+    if (!w->up)
+        return;
+    s_app_t *a = (s_app_t *) zhashx_first (w->byname);
+    bool was_linked = w->linked;
+    if (w->hello_at && w->handshaken)
+        w->maybe_docked = true; /* the kernel may have docked it */
+    s_link_close (w, false);
+    int64_t now = hal_clock_mono_ms ();
+    if (!w->lost_at)
+        w->lost_at = now;
+    w->attempts++;
+    /*  100 ms doubling to 5 s, each within +-25 %: the agents of a
+        restarted kernel do not all come back at the same moment. */
+    uint32_t base = w->relink_ms ? w->relink_ms : S_RELINK_MIN_MS;
+    uint32_t delay = base - base / 4 + randombytes_uniform (base / 2 + 1);
+    w->relink_ms = base >= S_RELINK_MAX_MS / 2 ? S_RELINK_MAX_MS : base * 2;
+    w->relink_at = now + delay;
+    zsys_warning ("app %s: %s %s (%s); trying again in %u ms",
+                  a ? a->name : "?",
+                  was_linked       ? "lost the kernel at"
+                  : w->ever_docked ? "cannot dock again at"
+                                   : "cannot dock at",
+                  w->cfg.endpoint, why, delay);
+    if (a && a->sb)
+        s_calls_lost (a);
+}
+
+static int
+s_cmp_req (const void *x, const void *y)
+{
+    uint64_t p = *(const uint64_t *) x, q = *(const uint64_t *) y;
+    return p < q ? -1 : p > q;
+}
+
+/*  Docked again; resumed: the kernel kept the session. The subscribe and
+    unsubscribe calls that waited go, in the order they were made; a new
+    session subscribes again to what the app was subscribed to; what was
+    handled but whose ACK is unconfirmed is acknowledged again. Returns the
+    number of subscriptions renewed. */
+static size_t
+s_redocked (s_app_t *a, bool resumed)
+{
+    app_worker_t *w = a->w;
+    size_t n = 0;
+    uint64_t *reqs = NULL;
+    if (a->calls.n
+        && !(reqs = (uint64_t *) malloc (a->calls.n * sizeof *reqs))) {
+        s_crash (a, "out of memory");
+        return 0;
+    }
+    for (size_t i = 0; a->calls.mask && i <= a->calls.mask; i++) {
+        s_call_t *c = (s_call_t *) a->calls.vals[i];
+        if (a->calls.keys[i] && (c->kind == C_SUB || c->kind == C_UNSUB))
+            reqs[n++] = a->calls.keys[i];
+    }
+    if (n)
+        qsort (reqs, n, sizeof *reqs, s_cmp_req);
+    msgpack_packer pk;
+    for (size_t i = 0; i < n; i++) {
+        s_call_t *c = (s_call_t *) chan_map_get (&a->calls, reqs[i]);
+        s_begin (w, reqs[i], 1, &pk);
+        chan_pack_str (&pk, "chan", 4);
+        chan_pack_cstr (&pk, c->chan ? c->chan : "");
+        s_send (w, a, c->kind == C_SUB ? "SUB" : "UNSUB", w->out.data,
+                w->out.len);
+    }
+    size_t renewed = 0;
+    for (void *it = !resumed && a->subs ? zhashx_first (a->subs) : NULL; it;
+         it = zhashx_next (a->subs)) {
+        const char *chan = (const char *) zhashx_cursor (a->subs);
+        bool pending = false;
+        for (size_t i = 0; i < n && !pending; i++) {
+            s_call_t *c = (s_call_t *) chan_map_get (&a->calls, reqs[i]);
+            pending = c && c->chan && streq (c->chan, chan);
+        }
+        if (pending)
+            continue;
+        s_call_t *c = s_call_new (C_RESUB, NULL);
+        if (!c || !(c->chan = strdup (chan))) {
+            s_call_free (c);
+            continue;
+        }
+        uint64_t req = ++a->next_req;
+        s_begin (w, req, 1, &pk);
+        chan_pack_str (&pk, "chan", 4);
+        chan_pack_cstr (&pk, chan);
+        if (s_request (a, req, "SUB", c) == 0)
+            renewed++;
+    }
+    free (reqs);
+    for (void *st = a->seen ? zhashx_first (a->seen) : NULL; st;
+         st = zhashx_next (a->seen))
+        if (st == S_DONE)
+            s_ack_queue (a, (const char *) zhashx_cursor (a->seen));
+    s_flush_acks (a);
+    return renewed;
+}
+
+/*  Direct mode: the answer to a HELLO. Returns true when the usual path
+    goes on (the incarnation's first dock: start() runs, or a refusal
+    crashes it), false when handled here. */
+static bool
+s_hello_direct (s_app_t *a, bool ok, int code, const char *reason,
+                const msgpack_object *body)
+{
+    app_worker_t *w = a->w;
+    bool redock = a->state != A_DOCKING;
+    w->hello_at = 0;
+    if (!ok) {
+        /*  Refused for who it is (a key not bound to the name, a bad
+            token): asking again changes nothing. A first dock refused
+            for any reason (409: the name is taken) ends the run too. */
+        bool fatal = code == 400 || code == 401 || code == 403
+                     || (!redock && a->first_start && !w->ever_docked
+                         && !w->maybe_docked);
+        char why[400];
+        if (!fatal) {
+            snprintf (why, sizeof why, "HELLO refused: %d %s", code, reason);
+            s_link_lost (w, why);
+            return false;
+        }
+        if (!redock)
+            return true;
+        snprintf (why, sizeof why, "the kernel refused to dock it again: %d %s",
+                  code, reason);
+        zsys_error ("app %s: %s", a->name, why);
+        snprintf (a->error, sizeof a->error, "%s", why);
+        s_down (a, false);
+        a->state = A_FAILED;
+        s_event (w, a, APP_EV_FAILED, why);
+        return false;
+    }
+    uint64_t hb = 0;
+    if (chan_obj_get_uint (body, "heartbeat_ms", &hb) && hb)
+        w->heartbeat_ms = (uint32_t) hb;
+    if (!s_get_str (body, "session", w->session, sizeof w->session))
+        w->session[0] = 0;
+    int64_t now = hal_clock_mono_ms ();
+    w->linked = true;
+    w->last_recv = now;
+    w->gap_at = 0;
+    w->relink_ms = S_RELINK_MIN_MS;
+    w->ever_docked = true;
+    w->maybe_docked = false;
+    int64_t took = w->lost_at ? now - w->lost_at : 0;
+    uint32_t attempts = w->attempts;
+    w->lost_at = 0;
+    w->attempts = 0;
+    if (!redock) {
+        if (attempts)
+            zsys_info ("app %s: docked at %s after %u failed attempt(s)",
+                       a->name, w->cfg.endpoint, attempts);
+        return true;
+    }
+    const msgpack_object *r = s_get (body, "resumed");
+    bool resumed = r && r->type == MSGPACK_OBJECT_BOOLEAN && r->via.boolean;
+    size_t renewed = s_redocked (a, resumed);
+    if (resumed)
+        zsys_info ("app %s: docked again at %s after %lld ms: session "
+                   "resumed",
+                   a->name, w->cfg.endpoint, (long long) took);
+    else
+        zsys_info ("app %s: docked again at %s after %lld ms: a new "
+                   "session, %zu subscription(s) renewed",
+                   a->name, w->cfg.endpoint, (long long) took, renewed);
+    return false;
+}
+
+/*  A 401 on a request of a live session: the kernel no longer knows it.
+    After a silence of either side (this process or the kernel stood
+    still) it timed the session out: dock again. Otherwise it ended it on
+    purpose -- an operator's CTL kill, a revoked key -- and docking again
+    would undo that: the app stops (no stop(): it is undocked) and the
+    run fails. */
+static void
+s_undocked (s_app_t *a, const char *reason)
+{
+    app_worker_t *w = a->w;
+    int64_t now = hal_clock_mono_ms ();
+    /*  The kernel says why it ended the session (docs/PROTOCOL.md, section
+        5): a timeout or a takeover is docked again, a kill or a revoked
+        key is final. Without a reason (an older kernel), the silence
+        decides. */
+    bool timed_out = strstr (reason, "ended (silent") != NULL
+                     || strstr (reason, "ended (replaced") != NULL;
+    bool ended = strstr (reason, "ended (") != NULL;
+    if (timed_out
+        || (!ended && w->gap_at
+            && now - w->gap_at <= 3 * (int64_t) w->heartbeat_ms)) {
+        s_link_lost (w, "401: the session timed out while silent");
+        return;
+    }
+    char why[300];
+    snprintf (why, sizeof why,
+              "undocked by the kernel while its connection was live (%s); "
+              "not docking again",
+              ended ? reason : "killed by an operator, or its key revoked");
+    zsys_error ("app %s: %s", a->name, why);
+    snprintf (a->error, sizeof a->error, "%s", why);
+    s_down (a, false);
+    a->state = A_FAILED;
+    s_event (w, a, APP_EV_FAILED, why);
+}
+
+/*  The socket's monitor events: a failed or ended connection. */
+static void
+s_link_events (app_worker_t *w)
+{
+    while (w->mon) {
+        void *mon = zsock_resolve (w->mon);
+        zmq_msg_t m;
+        zmq_msg_init (&m);
+        if (zmq_msg_recv (&m, mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&m);
+            return;
+        }
+        uint16_t ev = 0;
+        if (zmq_msg_size (&m) >= 6)
+            memcpy (&ev, zmq_msg_data (&m), 2);
+        bool more = zmq_msg_more (&m);
+        zmq_msg_close (&m);
+        while (more) { /* the endpoint */
+            zmq_msg_init (&m);
+            if (zmq_msg_recv (&m, mon, 0) < 0) {
+                zmq_msg_close (&m);
+                break;
+            }
+            more = zmq_msg_more (&m);
+            zmq_msg_close (&m);
+        }
+        bool curve = w->cfg.curve_server != NULL;
+        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+            w->handshaken = true;
+        else if (ev == ZMQ_EVENT_CLOSED)
+            s_link_lost (w, "cannot connect");
+        else if (ev == ZMQ_EVENT_DISCONNECTED)
+            s_link_lost (w, w->handshaken ? "connection closed"
+                            : curve       ? "closed during the CURVE "
+                                            "handshake: check --server-key "
+                                            "(aaax kernel-key) and --key"
+                                          : "closed during the handshake");
+        else
+            s_link_lost (w, curve ? "CURVE handshake failed: check "
+                                    "--server-key (aaax kernel-key) and --key"
+                                  : "handshake failed");
+    }
+}
+
+/*  What the app needs of the link: a session (docking, or docked). */
+static bool
+s_wants_link (s_app_t *a)
+{
+    return a && a->sb
+           && (a->state == A_DOCKING || a->state == A_STARTING
+               || a->state == A_RUNNING || a->state == A_STOPPING);
+}
+
+static int64_t
+s_hello_limit (app_worker_t *w)
+{
+    int64_t t = 3 * (int64_t) w->heartbeat_ms;
+    return t > S_CONNECT_MS ? t : S_CONNECT_MS;
+}
+
+/*  The link's timers: a new link when due, the HELLO's answer, liveness
+    and the keepalive. */
+static void
+s_link_tick (app_worker_t *w, int64_t now)
+{
+    s_app_t *a = (s_app_t *) zhashx_first (w->byname);
+    char why[200];
+    if (!w->up) {
+        if (!s_wants_link (a) || now < w->relink_at)
+            return;
+        if (s_link_open (w, why, sizeof why) != 0) {
+            w->relink_at = now + w->relink_ms;
+            zsys_warning ("app %s: %s", a->name, why);
+            return;
+        }
+        /*  Docking again keeps the app's state: its session is taken over
+            when the kernel still has it. */
+        s_hello_send (a, a->state != A_DOCKING && w->session[0] ? w->session
+                                                                : NULL);
+        return;
+    }
+    if (w->hello_at) {
+        int64_t limit = s_hello_limit (w);
+        if (now - w->hello_at > limit) {
+            snprintf (why, sizeof why, "no answer to HELLO within %lld ms%s",
+                      (long long) limit,
+                      w->handshaken ? ""
+                                    : ", the connection's handshake did not "
+                                      "complete (a CURVE endpoint? give "
+                                      "--server-key and --key)");
+            s_link_lost (w, why);
+        }
+        return;
+    }
+    if (!w->linked || !w->heartbeat_ms || !a || !a->sb)
+        return;
+    int64_t hb = w->heartbeat_ms;
+    if (now - w->last_recv > 3 * hb) {
+        snprintf (why, sizeof why, "nothing from it for %lld ms",
+                  (long long) (now - w->last_recv));
+        s_link_lost (w, why);
+        return;
+    }
+    if (now - w->last_sent >= hb / 2) {
+        /*  The keepalive: UNSUB of its own mailbox does nothing, and only a
+            docked session gets OK for it -- an idle app notices a kill. */
+        msgpack_packer pk;
+        uint64_t req = ++a->next_req;
+        s_begin (w, req, 1, &pk);
+        chan_pack_str (&pk, "chan", 4);
+        char mbox[AAAX_MAX_NAME + 2];
+        snprintf (mbox, sizeof mbox, "@%s", a->name);
+        chan_pack_cstr (&pk, mbox);
+        s_request (a, req, "UNSUB", s_call_new (C_PROBE, NULL));
+    }
+}
+
+/*  When s_link_tick has something to do next. */
+static int64_t
+s_link_next (app_worker_t *w)
+{
+    s_app_t *a = (s_app_t *) zhashx_first (w->byname);
+    if (!s_wants_link (a))
+        return INT64_MAX;
+    if (!w->up)
+        return w->relink_at;
+    if (w->hello_at)
+        return w->hello_at + s_hello_limit (w) + 1;
+    if (!w->linked || !w->heartbeat_ms)
+        return INT64_MAX;
+    int64_t hb = w->heartbeat_ms;
+    int64_t ping = w->last_sent + hb / 2, dead = w->last_recv + 3 * hb + 1;
+    return ping < dead ? ping : dead;
+}
+
+/*  A message came on the link. */
+static void
+s_heard (app_worker_t *w)
+{
+    int64_t now = hal_clock_mono_ms ();
+    /*  The kernel answers the keepalive every heartbeat_ms / 2: a longer
+        silence means it stood still, and may have timed the session out
+        meanwhile. */
+    if (w->linked && w->heartbeat_ms
+        && now - w->last_recv > 2 * (int64_t) w->heartbeat_ms)
+        w->gap_at = now;
+    w->last_recv = now;
+}
+
 /*  ---- the worker -----------------------------------------------------------
  */
 
@@ -2154,6 +2846,9 @@ s_app_free (s_app_t *a)
     chan_map_fini (&a->timers);
     zhashx_destroy (&a->gates);
     zhashx_destroy (&a->early);
+    zhashx_destroy (&a->seen);
+    zhashx_destroy (&a->subs);
+    zhashx_destroy (&a->orphans);
     free (a->acks);
     hal_vfs_destroy (&a->vfs);
     app_spec_destroy (&a->spec);
@@ -2189,8 +2884,28 @@ app_worker_new (const app_worker_cfg_t *cfg, app_event_fn *fn, void *arg,
     chan_heap_init (&w->due);
     chan_buf_init (&w->out);
     w->byname = zhashx_new ();
+    if (!w->byname) {
+        aaax_seterr (err, errlen, "out of memory");
+        app_worker_destroy (&w);
+        return NULL;
+    }
+    if (w->direct) {
+        if (cfg->curve_server && (!cfg->curve_public || !cfg->curve_secret)) {
+            aaax_seterr (err, errlen,
+                         "CURVE needs the server's key and this client's "
+                         "key pair");
+            app_worker_destroy (&w);
+            return NULL;
+        }
+        w->relink_ms = S_RELINK_MIN_MS;
+        if (s_link_open (w, err, errlen) != 0) {
+            app_worker_destroy (&w);
+            return NULL;
+        }
+        return w;
+    }
     w->sock = zsock_new (ZMQ_DEALER);
-    if (!w->byname || !w->sock) {
+    if (!w->sock) {
         aaax_seterr (err, errlen, "cannot make a socket");
         app_worker_destroy (&w);
         return NULL;
@@ -2199,32 +2914,9 @@ app_worker_new (const app_worker_cfg_t *cfg, app_event_fn *fn, void *arg,
     int hwm = 0; /* the kernel bounds what it sends (mailbox window) */
     zmq_setsockopt (w->raw, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (w->raw, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    /*  A direct connection flushes its BYE; an in-process host's peer is
-        gone already when it closes. */
-    int linger = w->direct ? 1000 : 0;
+    /*  An in-process host's peer is gone already when it closes. */
+    int linger = 0;
     zmq_setsockopt (w->raw, ZMQ_LINGER, &linger, sizeof linger);
-    if (cfg->curve_server) {
-        if (!cfg->curve_public || !cfg->curve_secret) {
-            aaax_seterr (err, errlen,
-                         "CURVE needs the server's key and this client's "
-                         "key pair");
-            app_worker_destroy (&w);
-            return NULL;
-        }
-        if (zmq_setsockopt (w->raw, ZMQ_CURVE_SERVERKEY, cfg->curve_server, 40)
-                != 0
-            || zmq_setsockopt (w->raw, ZMQ_CURVE_PUBLICKEY, cfg->curve_public,
-                               40)
-                   != 0
-            || zmq_setsockopt (w->raw, ZMQ_CURVE_SECRETKEY, cfg->curve_secret,
-                               40)
-                   != 0) {
-            aaax_seterr (err, errlen, "bad CURVE key: %s",
-                         zmq_strerror (errno));
-            app_worker_destroy (&w);
-            return NULL;
-        }
-    }
     if (zmq_connect (w->raw, cfg->endpoint) != 0) {
         aaax_seterr (err, errlen, "cannot connect to %s: %s", cfg->endpoint,
                      zmq_strerror (errno));
@@ -2249,7 +2941,8 @@ app_worker_destroy (app_worker_t **self_p)
     chan_map_fini (&w->slots);
     chan_heap_fini (&w->due);
     chan_buf_fini (&w->out);
-    zsock_destroy (&w->sock);
+    /*  A direct link flushes its BYE (linger). */
+    s_link_close (w, true);
     free (w);
     *self_p = NULL;
 }
@@ -2258,6 +2951,12 @@ void *
 app_worker_socket (app_worker_t *self)
 {
     return self->raw;
+}
+
+void *
+app_worker_monitor (app_worker_t *self)
+{
+    return self->mon ? zsock_resolve (self->mon) : NULL;
 }
 
 size_t
@@ -2380,7 +3079,14 @@ app_worker_add (app_worker_t *self, app_spec_t *spec)
     a->stop_due.type = D_STOP;
     chan_heap_node_init (&a->restart_due.node);
     chan_heap_node_init (&a->stop_due.node);
-    if (!a->gates || !a->early || zhashx_insert (self->byname, a->name, a)) {
+    if (self->direct) {
+        a->seen = zhashx_new ();
+        a->subs = zhashx_new ();
+        a->orphans = zhashx_new ();
+    }
+    if (!a->gates || !a->early
+        || (self->direct && (!a->seen || !a->subs || !a->orphans))
+        || zhashx_insert (self->byname, a->name, a)) {
         s_app_free (a);
         return AAAX_ENOMEM;
     }
@@ -2464,7 +3170,7 @@ s_input (app_worker_t *w, s_in_t *in)
     const void *body = zmq_msg_data (&in->parts[1]);
     size_t len = zmq_msg_size (&in->parts[1]);
     if (streq (cmd, "MSG")) {
-        s_deliver (a, body, len);
+        s_deliver (a, body, len, false);
         return;
     }
     msgpack_unpacked unp;
@@ -2478,13 +3184,22 @@ s_input (app_worker_t *w, s_in_t *in)
             zsys_warning ("app %s: the kernel ended its subscription to %s "
                           "(too slow)",
                           a->name, sub);
+            if (a->subs)
+                zhashx_delete (a->subs, sub);
         } else if (streq (cmd, "ERROR") && w->direct) {
             uint64_t code = 0;
             chan_obj_get_uint (&unp.data, "code", &code);
             uint64_t req = 0;
-            if (code == 401 && !chan_obj_get_uint (&unp.data, "req", &req))
+            bool has_req = chan_obj_get_uint (&unp.data, "req", &req);
+            s_call_t *c =
+                has_req ? (s_call_t *) chan_map_get (&a->calls, req) : NULL;
+            if (code == 401 && !has_req)
                 s_crash (a, "undocked by the kernel");
-            else
+            else if (code == 401 && c && c->kind != C_HELLO && w->linked) {
+                char reason[200] = "";
+                s_get_str (&unp.data, "reason", reason, sizeof reason);
+                s_undocked (a, reason); /* "not docked": on a docked session */
+            } else
                 s_reply (a, cmd, &unp.data);
         } else
             s_reply (a, cmd, &unp.data);
@@ -2535,10 +3250,16 @@ int64_t
 app_worker_serve (app_worker_t *self, int64_t now)
 {
     s_in_t in;
-    for (int i = 0; i < 4096 && s_recv (self, &in, ZMQ_DONTWAIT); i++) {
+    for (int i = 0; i < 4096 && self->raw && s_recv (self, &in, ZMQ_DONTWAIT);
+         i++) {
+        if (self->direct)
+            s_heard (self);
         s_input (self, &in);
         s_in_close (&in);
     }
+    /*  What came before a connection ended was read first. */
+    if (self->direct)
+        s_link_events (self);
     chan_heap_node_t *top;
     while ((top = chan_heap_top (&self->due)) && top->key <= now) {
         chan_heap_remove (&self->due, top);
@@ -2564,21 +3285,17 @@ app_worker_serve (app_worker_t *self, int64_t now)
         }
         zlistx_destroy (&gone);
     }
-    /*  A direct connection keeps its session alive. */
-    if (self->direct && self->heartbeat_ms && now >= self->next_ping) {
-        s_app_t *a = (s_app_t *) zhashx_first (self->byname);
-        if (a && a->sb && a->state != A_DOCKING) {
-            msgpack_packer pk;
-            s_begin (self, ++a->next_req, 0, &pk);
-            s_send (self, a, "PING", self->out.data, self->out.len);
-        }
-        self->next_ping = now + self->heartbeat_ms;
-    }
+    /*  A direct link: reconnecting, liveness, the keepalive. */
+    if (self->direct)
+        s_link_tick (self, hal_clock_mono_ms ());
     int64_t next = INT64_MAX;
     if ((top = chan_heap_top (&self->due)))
         next = top->key;
-    if (self->direct && self->heartbeat_ms && self->next_ping < next)
-        next = self->next_ping;
+    if (self->direct) {
+        int64_t l = s_link_next (self);
+        if (l < next)
+            next = l;
+    }
     return next;
 }
 
@@ -2596,6 +3313,6 @@ app_worker_shutdown (app_worker_t *self, int timeout_ms)
         if (zhashx_size (self->byname) == 0 || now >= until)
             break;
         zmq_pollitem_t item = { self->raw, 0, ZMQ_POLLIN, 0 };
-        zmq_poll (&item, 1, 20);
+        zmq_poll (&item, self->raw ? 1 : 0, 20);
     }
 }

@@ -8,6 +8,13 @@
     "Hosted sessions"); `aaax app run DIR --connect EP` runs the same worker
     in its own process with one app, docked directly on its own connection.
 
+    A direct connection looks after itself: a keepalive when nothing was
+    sent for heartbeat_ms / 2, the link counted lost when nothing came for
+    3 x heartbeat_ms or the connection ends, then a new socket after a
+    back-off (100 ms doubling to 5 s, jittered) and HELLO {resume}; the app
+    keeps its Lua state (start() does not run again). docs/LUA.md,
+    "Running an app remotely", says what the app sees.
+
     Handlers run as coroutines: a call that waits on the kernel (subscribe,
     claim, gate, fs.*) suspends only its own callback; the worker goes on
     serving the others. A handler that raises or hits a limit crashes its
@@ -87,8 +94,13 @@ void app_worker_destroy (app_worker_t **self_p);
 /*  Docks the worker (hosted mode: its own kernel session). 0 or error. */
 int app_worker_connect (app_worker_t *self, char *err, size_t errlen);
 
-/*  The socket to poll for input (borrowed). */
+/*  The socket to poll for input (borrowed). In direct mode it changes when
+    the link is made anew, and is NULL while it is down: ask each time. */
 void *app_worker_socket (app_worker_t *self);
+
+/*  Direct mode: a second socket to poll, the link's connection events (a
+    lost connection is noticed at once), or NULL. Borrowed; ask each time. */
+void *app_worker_monitor (app_worker_t *self);
 
 /*  Adds an app (takes spec) and starts it: it docks, then start() runs;
     the outcome arrives as an event. AAAX_EEXIST when one of that name

@@ -3,7 +3,9 @@
     (actors/app_host.c), docked directly over its own connection under its
     manifest's name. Its aaax.kv and aaax.fs live on this host, under
     --data. The supervisor is the same: a crash restarts it with back-off,
-    5 restarts within 60 s end the process with status 1. */
+    5 restarts within 60 s end the process with status 1. The connection
+    looks after itself (actors/app_host.h): a lost kernel is reconnected to
+    and docked again, the app keeping its state. */
 
 #include <errno.h>
 #include <signal.h>
@@ -36,12 +38,41 @@ static const char s_usage[] =
     "                     (default tcp://127.0.0.1:5670)\n"
     "  --data DIR         where the app's kv and files live\n"
     "                     (default ./aaax-app-data)\n"
-    "  --server-key Z85   the kernel's CURVE public key (aaax kernel-key)\n"
-    "  --key CERTFILE     this agent's CURVE certificate (aaax keygen);\n"
-    "                     both are needed for a CURVE endpoint\n"
+    "  --server-key Z85   the kernel's CURVE public key (aaax kernel-key\n"
+    "                     on the kernel's host)\n"
+    "  --key CERTFILE     this agent's CURVE certificate (--cert is the\n"
+    "                     same): `aaax keygen NAME` writes NAME and\n"
+    "                     NAME_secret; give NAME. Its key must be bound\n"
+    "                     to the app's name on the kernel:\n"
+    "                     aaax authorize KEY --system APPNAME\n"
+    "                     Both options are needed for a CURVE endpoint (any\n"
+    "                     non-loopback tcp one, unless the kernel runs\n"
+    "                     with --insecure).\n"
     "\n"
-    "Exit status: 0 after a requested stop; 1 when the app cannot start or\n"
-    "fails (5 crashes within 60 s); 2 on a usage error.\n";
+    "Reconnecting: it sends a keepalive when it has sent nothing for half a\n"
+    "heartbeat period. When nothing comes from the kernel for 3 heartbeat\n"
+    "periods, or the connection ends (a kernel restart, a network failure),\n"
+    "it closes the connection, connects again after a back-off (100 ms\n"
+    "doubling to 5 s, jittered) and docks again: the kernel hands it its\n"
+    "old session (HELLO resume), or it gets a new one and subscribes again\n"
+    "to what the app had subscribed to. The app keeps its Lua state and\n"
+    "start() does not run again; a call that was waiting on the kernel\n"
+    "returns nil, \"503 connection to the kernel lost (docking again)\".\n"
+    "Every lost connection, failed attempt and re-dock is a line of the\n"
+    "log (stdout). An unreachable kernel, or one that does not complete\n"
+    "the handshake (a wrong --server-key), is tried again until it\n"
+    "answers.\n"
+    "\n"
+    "It does not dock again when the kernel ended its session on purpose:\n"
+    "`aaax kill APPNAME` (the KILL signal) stops it (status 0), and an\n"
+    "undock while the connection was live (a privileged CTL kill, its key\n"
+    "revoked) ends it with status 1. A refused first HELLO (401: the key\n"
+    "is not bound to the name; 409: the name is docked elsewhere) ends it\n"
+    "with status 1 at once.\n"
+    "\n"
+    "Exit status: 0 after a requested stop; 1 when the app cannot start,\n"
+    "fails (5 crashes within 60 s), is refused or is undocked by the\n"
+    "kernel; 2 on a usage error.\n";
 
 /*  Set by SIGINT / SIGTERM: stop the app and leave. */
 static volatile sig_atomic_t s_stop = 0;
@@ -104,7 +135,7 @@ cli_app_run (int argc, char **argv)
             data = argv[++i];
         else if (streq (a, "--server-key") && has)
             server_key = argv[++i];
-        else if (streq (a, "--key") && has)
+        else if ((streq (a, "--key") || streq (a, "--cert")) && has)
             certfile = argv[++i];
         else if (a[0] == '-' || dir) {
             fprintf (stderr, "aaax: app run: unexpected '%s'\n%s", a, s_usage);
@@ -174,6 +205,18 @@ cli_app_run (int argc, char **argv)
         app_spec_destroy (&spec);
         return 1;
     }
+    if (cert
+        && streq (zcert_secret_txt (cert),
+                  "0000000000000000000000000000000000000000")) {
+        fprintf (stderr,
+                 "aaax: app run: %s has no secret key (%s_secret is "
+                 "missing or unreadable)\n",
+                 certfile, certfile);
+        zcert_destroy (&cert);
+        hal_kv_destroy (&kv);
+        app_spec_destroy (&spec);
+        return 1;
+    }
     app_worker_cfg_t cfg = { 0 };
     cfg.endpoint = endpoint;
     cfg.files_root = files;
@@ -215,8 +258,16 @@ cli_app_run (int argc, char **argv)
             timeout = 0;
         if (timeout > 500)
             timeout = 500;
-        zmq_pollitem_t item = { app_worker_socket (w), 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, timeout) < 0 && errno != EINTR)
+        /*  The link's socket (none while it is down) and its connection
+            events; both change when it is made anew. */
+        zmq_pollitem_t items[2];
+        int n = 0;
+        void *sock = app_worker_socket (w), *mon = app_worker_monitor (w);
+        if (sock)
+            items[n++] = (zmq_pollitem_t){ sock, 0, ZMQ_POLLIN, 0 };
+        if (mon)
+            items[n++] = (zmq_pollitem_t){ mon, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (items, n, timeout) < 0 && errno != EINTR)
             break;
     }
     app_worker_destroy (&w);
