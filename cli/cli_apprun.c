@@ -14,12 +14,14 @@
 #include <string.h>
 
 #include <czmq.h>
+#include <sodium.h>
 
 #include "aaax.h"
 #include "app_host.h"
 #include "app_manifest.h"
 #include "cli_app.h"
 #include "hal_clock.h"
+#include "hal_curve.h"
 #include "hal_fs.h"
 #include "hal_kv.h"
 #include "hal_luadata.h"
@@ -47,7 +49,9 @@ static const char s_usage[] =
     "                     aaax authorize KEY --system APPNAME\n"
     "                     Both options are needed for a CURVE endpoint (any\n"
     "                     non-loopback tcp one, unless the kernel runs\n"
-    "                     with --insecure).\n"
+    "                     with --insecure). On a tcp endpoint they default\n"
+    "                     to $AAAX_SERVER_KEY and $AAAX_CERT, as for the\n"
+    "                     other aaax commands.\n"
     "\n"
     "Reconnecting: it sends a keepalive when it has sent nothing for half a\n"
     "heartbeat period. When nothing comes from the kernel for 3 heartbeat\n"
@@ -147,12 +151,21 @@ cli_app_run (int argc, char **argv)
         fprintf (stderr, "aaax: app run: which app directory?\n%s", s_usage);
         return CLI_APP_USAGE;
     }
+    /*  The same defaults as the other commands: only for tcp, so that a
+        kernel's ipc socket is not asked for CURVE. */
+    if (strncmp (endpoint, "tcp://", 6) == 0) {
+        const char *ek = getenv ("AAAX_SERVER_KEY"), *ec = getenv ("AAAX_CERT");
+        if (!server_key && ek && *ek)
+            server_key = ek;
+        if (!certfile && ec && *ec)
+            certfile = ec;
+    }
     if ((server_key != NULL) != (certfile != NULL)) {
         fprintf (stderr, "aaax: app run: --server-key and --key go "
                          "together\n");
         return CLI_APP_USAGE;
     }
-    if (server_key && strlen (server_key) != 40) {
+    if (server_key && !hal_curve_key_valid (server_key)) {
         fprintf (stderr, "aaax: app run: --server-key must be a Z85 key "
                          "(40 characters)\n");
         return CLI_APP_USAGE;
@@ -197,25 +210,30 @@ cli_app_run (int argc, char **argv)
         app_spec_destroy (&spec);
         return 1;
     }
+    /*  The certificate, read as the other commands read it: a secret file
+        readable by others, or one whose secret is not the public key's,
+        is refused. */
     zcert_t *cert = NULL;
-    if (certfile && !(cert = zcert_load (certfile))) {
-        fprintf (stderr, "aaax: app run: cannot read the certificate %s\n",
-                 certfile);
-        hal_kv_destroy (&kv);
-        app_spec_destroy (&spec);
-        return 1;
-    }
-    if (cert
-        && streq (zcert_secret_txt (cert),
-                  "0000000000000000000000000000000000000000")) {
-        fprintf (stderr,
-                 "aaax: app run: %s has no secret key (%s_secret is "
-                 "missing or unreadable)\n",
-                 certfile, certfile);
-        zcert_destroy (&cert);
-        hal_kv_destroy (&kv);
-        app_spec_destroy (&spec);
-        return 1;
+    if (certfile) {
+        char cpub[HAL_CURVE_Z85_LEN + 1], csec[HAL_CURVE_Z85_LEN + 1];
+        if (hal_curve_load_cert (certfile, true, cpub, csec, err, sizeof err)
+            != 0) {
+            fprintf (stderr, "aaax: app run: %s\n", err);
+            hal_kv_destroy (&kv);
+            app_spec_destroy (&spec);
+            return 1;
+        }
+        uint8_t pk[32], sk[32];
+        zmq_z85_decode (pk, cpub);
+        zmq_z85_decode (sk, csec);
+        cert = zcert_new_from (pk, sk);
+        sodium_memzero (sk, sizeof sk);
+        sodium_memzero (csec, sizeof csec);
+        if (!cert) {
+            hal_kv_destroy (&kv);
+            app_spec_destroy (&spec);
+            return 1;
+        }
     }
     app_worker_cfg_t cfg = { 0 };
     cfg.endpoint = endpoint;

@@ -99,7 +99,7 @@ class Run:
     """`aaax app run DIR --connect EP ...` with its output in files (read
     while it runs)."""
 
-    def __init__(self, tmp, d, endpoint, *args):
+    def __init__(self, tmp, d, endpoint, *args, extra_env=None):
         self.out_path = os.path.join(str(tmp), "run.out")
         self.err_path = os.path.join(str(tmp), "run.err")
         self._out = open(self.out_path, "w")
@@ -107,7 +107,8 @@ class Run:
         self.proc = subprocess.Popen(
             [AAAX_CLI, "app", "run", d, "--connect", endpoint, "--data",
              os.path.join(str(tmp), "appdata")] + list(args),
-            stdout=self._out, stderr=self._err, env=env())
+            stdout=self._out, stderr=self._err,
+            env=dict(env(), **(extra_env or {})))
 
     def output(self):
         with open(self.out_path) as f, open(self.err_path) as g:
@@ -149,8 +150,8 @@ def runs():
             r.wait(5)
 
 
-def start_run(runs, tmp, d, endpoint, *args):
-    r = Run(tmp, d, endpoint, *args)
+def start_run(runs, tmp, d, endpoint, *args, extra_env=None):
+    r = Run(tmp, d, endpoint, *args, extra_env=extra_env)
     runs.append(r)
     return r
 
@@ -600,3 +601,30 @@ def test_curve_wrong_server_key_is_said_and_tried_again(ck, tmp_path, runs):
     assert "--server-key" in run.output(), run.output()
     assert run.alive()
     assert run.stop() == 0, run.output()
+
+
+def test_curve_keys_from_the_environment(ck, tmp_path, runs):
+    """AAAX_SERVER_KEY and AAAX_CERT stand for --server-key and --key, as
+    for the other commands."""
+    server_key = cli("kernel-key", "--data", ck.data)
+    cert, public = keygen(tmp_path, "rapp-cert")
+    ck.authorize(public, "rapp")
+    a = Apps(ck, channels=["news"])
+    d = write_app(tmp_path, "rapp", RAPP, channels=["news", "tasks"])
+    run = start_run(runs, tmp_path, d, ck.endpoint, extra_env={
+        "AAAX_SERVER_KEY": server_key, "AAAX_CERT": cert})
+    wait_docked(a, run)
+    mine = [s for s in a.admin.ctl("list")["systems"] if s["id"] == "rapp"]
+    assert mine[0].get("key") == public, mine
+
+
+def test_a_secret_readable_by_others_is_refused(ck, tmp_path, runs):
+    server_key = cli("kernel-key", "--data", ck.data)
+    cert, public = keygen(tmp_path, "rapp-cert")
+    ck.authorize(public, "rapp")
+    os.chmod(cert + "_secret", 0o644)
+    d = write_app(tmp_path, "rapp", RAPP, channels=["news", "tasks"])
+    run = start_run(runs, tmp_path, d, ck.endpoint, "--server-key",
+                    server_key, "--key", cert)
+    assert run.wait(30) == 1, run.output()
+    assert "chmod 600" in run.output(), run.output()
