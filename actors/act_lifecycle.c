@@ -173,15 +173,24 @@ s_list (s_turn_t *t, act_req_t *req)
         return;
     }
     const msgpack_object *systems = chan_obj_get (&reply.body, "systems");
+    const msgpack_object *insecure = chan_obj_get (&reply.body, "insecure");
+    bool plain = rc == 0 && insecure && insecure->type == MSGPACK_OBJECT_BOOLEAN
+                 && insecure->via.boolean;
     chan_buf_t b;
     chan_buf_init (&b);
     msgpack_packer pk;
     chan_buf_packer (&b, &pk);
-    msgpack_pack_map (&pk, 3);
+    msgpack_pack_map (&pk, 4);
     chan_pack_cstr (&pk, "ok");
     msgpack_pack_true (&pk);
     chan_pack_cstr (&pk, "reason");
     chan_pack_cstr (&pk, "listed");
+    /*  As CTL list: a kernel serving plain TCP to a network says so. */
+    chan_pack_cstr (&pk, "insecure");
+    if (plain)
+        msgpack_pack_true (&pk);
+    else
+        msgpack_pack_false (&pk);
     chan_pack_cstr (&pk, "systems");
     if (rc == 0 && systems)
         msgpack_pack_object (&pk, *systems);

@@ -2776,26 +2776,12 @@ s_ps_table (const msgpack_object *systems)
 }
 
 /*  Whether the kernel serves plain TCP on a non-loopback endpoint
-    (--insecure): the list answer's insecure, else CTL list's. */
+    (--insecure), as the lifecycle list answer says. */
 static bool
-s_insecure (s_app_t *app, const msgpack_object *answer)
+s_insecure (const msgpack_object *answer)
 {
     const msgpack_object *v = chan_obj_get (answer, "insecure");
-    if (v && v->type == MSGPACK_OBJECT_BOOLEAN)
-        return v->via.boolean;
-    chan_body_t b;
-    chan_body_init (&b);
-    chan_body_str (&b, "op", "list");
-    chan_reply_t r;
-    memset (&r, 0, sizeof r);
-    bool insecure = false;
-    if (chan_client_call (app->client, "CTL", &b, &r) == 0) {
-        v = chan_obj_get (&r.body, "insecure");
-        insecure = v && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean;
-    }
-    chan_reply_fini (&r);
-    chan_body_fini (&b);
-    return insecure;
+    return v && v->type == MSGPACK_OBJECT_BOOLEAN && v->via.boolean;
 }
 
 static int
@@ -2804,7 +2790,7 @@ s_cmd_ps (s_app_t *app)
     const char *chan = "kernel.lifecycle";
     cli_kernel_reply_t reply;
     int ret = s_kernel_list (app, chan, &reply);
-    if (ret == 0 && s_insecure (app, reply.data))
+    if (ret == 0 && s_insecure (reply.data))
         fprintf (stderr,
                  "WARNING: the kernel serves plain TCP on a non-loopback "
                  "address (started with --insecure): anyone on that network "

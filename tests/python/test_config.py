@@ -350,6 +350,8 @@ def test_non_loopback_with_insecure_starts(kernel_factory):
     eps = {e["endpoint"]: e["curve"] for e in st["heartbeat"]["endpoints"]}
     assert eps["tcp://0.0.0.0:%d" % port] is False
     assert c.ctl("list")["insecure"] is True
+    lc = c.kernel_request("kernel.lifecycle", {"op": "list"})
+    assert lc["insecure"] is True, lc
 
 
 def test_heartbeat_ms_from_config(kernel_factory):
