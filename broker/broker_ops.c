@@ -746,10 +746,12 @@ s_hello_enroll (broker_t *self, broker_rq_t *rq, char *sysid, size_t size)
 static bool
 s_hello_key_ok (broker_t *self, broker_rq_t *rq, const char *sysid)
 {
+    if (!rq->key && (rq->req.privileged || rq->hostlen))
+        return true;
+    /*  The file may have changed since the last inotify turn (this HELLO
+        can be read in the same drain as the change): a stat first. */
+    broker_curve_refresh (self, false);
     if (rq->key) {
-        if (hal_curve_auth_allows (self->auth, rq->key, sysid))
-            return true;
-        broker_curve_refresh (self, false);
         if (hal_curve_auth_allows (self->auth, rq->key, sysid))
             return true;
         char why[400];
@@ -760,9 +762,6 @@ s_hello_key_ok (broker_t *self, broker_rq_t *rq, const char *sysid)
         s_hello_refuse (self, rq, sysid, why);
         return false;
     }
-    if (rq->req.privileged || rq->hostlen)
-        return true;
-    broker_curve_refresh (self, false);
     if (!hal_curve_auth_id_bound (self->auth, sysid))
         return true;
     char why[300];

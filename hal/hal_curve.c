@@ -457,17 +457,14 @@ s_auth_new (void)
     return self;
 }
 
-/*  Rebuilds the indexes. -1 on out of memory. */
-static int
+/*  Indexes the ids of every key. */
+static void
 s_auth_index (hal_curve_auth_t *self)
 {
-    zhashx_purge (self->by_key);
-    zhashx_purge (self->by_id);
+    /*  by_key was filled while parsing (it finds repeated keys there); the
+        ids of each key go in by_id as "KEY ID" and as "ID". */
     for (size_t i = 0; i < self->n; i++) {
         s_entry_t *e = &self->v[i];
-        if (zhashx_insert (self->by_key, e->key, (void *) (uintptr_t) (i + 1))
-            != 0)
-            return -1;
         const char *p = e->ids;
         while (*p) {
             const char *sp = strchr (p, ' ');
@@ -475,17 +472,13 @@ s_auth_index (hal_curve_auth_t *self)
             char pair[HAL_CURVE_Z85_LEN + 2 + HAL_CURVE_ID_MAX + 1];
             snprintf (pair, sizeof pair, "%s %.*s", e->key, (int) l, p);
             zhashx_update (self->by_id, pair, (void *) (uintptr_t) 1);
-            char id[HAL_CURVE_ID_MAX + 1];
-            memcpy (id, p, l);
-            id[l] = 0;
-            uintptr_t c = (uintptr_t) zhashx_lookup (self->by_id, id);
-            zhashx_update (self->by_id, id, (void *) (c + 1));
+            zhashx_update (self->by_id, pair + HAL_CURVE_Z85_LEN + 1,
+                           (void *) (uintptr_t) 1);
             p += l;
             while (*p == ' ')
                 p++;
         }
     }
-    return 0;
 }
 
 static int
@@ -588,10 +581,7 @@ hal_curve_auth_parse (const char *text, size_t len, size_t *nbad)
             return NULL;
         }
     }
-    if (s_auth_index (self) != 0) {
-        hal_curve_auth_destroy (&self);
-        return NULL;
-    }
+    s_auth_index (self);
     if (nbad)
         *nbad = bad;
     return self;
