@@ -1,7 +1,8 @@
 /*  aaax.c — the aaax command-line client: one subcommand per thing a person
     does with the kernel from a shell (ping, tail, write, claim, ack, nack,
     send, stat, version; the kernel actors' ps, pause ... kill, gate, cap,
-    approve, deny, approvals, policy reload; audit read offline), JSON in and
+    approve, deny, approvals, policy reload; audit read offline; bench,
+    cli/cli_bench.c), JSON in and
     JSON lines out, through chan_client and cli_kernel. Exit codes: 0 ok, 1
     the kernel said ERROR or did not answer, 2 usage (gate: 3 deny, 4 ask).
  */
@@ -26,6 +27,7 @@
 #include "chan_client.h"
 #include "chan_req.h"
 #include "cli_app.h"
+#include "cli_bench.h"
 #include "cli_json.h"
 #include "cli_kernel.h"
 #include "hal_audit.h"
@@ -100,7 +102,11 @@ enum {
     OPT_CERT,
     OPT_LIST,
     OPT_TOKEN,
-    OPT_LAST = OPT_TOKEN
+    OPT_SIZE,
+    OPT_PUBLISHERS,
+    OPT_SUBSCRIBERS,
+    OPT_CHANNEL,
+    OPT_LAST = OPT_CHANNEL
 };
 #define BIT(o) (UINT64_C (1) << (o))
 /*  --key is --cert on every connecting subcommand but write and send, where
@@ -142,6 +148,10 @@ static const struct option s_longopts[] = {
     { "cert", required_argument, NULL, 256 + OPT_CERT },
     { "list", no_argument, NULL, 256 + OPT_LIST },
     { "token", required_argument, NULL, 256 + OPT_TOKEN },
+    { "size", required_argument, NULL, 256 + OPT_SIZE },
+    { "publishers", required_argument, NULL, 256 + OPT_PUBLISHERS },
+    { "subscribers", required_argument, NULL, 256 + OPT_SUBSCRIBERS },
+    { "channel", required_argument, NULL, 256 + OPT_CHANNEL },
     { NULL, 0, NULL, 0 }
 };
 
@@ -199,6 +209,10 @@ struct _s_app_t {
     uint64_t ttl_s;
     uint64_t lines;
     bool list;
+    uint64_t size;            /* bench --size */
+    uint64_t publishers;      /* bench --publishers */
+    uint64_t subscribers;     /* bench --subscribers */
+    const char *channel;      /* bench --channel */
     const char *server_key;   /* --server-key, else $AAAX_SERVER_KEY (tcp) */
     const char *cert;         /* --cert / --key FILE, else $AAAX_CERT (tcp) */
     const char *enroll_token; /* enroll --token */
@@ -295,6 +309,7 @@ static int s_cmd_kernel_key (s_app_t *app);
 static int s_cmd_keygen (s_app_t *app);
 static int s_cmd_authorize (s_app_t *app);
 static int s_cmd_enroll (s_app_t *app);
+static int s_cmd_bench (s_app_t *app);
 
 static const s_command_t s_commands[] = {
     { "ping", s_cmd_ping, 0, 0, 0, "aaax ping [options]",
@@ -908,6 +923,77 @@ static const s_command_t s_commands[] = {
       "  aaax enroll --token \"$TOKEN\" --connect tcp://kernel-host:5670 \\\n"
       "      --server-key \"$KERNEL_KEY\" --cert agent-7\n",
       S_PRIV, NULL },
+    { "bench", s_cmd_bench,
+      BIT (OPT_SIZE) | BIT (OPT_COUNT) | BIT (OPT_PUBLISHERS)
+          | BIT (OPT_SUBSCRIBERS) | BIT (OPT_CHANNEL) | BIT (OPT_MAX)
+          | BIT (OPT_JSON),
+      1, 1,
+      "aaax bench pub|queue|rpc [--size B] [--count N] [--publishers P] "
+      "[--subscribers S] [--channel NAME] [--max N] [--json] [options]",
+      "measure a running kernel: msgs/s, MB/s, latency percentiles",
+      "Puts load on a running kernel, like 'nats bench', and prints what it\n"
+      "measured. Each publisher, subscriber, ... is a thread with its own\n"
+      "connection and session, docked as SYSTEM-pub1, SYSTEM-sub1, ...\n"
+      "(SYSTEM = --system; over CURVE authorize the key for those ids).\n"
+      "The payload is --size bytes (a msgpack bin) that starts with the\n"
+      "send time, so latency is measured from the send to the receipt.\n"
+      "\n"
+      "  pub    P publishers WRITE --count messages in all (split between\n"
+      "         them, 256 WRITEs in flight each) to "
+      "the broadcast channel\n"
+      "         --channel (default events), which S subscribers SUB. "
+      "Reports\n"
+      "         the publish rate (OKs), each subscriber's receive rate and\n"
+      "         the write->receive latency. The publishers stay at most\n"
+      "         2048 messages ahead of the slowest subscriber, so that the\n"
+      "         kernel never drops one for being slow.\n"
+      "  queue  P producers WRITE --count messages in all to the work-queue\n"
+      "         --channel (default jobs); S consumers CLAIM (up to --max\n"
+      "         at a time, default 100, long-polling) and ACK them. Reports\n"
+      "         the enqueue rate (OKs: on disk for a durable queue), the end\n"
+      "         to end rate (ACKed) and the write->claim latency. Messages\n"
+      "         in the queue that this run did not write are left alone.\n"
+      "  rpc    one requester SENDs to a responder run by the command\n"
+      "         itself, which answers with SEND to the requester (corr =\n"
+      "         the request's id); one in flight. Reports round-trip\n"
+      "         percentiles over --count round trips after a warm-up of\n"
+      "         --count/10 (at most 1000).\n"
+      "\n"
+      "A progress bar goes to stderr when it is a terminal; the summary to\n"
+      "stdout. Everything sent must be received: otherwise (or when the\n"
+      "kernel refuses, a subscriber is DROPPED, or --timeout passes) it\n"
+      "says how many were not, on stderr, and exits 1.\n"
+      "\n"
+      "Options:\n"
+      "  --size B       payload bytes, 16 to 1000000 (default 128)\n"
+      "  --count N      messages in all (pub, queue; default 100000), or\n"
+      "                 round trips (rpc; default 10000)\n"
+      "  --publishers P publishers / producers, 1 to 64 (default 1)\n"
+      "  --subscribers S  subscribers (0 to 64) / consumers (1 to 64)\n"
+      "                 (default 1)\n"
+      "  --channel NAME the channel (default events for pub, jobs for queue)\n"
+      "  --max N        queue: CLAIM up to N at a time (default 100)\n"
+      "  --json         print one JSON object instead of the table: mode,\n"
+      "                 sent, received, lost, ok, error, latency_us {samples,\n"
+      "                 p50, p99, p99_9, max}, and per mode publish,\n"
+      "                 per_subscriber / enqueue, end_to_end / rate\n"
+      "  --timeout MS   for bench: the longest the whole run may take\n"
+      "                 (default 60000); each answer is waited for at most\n"
+      "                 10 s within it\n"
+      "\n"
+      "Examples:\n"
+      "  aaax bench pub\n"
+      "  aaax bench pub --size 100 --count 1000000 --subscribers 4\n"
+      "  aaax bench queue --publishers 4 --subscribers 2 --max 500\n"
+      "  aaax bench rpc --count 20000 --json | jq .latency_us\n"
+      "  aaax bench pub --connect tcp://kernel:5670 --server-key KEY --cert "
+      "bench\n",
+      0,
+      "Exit codes:\n"
+      "  0  done: everything sent was received\n"
+      "  1  messages were not received (how many is said), the kernel\n"
+      "     refused or did not answer, --timeout passed, or interrupted\n"
+      "  2  usage: unknown mode or option, bad value\n" },
 };
 
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
@@ -1239,6 +1325,25 @@ s_parse (s_app_t *app, int argc, char **argv)
         case OPT_SERVER_KEY: app->server_key = optarg; break;
         case OPT_LIST: app->list = true; break;
         case OPT_TOKEN: app->enroll_token = optarg; break;
+        case OPT_SIZE:
+            if (!s_parse_uint (optarg, CLI_BENCH_MIN_SIZE, CLI_BENCH_MAX_SIZE,
+                               &app->size))
+                return s_usage (cmd, "--size needs bytes, %d to %d",
+                                CLI_BENCH_MIN_SIZE, CLI_BENCH_MAX_SIZE);
+            break;
+        case OPT_PUBLISHERS:
+            if (!s_parse_uint (optarg, 1, CLI_BENCH_MAX_CLIENTS,
+                               &app->publishers))
+                return s_usage (cmd, "--publishers needs a number, 1 to %d",
+                                CLI_BENCH_MAX_CLIENTS);
+            break;
+        case OPT_SUBSCRIBERS:
+            if (!s_parse_uint (optarg, 0, CLI_BENCH_MAX_CLIENTS,
+                               &app->subscribers))
+                return s_usage (cmd, "--subscribers needs a number, 0 to %d",
+                                CLI_BENCH_MAX_CLIENTS);
+            break;
+        case OPT_CHANNEL: app->channel = optarg; break;
         case OPT_TO: app->to = optarg; break;
         case OPT_CORR: app->corr = optarg; break;
         case OPT_MAX:
@@ -1399,9 +1504,10 @@ s_is (const chan_reply_t *r, const char *cmd)
     return strcmp (r->cmd, cmd) == 0;
 }
 
-/*  Connects, reading the token first when --data was given. Exit code. */
+/*  Reads the session token (--data) and the CURVE certificate (--cert)
+    into app. Exit code. */
 static int
-s_connect (s_app_t *app)
+s_credentials (s_app_t *app)
 {
     if (app->data) {
         if (chan_client_read_token (app->data, app->token) != 0) {
@@ -1424,6 +1530,16 @@ s_connect (s_app_t *app)
             return EXIT_ERROR;
         }
     }
+    return 0;
+}
+
+/*  Connects, reading the token first when --data was given. Exit code. */
+static int
+s_connect (s_app_t *app)
+{
+    int ret = s_credentials (app);
+    if (ret)
+        return ret;
     app->client =
         chan_client_new_curve (app->endpoint, app->timeout_ms, app->server_key,
                                app->server_key ? app->curve_public : NULL,
@@ -3716,6 +3832,76 @@ s_cmd_enroll (s_app_t *app)
 }
 
 /*  ---- main ------------------------------------------------------------ */
+
+/*  ---- bench (cli/cli_bench.c) ---------------------------------------- */
+
+static int
+s_cmd_bench (s_app_t *app)
+{
+    const s_command_t *cmd = app->cmd;
+    cli_bench_opts_t o;
+    memset (&o, 0, sizeof o);
+    const char *mode = app->args[0];
+    if (strcmp (mode, "pub") == 0)
+        o.mode = CLI_BENCH_PUB;
+    else if (strcmp (mode, "queue") == 0)
+        o.mode = CLI_BENCH_QUEUE;
+    else if (strcmp (mode, "rpc") == 0)
+        o.mode = CLI_BENCH_RPC;
+    else
+        return s_usage (cmd, "unknown mode '%s': pub, queue or rpc", mode);
+    uint64_t g = app->given;
+    if (o.mode == CLI_BENCH_RPC
+        && (g
+            & (BIT (OPT_PUBLISHERS) | BIT (OPT_SUBSCRIBERS) | BIT (OPT_CHANNEL)
+               | BIT (OPT_MAX))))
+        return s_usage (cmd, "rpc takes no --publishers, --subscribers, "
+                             "--channel or --max");
+    if (o.mode == CLI_BENCH_PUB && (g & BIT (OPT_MAX)))
+        return s_usage (cmd, "--max applies to queue only");
+    if (app->count > CLI_BENCH_MAX_COUNT)
+        return s_usage (cmd, "--count is at most %u", CLI_BENCH_MAX_COUNT);
+    o.count = (g & BIT (OPT_COUNT))     ? app->count
+              : o.mode == CLI_BENCH_RPC ? 10000
+                                        : 100000;
+    o.size = (g & BIT (OPT_SIZE)) ? app->size : 128;
+    o.publishers = (g & BIT (OPT_PUBLISHERS)) ? app->publishers : 1;
+    o.subscribers = (g & BIT (OPT_SUBSCRIBERS)) ? app->subscribers : 1;
+    if (o.mode == CLI_BENCH_QUEUE && o.subscribers == 0)
+        return s_usage (cmd, "queue needs at least one consumer "
+                             "(--subscribers 1 or more)");
+    if (o.mode != CLI_BENCH_RPC && o.count < o.publishers)
+        return s_usage (cmd, "--count must be at least --publishers");
+    if (g & BIT (OPT_MAX)) {
+        if (app->max > 10000)
+            return s_usage (cmd, "--max is at most 10000 (the kernel's CLAIM "
+                                 "limit)");
+        o.batch = app->max;
+    } else
+        o.batch = 100;
+    o.channel = app->channel                ? app->channel
+                : o.mode == CLI_BENCH_QUEUE ? "jobs"
+                                            : "events";
+    if (!*o.channel || strlen (o.channel) > AAAX_MAX_NAME)
+        return s_usage (cmd, "--channel needs a name of 1 to %d bytes",
+                        AAAX_MAX_NAME);
+    if (o.channel[0] == '@')
+        return s_usage (cmd, "--channel cannot be a mailbox (use rpc)");
+    o.timeout_ms = (g & BIT (OPT_TIMEOUT)) ? app->timeout_ms : 60000;
+    int ret = s_credentials (app);
+    if (ret)
+        return ret;
+    o.endpoint = app->endpoint;
+    o.system = app->system;
+    o.token = app->privileged ? app->token : NULL;
+    o.server_key = app->server_key;
+    o.curve_public = app->server_key ? app->curve_public : NULL;
+    o.curve_secret = app->server_key ? app->curve_secret : NULL;
+    o.json = app->json;
+    o.progress = isatty (STDERR_FILENO);
+    o.interrupted = &s_interrupted;
+    return cli_bench_run (&o);
+}
 
 int
 main (int argc, char **argv)
