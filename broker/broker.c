@@ -19,7 +19,8 @@
 #include "hal_clock.h"
 #include "hal_fs.h"
 
-static const char *s_out_names[] = { "OK", "ERROR", "PONG", "MSG", "DROPPED" };
+static const char *s_out_names[] = { "OK",  "ERROR",   "PONG",
+                                     "MSG", "DROPPED", "MSGS" };
 
 /*  ---- session map keyed by ROUTER routing id (binary) ---------------- */
 
@@ -1102,9 +1103,11 @@ broker_new (broker_config_t **cfg_p, char *err, size_t errlen)
     chan_heap_init (&self->waiter_heap);
     chan_heap_init (&self->queue_heap);
     self->kernel_token = (char *) sodium_malloc (65);
+    self->entries =
+        (struct broker_entry *) calloc (AAAX_MAX_BATCH, sizeof *self->entries);
     self->claim_buf =
         (chan_qmsg_t **) calloc (AAAX_MAX_CLAIM, sizeof (chan_qmsg_t *));
-    if (!self->kernel_token || !self->claim_buf) {
+    if (!self->kernel_token || !self->claim_buf || !self->entries) {
         snprintf (err, errlen, "out of memory");
         goto err_free;
     }
@@ -1322,6 +1325,7 @@ broker_destroy (broker_t **self_p)
     sodium_memzero (self->session_token, sizeof self->session_token);
     sodium_free (self->kernel_token);
     free (self->claim_buf);
+    free (self->entries);
     broker_config_destroy (&self->cfg);
     free (self);
     *self_p = NULL;

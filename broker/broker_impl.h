@@ -175,7 +175,7 @@ typedef struct {
 } broker_rq_t;
 
 /*  Output commands (index into broker_cmd_names). */
-enum { OUT_OK = 0, OUT_ERROR, OUT_PONG, OUT_MSG, OUT_DROPPED };
+enum { OUT_OK = 0, OUT_ERROR, OUT_PONG, OUT_MSG, OUT_DROPPED, OUT_MSGS };
 
 struct _broker_t {
     broker_config_t *cfg;
@@ -223,6 +223,13 @@ struct _broker_t {
 
     chan_buf_t out;     /* the reply being built */
     chan_buf_t scratch; /* envelope pairs being built */
+    /*  The messages of the WRITE being handled (AAAX_MAX_BATCH slots): each
+        one's seq, id and envelope pairs at off/len in scratch. */
+    struct broker_entry {
+        uint64_t seq;
+        uint32_t off, len;
+        char id[CHAN_ID_LEN];
+    } * entries;
     zhashx_t *tap_topics;
     size_t tap_subs;
 

@@ -153,16 +153,19 @@ s_has (broker_session_t *s, const void *target, uint8_t right)
     return g && (g->rights & right);
 }
 
-/*  Takes one write from the rate limits that apply; true when allowed. */
+/*  Takes n writes (a WRITE batch counts each message) from the rate limits
+    that apply, all or none; true when allowed. */
 static bool
-s_rate_ok (broker_t *self, broker_session_t *s, const void *target, int64_t now)
+s_rate_ok (broker_t *self, broker_session_t *s, const void *target, int64_t now,
+           uint32_t n)
 {
     if (s->kernel)
         return true;
     broker_grant_t *g = s_grant (s, target);
     if (!g || g->nrated == 0)
         return true;
-    return policy_rate_take (self->policy, g->rated, g->nrated, s->sys->id, now)
+    return policy_rate_take_n (self->policy, g->rated, g->nrated, s->sys->id,
+                               now, n)
            == 0;
 }
 
@@ -252,8 +255,9 @@ s_forbidden (broker_t *self, broker_rq_t *rq, const char *what,
 static void s_add_common_grants (broker_t *self, broker_session_t *s);
 static void s_hello_grants (broker_t *self, broker_session_t *s,
                             chan_span_t channels);
-static void s_publish (broker_t *self, broker_chan_t *ch, uint64_t seq,
-                       const void *pairs, size_t len);
+typedef struct broker_entry s_entry_t;
+static void s_publish (broker_t *self, broker_chan_t *ch, const uint8_t *env,
+                       const s_entry_t *e, size_t n);
 static bool s_has (broker_session_t *s, const void *target, uint8_t right);
 
 uint8_t
@@ -420,7 +424,9 @@ broker_publish (broker_t *self, const char *chan, const void *data, size_t len)
     chan_env_pairs (&pairs, id, CHAN_ID_LEN, ts, "kernel", 6, ch->name,
                     strlen (ch->name), NULL, 0, NULL, 0, data, len);
     if (!pairs.oom) {
-        s_publish (self, ch, seq, pairs.data, pairs.len);
+        s_entry_t e = { .seq = seq, .off = 0, .len = (uint32_t) pairs.len };
+        memcpy (e.id, id, CHAN_ID_LEN);
+        s_publish (self, ch, pairs.data, &e, 1);
         ch->writes++;
     }
     chan_buf_fini (&pairs);
@@ -1039,111 +1045,226 @@ s_hello (broker_t *self, broker_rq_t *rq, int64_t now)
 
 /*  ---- WRITE / SEND --------------------------------------------------- */
 
+/*  OK {req, id} for one message; OK {req, ids: [...]} for a batch. */
 static void
-s_reply_id (broker_t *self, broker_rq_t *rq, const char *id, bool durable)
+s_reply_ids (broker_t *self, broker_rq_t *rq, const s_entry_t *e, size_t n,
+             bool batch, bool durable)
 {
     msgpack_packer pk;
     broker_begin (self, rq, 2, &pk);
-    chan_pack_str (&pk, "id", 2);
-    chan_pack_str (&pk, id, CHAN_ID_LEN);
+    if (!batch) {
+        chan_pack_str (&pk, "id", 2);
+        chan_pack_str (&pk, e[0].id, CHAN_ID_LEN);
+    } else {
+        chan_pack_str (&pk, "ids", 3);
+        msgpack_pack_array (&pk, n);
+        for (size_t i = 0; i < n; i++)
+            chan_pack_str (&pk, e[i].id, CHAN_ID_LEN);
+    }
     broker_reply (self, rq, OUT_OK, durable);
 }
 
 static void
-s_publish (broker_t *self, broker_chan_t *ch, uint64_t seq, const void *pairs,
-           size_t len)
+s_reply_id (broker_t *self, broker_rq_t *rq, const char *id, bool durable)
+{
+    s_entry_t e;
+    memcpy (e.id, id, CHAN_ID_LEN);
+    s_reply_ids (self, rq, &e, 1, false, durable);
+}
+
+/*  A subscriber whose pipe is full cannot keep up: its subscription ends
+    and it is told so (DROPPED). Call while iterating subscribers from the
+    end. */
+static void
+s_drop_slow (broker_t *self, broker_chan_t *ch, broker_session_t *s,
+             chan_sub_t *sub)
+{
+    chan_bcast_unsubscribe (sub);
+    for (size_t j = 0; j < s->nsubs; j++)
+        if (s->subs[j] == sub) {
+            s->subs[j] = s->subs[--s->nsubs];
+            break;
+        }
+    free (sub);
+    self->dropped_subs++;
+    zsys_warning ("broker: %s dropped from %s: too slow", s->sys->id, ch->name);
+    chan_buf_t note;
+    chan_buf_init (&note);
+    msgpack_packer np;
+    chan_buf_packer (&note, &np);
+    msgpack_pack_map (&np, 2);
+    chan_pack_str (&np, "sub", 3);
+    chan_pack_cstr (&np, ch->name);
+    chan_pack_str (&np, "reason", 6);
+    chan_pack_cstr (&np, "slow subscriber: its queue reached the "
+                         "kernel's limit; subscribe again to "
+                         "resume (SUB since replays what is "
+                         "retained)");
+    if (!note.oom)
+        broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s, OUT_DROPPED,
+                         note.data, note.len);
+    chan_buf_fini (&note);
+}
+
+/*  Which subscribers s_fan_out serves. */
+enum { S_TO_ALL, S_TO_SINGLE, S_TO_BATCHED };
+
+/*  Sends body (a MSG or MSGS) to the subscribers of ch that `to` selects,
+    sharing proto's bytes (zmq_msg_copy); closes proto. */
+static void
+s_fan_out (broker_t *self, broker_chan_t *ch, zmq_msg_t *proto, int cmd, int to)
 {
     chan_bcast_t *b = ch->bcast;
-    /*  The MSG body {sub: NAME, msg: ENVELOPE} is written once, straight
-        into the message ZeroMQ sends; subscribers share it. */
-    size_t namelen = strlen (ch->name);
-    uint8_t head[16];
+    const char *word = cmd == OUT_MSGS ? "MSGS" : "MSG";
+    size_t wlen = cmd == OUT_MSGS ? 4 : 3;
+    for (size_t i = chan_bcast_nsubs (b); i-- > 0;) {
+        chan_sub_t *sub = chan_bcast_sub (b, i);
+        if (to != S_TO_ALL && sub->batch != (to == S_TO_BATCHED))
+            continue;
+        broker_session_t *s = (broker_session_t *) sub->owner;
+        if (s->dead || s->sys->paused)
+            continue;
+        int rc = s->outq_head ? -1 : broker_send_rid (self, s);
+        if (rc < 0) {
+            if (!s->outq_head && errno == EHOSTUNREACH)
+                broker_mark_dead (self, s);
+            else
+                s_drop_slow (self, ch, s, sub);
+            continue;
+        }
+        zmq_send (self->router, word, wlen, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_msg_t copy;
+        zmq_msg_init (&copy);
+        zmq_msg_copy (&copy, proto);
+        if (zmq_msg_send (&copy, self->router,
+                          ZMQ_DONTWAIT | (s->hostlen ? ZMQ_SNDMORE : 0))
+            < 0)
+            zmq_msg_close (&copy);
+        broker_send_slot (self, s);
+        s->msgs_out++;
+    }
+    zmq_msg_close (proto);
+}
+
+/*  Writes the head of a {sub: NAME, <key>: ...} body; returns its length
+    (at most 8 + 255 + 5). */
+static size_t
+s_sub_head (uint8_t *p, const char *name, size_t namelen, const char *key,
+            size_t keylen)
+{
     size_t hl = 0;
-    head[hl++] = 0x82;
-    memcpy (head + hl, "\xa3sub", 4);
+    p[hl++] = 0x82;
+    memcpy (p + hl, "\xa3sub", 4);
     hl += 4;
     if (namelen < 32)
-        head[hl++] = (uint8_t) (0xa0 | namelen);
+        p[hl++] = (uint8_t) (0xa0 | namelen);
     else {
-        head[hl++] = 0xd9;
-        head[hl++] = (uint8_t) namelen;
+        p[hl++] = 0xd9;
+        p[hl++] = (uint8_t) namelen;
     }
-    size_t env_at = hl + namelen + 4;
-    size_t blen = env_at + 1 + len;
+    memcpy (p + hl, name, namelen);
+    hl += namelen;
+    p[hl++] = (uint8_t) (0xa0 | keylen);
+    memcpy (p + hl, key, keylen);
+    return hl + keylen;
+}
+
+/*  Publishes the n messages of one WRITE on broadcast channel ch: each as
+    a MSG {sub, msg} to subscribers without batch (and into the retention
+    ring and the tap), and, when n > 1, all of them as one
+    MSGS {sub, msgs: [envelope...]} to subscribers with batch. */
+static void
+s_publish (broker_t *self, broker_chan_t *ch, const uint8_t *env,
+           const s_entry_t *e, size_t n)
+{
+    chan_bcast_t *b = ch->bcast;
+    size_t namelen = strlen (ch->name);
+    size_t nsubs = chan_bcast_nsubs (b), nbatched = 0;
+    for (size_t i = 0; i < nsubs; i++)
+        nbatched += chan_bcast_sub (b, i)->batch;
+    if (n == 1)
+        nbatched = 0; /* one message is a MSG for everybody */
+    bool tap = self->tap && chan_bcast_public (b) && self->tap_subs > 0;
+    bool singles = nsubs > nbatched || tap || chan_bcast_retain (b) > 0;
+    self->published += n;
+
+    for (size_t k = 0; k < n; k++) {
+        if (!singles) {
+            chan_bcast_published_msg (b, e[k].seq, NULL, 0); /* counts */
+            continue;
+        }
+        /*  The MSG body {sub: NAME, msg: ENVELOPE} is written once, straight
+            into the message ZeroMQ sends; subscribers share it. */
+        uint8_t head[300];
+        size_t hl = s_sub_head (head, ch->name, namelen, "msg", 3);
+        size_t blen = hl + 1 + e[k].len;
+        zmq_msg_t proto;
+        if (zmq_msg_init_size (&proto, blen) != 0)
+            return;
+        uint8_t *body = (uint8_t *) zmq_msg_data (&proto);
+        memcpy (body, head, hl);
+        body[hl] = 0x80 | CHAN_ENV_PAIRS; /* the envelope map, no attempt */
+        memcpy (body + hl + 1, env + e[k].off, e[k].len);
+        /*  Kept and mirrored before the sends, which may hand proto itself
+            to the last subscriber. */
+        chan_bcast_published_msg (b, e[k].seq, body, blen);
+        if (tap) {
+            if (zmq_send (self->tap, ch->name, namelen,
+                          ZMQ_SNDMORE | ZMQ_DONTWAIT)
+                >= 0)
+                zmq_send (self->tap, body + hl, blen - hl, ZMQ_DONTWAIT);
+        }
+        if (nsubs > nbatched)
+            s_fan_out (self, ch, &proto, OUT_MSG,
+                       nbatched ? S_TO_SINGLE : S_TO_ALL);
+        else
+            zmq_msg_close (&proto);
+    }
+    if (!nbatched)
+        return;
+    uint8_t head[300];
+    size_t hl = s_sub_head (head, ch->name, namelen, "msgs", 4);
+    size_t blen = hl + 5;
+    for (size_t k = 0; k < n; k++)
+        blen += 1 + e[k].len;
     zmq_msg_t proto;
     if (zmq_msg_init_size (&proto, blen) != 0)
         return;
-    uint8_t *body = (uint8_t *) zmq_msg_data (&proto);
-    memcpy (body, head, hl);
-    memcpy (body + hl, ch->name, namelen);
-    memcpy (body + hl + namelen, "\xa3msg", 4);
-    body[env_at] = 0x80 | CHAN_ENV_PAIRS; /* the envelope map, no attempt */
-    memcpy (body + env_at + 1, pairs, len);
+    uint8_t *p = (uint8_t *) zmq_msg_data (&proto);
+    memcpy (p, head, hl);
+    p += hl;
+    *p++ = 0xdd; /* array 32: n is at most AAAX_MAX_BATCH */
+    for (int i = 3; i >= 0; i--)
+        *p++ = (uint8_t) (n >> (8 * i));
+    for (size_t k = 0; k < n; k++) {
+        *p++ = 0x80 | CHAN_ENV_PAIRS;
+        memcpy (p, env + e[k].off, e[k].len);
+        p += e[k].len;
+    }
+    s_fan_out (self, ch, &proto, OUT_MSGS, S_TO_BATCHED);
+}
 
-    self->published++;
-    /*  Kept and mirrored before the sends, which may hand proto itself to
-        the last subscriber. */
-    chan_bcast_published_msg (b, seq, body, blen);
-    if (self->tap && chan_bcast_public (b) && self->tap_subs > 0) {
-        if (zmq_send (self->tap, ch->name, namelen, ZMQ_SNDMORE | ZMQ_DONTWAIT)
-            >= 0)
-            zmq_send (self->tap, body + env_at, blen - env_at, ZMQ_DONTWAIT);
+/*  A transient mailbox message: pushed once to the recipient's live
+    session, never stored, never redelivered (no attempt, no ACK needed). */
+static void
+s_push_transient (broker_t *self, broker_sys_t *sys, const s_entry_t *e,
+                  size_t n)
+{
+    broker_session_t *s = sys->session;
+    char name[NAME_BUF + 1];
+    snprintf (name, sizeof name, "@%s", sys->id);
+    chan_buf_t *b = &self->out;
+    for (size_t k = 0; k < n && !s->dead; k++) {
+        chan_buf_reset (b);
+        if (chan_buf_reserve (b, 300 + 1 + e[k].len) != 0)
+            return;
+        size_t hl = s_sub_head (b->data, name, strlen (name), "msg", 3);
+        b->data[hl] = 0x80 | CHAN_ENV_PAIRS;
+        memcpy (b->data + hl + 1, self->scratch.data + e[k].off, e[k].len);
+        b->len = hl + 1 + e[k].len;
+        broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s, OUT_MSG,
+                         b->data, b->len);
     }
-    size_t nsubs = chan_bcast_nsubs (b);
-    if (nsubs) {
-        for (size_t i = nsubs; i-- > 0;) {
-            chan_sub_t *sub = chan_bcast_sub (b, i);
-            broker_session_t *s = (broker_session_t *) sub->owner;
-            if (s->dead || s->sys->paused)
-                continue;
-            int rc = s->outq_head ? -1 : broker_send_rid (self, s);
-            if (rc < 0) {
-                if (!s->outq_head && errno == EHOSTUNREACH) {
-                    broker_mark_dead (self, s);
-                    continue;
-                }
-                /*  The subscriber's pipe is full: it cannot keep up. */
-                chan_bcast_unsubscribe (sub);
-                for (size_t j = 0; j < s->nsubs; j++)
-                    if (s->subs[j] == sub) {
-                        s->subs[j] = s->subs[--s->nsubs];
-                        break;
-                    }
-                free (sub);
-                self->dropped_subs++;
-                zsys_warning ("broker: %s dropped from %s: too slow",
-                              s->sys->id, ch->name);
-                chan_buf_t note;
-                chan_buf_init (&note);
-                msgpack_packer np;
-                chan_buf_packer (&note, &np);
-                msgpack_pack_map (&np, 2);
-                chan_pack_str (&np, "sub", 3);
-                chan_pack_cstr (&np, ch->name);
-                chan_pack_str (&np, "reason", 6);
-                chan_pack_cstr (&np, "slow subscriber: its queue reached the "
-                                     "kernel's limit; subscribe again to "
-                                     "resume (SUB since replays what is "
-                                     "retained)");
-                if (!note.oom)
-                    broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s,
-                                     OUT_DROPPED, note.data, note.len);
-                chan_buf_fini (&note);
-                continue;
-            }
-            zmq_send (self->router, "MSG", 3, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_msg_t copy;
-            zmq_msg_init (&copy);
-            zmq_msg_copy (&copy, &proto);
-            if (zmq_msg_send (&copy, self->router,
-                              ZMQ_DONTWAIT | (s->hostlen ? ZMQ_SNDMORE : 0))
-                < 0)
-                zmq_msg_close (&copy);
-            broker_send_slot (self, s);
-            s->msgs_out++;
-        }
-    }
-    zmq_msg_close (&proto);
 }
 
 static void
@@ -1167,6 +1288,9 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
             return;
     } else if (!s_resolve (self, rq, r->chan, &t))
         return;
+    bool batch = r->nbatch > 0;
+    uint32_t n = batch ? r->nbatch : 1;
+    size_t bytes = batch ? r->batch.len : r->data.len;
     if (t.sys) {
         to.ptr = t.sys->id;
         to.len = (uint32_t) strlen (t.sys->id);
@@ -1176,7 +1300,17 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
                           "mailbox");
             return;
         }
-        if (t.sys->mbox.count >= self->cfg->mailbox_max_len) {
+        if (r->transient) {
+            broker_session_t *rs = t.sys->session;
+            if (!rs || rs->dead || t.sys->paused) {
+                broker_error (self, rq, 404,
+                              "the recipient is not docked or is paused: a "
+                              "transient message is delivered at once or "
+                              "not at all");
+                return;
+            }
+        } else if (t.sys->mbox.count > self->cfg->mailbox_max_len
+                   || n > self->cfg->mailbox_max_len - t.sys->mbox.count) {
             broker_error (self, rq, 429, "the recipient's mailbox is full");
             return;
         }
@@ -1188,8 +1322,16 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
                          "chan.write)");
             return;
         }
+        if (t.ch->queue && r->transient) {
+            broker_error (self, rq, 400,
+                          "\"transient\" is for mailboxes (and broadcast "
+                          "channels, which keep nothing anyway): a "
+                          "work-queue keeps every message");
+            return;
+        }
         if (t.ch->queue
-            && chan_queue_admit (t.ch->queue, r->data.len + 128) != 0) {
+            && chan_queue_admit_n (t.ch->queue, n, bytes + 128 * (size_t) n)
+                   != 0) {
             broker_error (self, rq, 429,
                           "the queue is full (max_len or "
                           "max_bytes)");
@@ -1197,8 +1339,8 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
         }
     }
     const void *target = t.sys ? (const void *) t.sys : (const void *) t.ch;
-    bool durable =
-        t.sys ? true : (t.ch->queue && chan_queue_durable (t.ch->queue));
+    bool durable = t.sys ? !r->transient
+                         : (t.ch->queue && chan_queue_durable (t.ch->queue));
     double ts = hal_clock_wall_s ();
     int64_t wall = (int64_t) (ts * 1000.0);
     if (r->key.ptr) {
@@ -1211,45 +1353,75 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
             return;
         }
     }
-    if (!s_rate_ok (self, s, target, now)) {
+    if (!s_rate_ok (self, s, target, now, n)) {
         broker_error (self, rq, 429, "rate limit reached");
         return;
     }
-    char id[CHAN_ID_LEN];
-    uint64_t seq = broker_next_id (self, wall, id);
+    /*  Every message of the batch gets its id and envelope first; nothing
+        is written until all are built. */
+    s_entry_t *e = self->entries;
     chan_buf_t *pairs = &self->scratch;
     chan_buf_reset (pairs);
-    chan_env_pairs (pairs, id, CHAN_ID_LEN, ts, s->sys->id, strlen (s->sys->id),
-                    t.name, strlen (t.name), to.ptr, to.len, r->corr.ptr,
-                    r->corr.len, r->data.ptr, r->data.len);
+    size_t pos = 0;
+    const char *from = s->sys->id;
+    size_t fromlen = strlen (from), namelen = strlen (t.name);
+    for (uint32_t k = 0; k < n; k++) {
+        chan_span_t data = r->data;
+        if (batch && !chan_req_next_value (r->batch, &pos, &data)) {
+            broker_error (self, rq, 500, "a batch entry could not be read");
+            return;
+        }
+        e[k].seq = broker_next_id (self, wall, e[k].id);
+        e[k].off = (uint32_t) pairs->len;
+        chan_env_pairs (pairs, e[k].id, CHAN_ID_LEN, ts, from, fromlen, t.name,
+                        namelen, to.ptr, to.len, r->corr.ptr, r->corr.len,
+                        data.ptr, data.len);
+        e[k].len = (uint32_t) (pairs->len - e[k].off);
+    }
     if (pairs->oom) {
         broker_error (self, rq, 500, "out of memory");
         return;
     }
-    size_t plen = pairs->len;
+    uint32_t done = n;
     int rc = 0;
-    if (t.sys) {
-        rc = chan_mbox_append (&t.sys->mbox, self->store, t.sys->id, seq,
-                               pairs->data, plen);
-    } else if (t.ch->queue)
-        rc = chan_queue_append (t.ch->queue, seq, pairs->data, plen);
-    else
-        s_publish (self, t.ch, seq, pairs->data, plen);
+    if (t.sys && r->transient)
+        s_push_transient (self, t.sys, e, n);
+    else if (t.sys || t.ch->queue) {
+        for (done = 0; done < n && rc == 0; done++)
+            rc = t.sys
+                     ? chan_mbox_append (&t.sys->mbox, self->store, t.sys->id,
+                                         e[done].seq, pairs->data + e[done].off,
+                                         e[done].len)
+                     : chan_queue_append (t.ch->queue, e[done].seq,
+                                          pairs->data + e[done].off,
+                                          e[done].len);
+        if (rc != 0)
+            done--;
+    } else
+        s_publish (self, t.ch, pairs->data, e, n);
     if (rc != 0) {
-        broker_error (self, rq, 500, "out of memory");
+        char reason[120];
+        snprintf (reason, sizeof reason,
+                  "out of memory (%u of the batch's %u messages were "
+                  "written)",
+                  done, n);
+        broker_error (self, rq, 500, batch ? reason : "out of memory");
+        if (done && t.sys)
+            broker_mbox_pump (self, t.sys);
         return;
     }
     if (r->key.ptr
         && chan_idem_put (self->idem, t.name, s->sys->id, r->key.ptr,
-                          r->key.len, id, durable, wall)
+                          r->key.len, e[0].id, durable, wall)
                != 0)
         zsys_warning ("broker: could not remember an idempotency key");
     if (t.ch)
-        t.ch->writes++;
-    s_reply_id (self, rq, id, durable);
-    if (t.sys)
-        broker_mbox_pump (self, t.sys);
-    else if (t.ch->queue && t.ch->wait_head)
+        t.ch->writes += n;
+    s_reply_ids (self, rq, e, n, batch, durable);
+    if (t.sys) {
+        if (!r->transient)
+            broker_mbox_pump (self, t.sys);
+    } else if (t.ch->queue && t.ch->wait_head)
         broker_serve_waiters (self, t.ch, now);
 }
 
@@ -1452,7 +1624,10 @@ s_sub (broker_t *self, broker_rq_t *rq)
                                     "must allow chan.read)");
         return;
     }
-    if (!s_find_sub (s, t.ch, NULL)) {
+    chan_sub_t *have = s_find_sub (s, t.ch, NULL);
+    if (have)
+        have->batch = rq->req.batch_flag; /* SUB again changes the mode */
+    else {
         if (s->nsubs >= BROKER_SUBS_MAX) {
             broker_error (self, rq, 429, "too many subscriptions");
             return;
@@ -1474,6 +1649,7 @@ s_sub (broker_t *self, broker_rq_t *rq)
             return;
         }
         sub->owner = s;
+        sub->batch = rq->req.batch_flag;
         if (chan_bcast_subscribe (t.ch->bcast, sub) != 0) {
             free (sub);
             broker_error (self, rq, 500, "out of memory");

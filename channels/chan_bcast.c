@@ -129,6 +129,12 @@ chan_bcast_unsubscribe (chan_sub_t *sub)
     sub->chan = NULL;
 }
 
+uint32_t
+chan_bcast_retain (const chan_bcast_t *self)
+{
+    return self->retain;
+}
+
 void
 chan_bcast_published_msg (chan_bcast_t *self, uint64_t seq, const void *body,
                           size_t len)

@@ -16,6 +16,7 @@ typedef struct {
     void *owner;        /* the subscriber (a session) */
     chan_bcast_t *chan; /* NULL when not subscribed */
     size_t slot;
+    bool batch; /* SUB batch: a WRITE batch comes as one MSGS */
 } chan_sub_t;
 
 /*  Creates a channel (name copied). NULL on no memory. */
@@ -30,6 +31,8 @@ bool chan_bcast_public (const chan_bcast_t *self);
 size_t chan_bcast_nsubs (const chan_bcast_t *self);
 chan_sub_t *chan_bcast_sub (const chan_bcast_t *self, size_t i);
 size_t chan_bcast_retained (const chan_bcast_t *self);
+/*  The configured ring size (0: nothing is kept). */
+uint32_t chan_bcast_retain (const chan_bcast_t *self);
 uint64_t chan_bcast_published (const chan_bcast_t *self);
 
 /*  Adds sub (not subscribed anywhere) with owner set. 0 or AAAX_ENOMEM. */

@@ -220,7 +220,14 @@ chan_queue_bytes (const chan_queue_t *self)
 int
 chan_queue_admit (const chan_queue_t *self, size_t bytes)
 {
-    if (self->cfg.max_len && self->by_seq.n >= self->cfg.max_len)
+    return chan_queue_admit_n (self, 1, bytes);
+}
+
+int
+chan_queue_admit_n (const chan_queue_t *self, size_t n, size_t bytes)
+{
+    if (self->cfg.max_len
+        && (n > self->cfg.max_len || self->by_seq.n > self->cfg.max_len - n))
         return AAAX_ELIMIT;
     if (self->cfg.max_bytes && self->bytes + bytes > self->cfg.max_bytes)
         return AAAX_ELIMIT;

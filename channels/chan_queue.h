@@ -62,6 +62,8 @@ uint64_t chan_queue_bytes (const chan_queue_t *self);
 /*  0 when a message of size bytes fits under max_len and max_bytes,
     AAAX_ELIMIT otherwise. */
 int chan_queue_admit (const chan_queue_t *self, size_t bytes);
+/*  The same for n messages of bytes in all (a WRITE batch). */
+int chan_queue_admit_n (const chan_queue_t *self, size_t n, size_t bytes);
 
 /*  Adds a new ready message (pairs: its envelope block, copied) and records
     it when durable. Returns 0 or AAAX_ENOMEM. */

@@ -41,7 +41,15 @@ chan_req_command (const void *word, size_t len)
 }
 
 /*  Known keys: name, bit, and the reader for its value. */
-typedef enum { K_UINT, K_STR, K_STR_OR_NIL, K_BOOL, K_ANY, K_STRS } kind_t;
+typedef enum {
+    K_UINT,
+    K_STR,
+    K_STR_OR_NIL,
+    K_BOOL,
+    K_ANY,
+    K_STRS,
+    K_BATCH /* an array of data values, or a boolean (SUB) */
+} kind_t;
 
 typedef struct {
     const char *name;
@@ -82,6 +90,8 @@ static const key_t_ s_keys[] = {
     KEY ("state", CHAN_F_STATE, K_STR, 16),
     KEY ("resume", CHAN_F_RESUME, K_STR, 64),
     KEY ("ttl_ms", CHAN_F_TTL_MS, K_UINT, 0),
+    KEY ("batch", CHAN_F_BATCH, K_BATCH, AAAX_MAX_BATCH),
+    KEY ("transient", CHAN_F_TRANSIENT, K_BOOL, 0),
 };
 #define NKEYS (sizeof s_keys / sizeof s_keys[0])
 
@@ -321,6 +331,8 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
                                key->name);
             if (key->bit == CHAN_F_PRIVILEGED)
                 req->privileged = v.v.b;
+            else if (key->bit == CHAN_F_TRANSIENT)
+                req->transient = v.v.b;
             else
                 req->keep_leases = v.v.b;
             break;
@@ -371,6 +383,29 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
             }
             break;
         }
+        case K_BATCH: {
+            if (v.type == CHAN_MPK_BOOL) {
+                req->batch_flag = v.v.b;
+                break;
+            }
+            if (v.type != CHAN_MPK_ARRAY)
+                return s_fail (why, whylen, "%s",
+                               "\"batch\" must be an array of data values "
+                               "(WRITE, SEND) or a boolean (SUB)");
+            if (v.v.n < 1 || v.v.n > key->max)
+                return s_fail (why, whylen, "\"batch\" must hold 1..%u values",
+                               key->max);
+            const char *start = (const char *) r.p;
+            for (uint32_t j = 0; j < v.v.n; j++)
+                if (chan_mpk_skip (&r, AAAX_MAX_DATA_DEPTH + 1) != 0)
+                    return s_fail (why, whylen, "%s",
+                                   "an entry of \"batch\" is not valid "
+                                   "msgpack or nests too deep");
+            req->batch.ptr = start;
+            req->batch.len = (uint32_t) ((const char *) r.p - start);
+            req->nbatch = v.v.n;
+            break;
+        }
         case K_ANY: break;
         }
     }
@@ -394,6 +429,27 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
     if (!req->has_req)
         return s_fail (why, whylen, "%s", "missing \"req\"");
     uint32_t missing = s_required (req->cmd) & ~req->fields;
+    /*  A batch stands for data; it is an array for WRITE and SEND, a
+        boolean for SUB. */
+    if (req->fields & CHAN_F_BATCH) {
+        bool writes = req->cmd == CHAN_CMD_WRITE || req->cmd == CHAN_CMD_SEND;
+        if (writes && !req->nbatch)
+            return s_fail (why, whylen, "%s",
+                           "\"batch\" of WRITE and SEND must be an array "
+                           "of data values");
+        if (req->cmd == CHAN_CMD_SUB && req->nbatch)
+            return s_fail (why, whylen, "%s",
+                           "\"batch\" of SUB must be a boolean");
+        if (writes && (req->fields & CHAN_F_DATA))
+            return s_fail (why, whylen, "%s",
+                           "give \"data\" or \"batch\", not both");
+        if (writes && (req->fields & CHAN_F_KEY))
+            return s_fail (why, whylen, "%s",
+                           "an idempotency \"key\" names one message: it "
+                           "cannot be used with \"batch\"");
+        if (writes)
+            missing &= ~CHAN_F_DATA;
+    }
     /*  An enrolling HELLO may leave the system id to its token. */
     if (req->cmd == CHAN_CMD_HELLO && (req->fields & CHAN_F_TOKEN)
         && !req->privileged)
@@ -456,5 +512,20 @@ chan_req_next_str (chan_span_t array, size_t *pos, chan_span_t *out)
     out->ptr = o.ptr;
     out->len = o.len;
     *pos = (size_t) ((const char *) r.p - array.ptr);
+    return true;
+}
+
+bool
+chan_req_next_value (chan_span_t batch, size_t *pos, chan_span_t *out)
+{
+    if (*pos >= batch.len)
+        return false;
+    chan_mpk_reader_t r;
+    chan_mpk_reader_init (&r, batch.ptr + *pos, batch.len - *pos);
+    if (chan_mpk_skip (&r, AAAX_MAX_DATA_DEPTH + 1) != 0)
+        return false;
+    out->ptr = batch.ptr + *pos;
+    out->len = (uint32_t) ((const char *) r.p - out->ptr);
+    *pos += out->len;
     return true;
 }

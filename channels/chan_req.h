@@ -59,7 +59,9 @@ enum {
     CHAN_F_EXPIRES = 1u << 21,
     CHAN_F_STATE = 1u << 22,
     CHAN_F_RESUME = 1u << 23,
-    CHAN_F_TTL_MS = 1u << 24
+    CHAN_F_TTL_MS = 1u << 24,
+    CHAN_F_BATCH = 1u << 25,
+    CHAN_F_TRANSIENT = 1u << 26
 };
 
 /*  Bounds checked at decode (an ERROR 400 outside them). */
@@ -82,6 +84,12 @@ typedef struct {
     uint32_t nids;
     chan_span_t rights; /* raw array of strings, nrights long (CTL grant) */
     uint32_t nrights;
+    /*  WRITE / SEND `batch`: the raw array's elements (each a data value),
+        nbatch of them; SUB `batch`: the boolean in batch_flag. */
+    chan_span_t batch;
+    uint32_t nbatch;
+    bool batch_flag;
+    bool transient; /* WRITE / SEND to a mailbox: not kept, pushed once */
     uint64_t version, max, wait_ms, lease_ms, delay_ms, expires;
     uint64_t ttl_ms;    /* CTL enroll */
     uint64_t since_seq; /* `since` parsed: 0 for "" (everything retained) */
@@ -109,5 +117,9 @@ bool chan_req_peek_req (const void *body, size_t bodylen, uint64_t *out);
     chan_req_decode validated: call with *pos = 0 first; returns false at
     the end. */
 bool chan_req_next_str (chan_span_t array, size_t *pos, chan_span_t *out);
+
+/*  Iterates the data values of a WRITE / SEND batch that chan_req_decode
+    validated: call with *pos = 0 first; out spans one whole value. */
+bool chan_req_next_value (chan_span_t batch, size_t *pos, chan_span_t *out);
 
 #endif

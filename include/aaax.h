@@ -48,6 +48,7 @@ void aaax_seterr (char *err, size_t errlen, const char *fmt, ...)
 #define AAAX_MAX_DATA_DEPTH 28
 #define AAAX_MAX_IDS 10000   /* ids in one ACK / NACK */
 #define AAAX_MAX_CLAIM 10000 /* messages in one CLAIM */
+#define AAAX_MAX_BATCH 10000 /* messages in one WRITE / SEND batch */
 #define AAAX_MAX_HELLO_CHANNELS 1024
 
 #endif

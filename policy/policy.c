@@ -231,17 +231,20 @@ s_log_reserve (s_log_t *self, uint32_t limit)
     return 0;
 }
 
-/*  Would an event at now fit: fewer than limit recorded, or the oldest of
-    the last limit events at or before now - period. */
+/*  Would k events at now fit: at most limit - k recorded within the period
+    ending at now, i.e. the oldest count + k - limit of them at or before
+    now - period. */
 static int
 s_log_has_room (const s_log_t *self, uint32_t limit, int64_t period,
-                int64_t now)
+                int64_t now, uint32_t k)
 {
-    if (self->count < limit)
+    if (k > limit)
+        return 0;
+    if (self->count + k <= limit)
         return 1;
-    int64_t oldest = self->ts[self->head];
-    return now >= oldest
-           && (uint64_t) now - (uint64_t) oldest >= (uint64_t) period;
+    uint32_t need = self->count + k - limit; /* 1..count */
+    int64_t t = self->ts[(self->head + need - 1) % self->cap];
+    return now >= t && (uint64_t) now - (uint64_t) t >= (uint64_t) period;
 }
 
 /*  Records an event that has room (and reserved space). Times that go
@@ -751,6 +754,13 @@ int
 policy_rate_take (policy_t *self, const int *rules, size_t n,
                   const char *subject, int64_t now_ms)
 {
+    return policy_rate_take_n (self, rules, n, subject, now_ms, 1);
+}
+
+int
+policy_rate_take_n (policy_t *self, const int *rules, size_t n,
+                    const char *subject, int64_t now_ms, uint32_t k)
+{
     if (!self || (n > 0 && !rules))
         return AAAX_EINVAL;
     subject = subject ? subject : "";
@@ -766,7 +776,7 @@ policy_rate_take (policy_t *self, const int *rules, size_t n,
         s_log_t *log = s_rule_log (rule, subject);
         if (!log)
             return AAAX_ENOMEM;
-        if (!s_log_has_room (log, rule->rate_n, rule->rate_period, now_ms))
+        if (!s_log_has_room (log, rule->rate_n, rule->rate_period, now_ms, k))
             return AAAX_ELIMIT;
     }
     //  Phase two: record in each (once per rule, even if listed twice).
@@ -781,7 +791,8 @@ policy_rate_take (policy_t *self, const int *rules, size_t n,
             continue;
         s_log_t *log = (s_log_t *) zhashx_lookup (rule->logs, subject);
         assert (log);
-        s_log_record (log, rule->rate_n, now_ms);
+        for (uint32_t e = 0; e < k; e++)
+            s_log_record (log, rule->rate_n, now_ms);
     }
     return 0;
 }
@@ -1010,6 +1021,22 @@ policy_test (int verbose)
     S_CHECK (policy_rate_take (policy, rated, 1, "bob", 999) == AAAX_ELIMIT);
     S_CHECK (policy_rate_take (policy, rated, 1, "bob", 1000) == 0);
     S_CHECK (policy_rate_take (policy, rated, 1, "eve", 999) == 0);
+    /*  k at once (WRITE batches): all or nothing. */
+    S_CHECK (policy_rate_take_n (policy, rated, 1, "carl", 0, 3)
+             == AAAX_ELIMIT);
+    S_CHECK (policy_rate_take_n (policy, rated, 1, "carl", 0, 2) == 0);
+    S_CHECK (policy_rate_take_n (policy, rated, 1, "carl", 500, 1)
+             == AAAX_ELIMIT);
+    S_CHECK (policy_rate_take_n (policy, rated, 1, "carl", 1000, 2)
+             == 0); /* both of t=0 have left the window */
+    S_CHECK (policy_rate_take_n (policy, rated, 1, "carl", 1999, 1)
+             == AAAX_ELIMIT);
+    S_CHECK (policy_rate_take (policy, rated, 1, "dan", 0) == 0);
+    S_CHECK (policy_rate_take_n (policy, rated, 1, "dan", 100, 2)
+             == AAAX_ELIMIT);
+    S_CHECK (policy_rate_take (policy, rated, 1, "dan", 100)
+             == 0); /* the refused pair recorded nothing */
+    S_CHECK (policy_rate_take (policy, rated, 1, "dan", 200) == AAAX_ELIMIT);
     policy_rate_gc (policy, 5000);
     S_CHECK (zhashx_size (policy->rules[0]->logs) == 0);
 

@@ -76,6 +76,12 @@ size_t policy_rated (const policy_t *self, const char *subject,
 int policy_rate_take (policy_t *self, const int *rules, size_t n,
                       const char *subject, int64_t now_ms);
 
+/*  The same for k events at once (a WRITE batch): all k are recorded, or
+    none when any limit cannot take k more within its period (k larger
+    than a limit never fits). */
+int policy_rate_take_n (policy_t *self, const int *rules, size_t n,
+                        const char *subject, int64_t now_ms, uint32_t k);
+
 /*  Forgets rate state of subjects idle for longer than their period. */
 void policy_rate_gc (policy_t *self, int64_t now_ms);
 

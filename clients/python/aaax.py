@@ -311,6 +311,7 @@ class Client:
         # since given to subscribe, or None), and per channel the ids seen
         # lately (to drop what a re-subscription replays twice).
         self._subs = collections.OrderedDict()
+        self._batched = set()  # channels subscribed with batch=True
         self._seen = {}
         self._last_send = time.monotonic()
         self._last_recv = self._last_send
@@ -599,6 +600,13 @@ class Client:
         if cmd == "MSG":
             self._push(body)
             return
+        if cmd == "MSGS":
+            # A WRITE batch on a batch=True subscription: one push each.
+            msgs = body.get("msgs")
+            if isinstance(msgs, list):
+                for m in msgs:
+                    self._push({"sub": body.get("sub"), "msg": m})
+            return
         if cmd == "DROPPED":
             self._subs.pop(body.get("sub"), None)
             self._pushes.append({"dropped": body.get("sub"),
@@ -753,6 +761,8 @@ class Client:
             body = {"chan": chan}
             if last is not None:
                 body["since"] = last
+            if chan in self._batched:
+                body["batch"] = True
             reqs[self.request("SUB", **body)] = chan
         if not reqs:
             return True
@@ -868,6 +878,7 @@ class Client:
         if not was_docked:
             # A new session: whatever was subscribed before is gone.
             self._subs.clear()
+            self._batched.clear()
             self._seen.clear()
         self._docked(r)
         self.resumed = False
@@ -883,6 +894,7 @@ class Client:
         finally:
             self.docked = False
             self._subs.clear()
+            self._batched.clear()
             self._seen.clear()
 
     def ping(self):
@@ -892,11 +904,13 @@ class Client:
 
     # ---- channels -------------------------------------------------------
 
-    def write(self, chan, data, to=None, corr=None, key=None):
+    def write(self, chan, data, to=None, corr=None, key=None,
+              transient=False):
         """Writes ``data`` (any msgpack value) to channel ``chan``
         (``"@ID"`` for a mailbox) and returns the new message's id. On a
         durable channel the reply comes once the message is on disk. An
-        idempotency ``key`` makes a repeat return the first write's id."""
+        idempotency ``key`` makes a repeat return the first write's id.
+        ``transient=True`` (mailboxes): see ``send``."""
         body = {"chan": chan, "data": data}
         if to is not None:
             body["to"] = to
@@ -904,15 +918,38 @@ class Client:
             body["corr"] = corr
         if key is not None:
             body["key"] = key
+        if transient:
+            body["transient"] = True
         return self.call("WRITE", **body)["id"]
 
-    def send(self, to, data, corr=None, key=None):
-        """Sends ``data`` to system ``to``'s mailbox; returns the id."""
+    def write_batch(self, chan, items, to=None, corr=None, transient=False):
+        """Writes each value of ``items`` (1..10 000 of them) to ``chan`` in
+        one request, in order, all or none; returns their ids. Each is a
+        message of its own (own id); a subscriber with ``batch=True`` gets
+        them in one push. On a durable channel the reply comes once all
+        are on disk."""
+        body = {"chan": chan, "batch": list(items)}
+        if to is not None:
+            body["to"] = to
+        if corr is not None:
+            body["corr"] = corr
+        if transient:
+            body["transient"] = True
+        return self.call("WRITE", **body)["ids"]
+
+    def send(self, to, data, corr=None, key=None, transient=False):
+        """Sends ``data`` to system ``to``'s mailbox; returns the id.
+        ``transient=True``: pushed once to ``to``'s live session and never
+        stored (no ACK needed, nothing redelivered), or ``AaaxError`` 404
+        when ``to`` is not docked or is paused -- for requests whose
+        answer is worthless later, like NATS request/reply."""
         body = {"to": to, "data": data}
         if corr is not None:
             body["corr"] = corr
         if key is not None:
             body["key"] = key
+        if transient:
+            body["transient"] = True
         return self.call("SEND", **body)["id"]
 
     def claim(self, chan, max=1, wait_ms=None, lease_ms=None):
@@ -953,14 +990,23 @@ class Client:
             body["delay_ms"] = delay_ms
         return self.call("NACK", **body)["requeued"]
 
-    def subscribe(self, chan, since=None):
+    def subscribe(self, chan, since=None, batch=False):
         """Subscribes to broadcast channel ``chan``; messages come through
         ``recv()``. ``since`` (a message id, or ``""`` for all) first
-        replays the retained messages written after it."""
+        replays the retained messages written after it. ``batch=True``
+        has the kernel push a WRITE batch as one ``MSGS`` (fewer, larger
+        messages on the wire); ``recv()`` still returns one message at a
+        time."""
         body = {"chan": chan}
         if since is not None:
             body["since"] = since
+        if batch:
+            body["batch"] = True
         self.call("SUB", **body)
+        if batch:
+            self._batched.add(chan)
+        else:
+            self._batched.discard(chan)
         if not chan.startswith("@"):
             if since or chan not in self._subs:
                 self._subs[chan] = since or None
@@ -970,6 +1016,7 @@ class Client:
         """Ends a subscription (harmless when there is none)."""
         self.call("UNSUB", chan=chan)
         self._subs.pop(chan, None)
+        self._batched.discard(chan)
         self._seen.pop(chan, None)
 
     def recv(self, timeout=None):

@@ -91,12 +91,12 @@ test_subscribe (void)
     CHECK_EQ_INT (consistent (ch), 0);
     //  twice, and a sub that never subscribed: no-ops
     chan_bcast_unsubscribe (&subs[5]);
-    chan_sub_t stranger = { NULL, NULL, 0 };
+    chan_sub_t stranger = { NULL, NULL, 0, false };
     chan_bcast_unsubscribe (&stranger);
     CHECK_EQ_INT (chan_bcast_nsubs (ch), N - 1);
     //  a sub that claims this channel but a slot it does not hold changes
     //  nothing in the channel
-    chan_sub_t liar = { NULL, ch, 3 };
+    chan_sub_t liar = { NULL, ch, 3, false };
     chan_bcast_unsubscribe (&liar);
     CHECK (liar.chan == NULL);
     CHECK_EQ_INT (chan_bcast_nsubs (ch), N - 1);

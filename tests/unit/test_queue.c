@@ -564,6 +564,10 @@ test_admit (void)
     CHECK_EQ_INT (chan_queue_admit (q, 1), AAAX_ELIMIT);
     CHECK (chan_queue_ack (q, &h, 2));
     CHECK_EQ_INT (chan_queue_admit (q, one), 0);
+    //  n at once (a WRITE batch): 2 in a queue of at most 3
+    CHECK_EQ_INT (chan_queue_admit_n (q, 1, one), 0);
+    CHECK_EQ_INT (chan_queue_admit_n (q, 2, 2 * one), AAAX_ELIMIT);
+    CHECK_EQ_INT (chan_queue_admit_n (q, 4, 4 * one), AAAX_ELIMIT);
     drain_destroy (&q);
 
     //  max_bytes: bytes + new must stay within
