@@ -431,6 +431,14 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
     uint32_t missing = s_required (req->cmd) & ~req->fields;
     /*  A batch stands for data; it is an array for WRITE and SEND, a
         boolean for SUB. */
+    if ((req->fields & CHAN_F_BATCH) && req->cmd != CHAN_CMD_WRITE
+        && req->cmd != CHAN_CMD_SEND && req->cmd != CHAN_CMD_SUB) {
+        /*  Meaningless elsewhere: ignored, as an unknown key is. */
+        req->fields &= ~CHAN_F_BATCH;
+        memset (&req->batch, 0, sizeof req->batch);
+        req->nbatch = 0;
+        req->batch_flag = false;
+    }
     if (req->fields & CHAN_F_BATCH) {
         bool writes = req->cmd == CHAN_CMD_WRITE || req->cmd == CHAN_CMD_SEND;
         if (writes && !req->nbatch)

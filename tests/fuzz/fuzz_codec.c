@@ -10,6 +10,8 @@
       finds the same req whenever decoding read one;
     - validity is monotonic in max_depth; skip consumes nothing on failure
       and exactly one value on success;
+    - a WRITE / SEND batch iterates to exactly nbatch values inside its
+      span, each valid within the data nesting limit;
     - an envelope built from a decoded WRITE / SEND (chan_env_pairs +
       chan_env_map, and after chan_env_rechan) is one valid msgpack value. */
 
@@ -244,6 +246,26 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
                                          AAAX_MAX_DEPTH - 1));
             s_envelope (&req);
         }
+        /*  A batch: nbatch values, each valid within the data limit,
+            inside the span and ending at its end; never with data or a
+            key; only on WRITE / SEND. */
+        if (req.batch.ptr) {
+            s_check_span (req.batch, body, bodylen);
+            FUZZ_ASSERT (req.nbatch >= 1 && req.nbatch <= AAAX_MAX_BATCH);
+            FUZZ_ASSERT (req.cmd == CHAN_CMD_WRITE || req.cmd == CHAN_CMD_SEND);
+            FUZZ_ASSERT (!req.data.ptr && !req.key.ptr);
+            size_t pos = 0;
+            uint32_t count = 0;
+            chan_span_t v;
+            while (chan_req_next_value (req.batch, &pos, &v)) {
+                FUZZ_ASSERT (v.ptr >= req.batch.ptr);
+                FUZZ_ASSERT (v.ptr + v.len <= req.batch.ptr + req.batch.len);
+                FUZZ_ASSERT (chan_mpk_valid (v.ptr, v.len, AAAX_MAX_DEPTH - 1));
+                count++;
+            }
+            FUZZ_ASSERT (count == req.nbatch && pos == req.batch.len);
+        } else
+            FUZZ_ASSERT (req.nbatch == 0);
     }
 
     s_reader (body, bodylen);
