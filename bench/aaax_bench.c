@@ -2,7 +2,12 @@
     libzmq sockets (or LMDB directly) in one process run, and prints each
     figure beside its baseline. Never a timed assertion: the exit status says
     only whether everything that was sent was delivered and acknowledged.
-    See bench/README.md. */
+    See bench/README.md.
+
+    Built once into a library (bench/CMakeLists.txt): aaax_bench_main.c
+    runs all of it through aaax_bench_main; aaax_vs calls the aaax and raw
+    libzmq workloads one run at a time through the functions of
+    bench_aaax.h, defined at the end of this file. */
 
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +43,7 @@
 
 #include "aaax.h"
 #include "act_gate_core.h"
+#include "bench_aaax.h"
 #include "chan_client.h"
 #include "chan_env.h"
 #include "chan_mpk.h"
@@ -161,7 +167,12 @@ typedef struct {
     const s_conn_t *conn;   /* the remote workloads: see s_conn_t */
     char apps_dir[PATH_MAX];
     void *rawctx; /* the raw sockets' own context */
-    bool failed;  /* something was lost, refused or timed out */
+    /*  Where the raw "servers" (the zmq_proxy thread, the echo thread) and
+        their libzmq I/O threads run: srv_cpus when srv_pin (aaax_vs,
+        bench_aaax_server_cpus), else wherever the scheduler puts them. */
+    bool srv_pin;
+    cpu_set_t srv_cpus;
+    bool failed; /* something was lost, refused or timed out */
     s_result_t res[S_MAX_RESULTS];
     size_t nres;
 } s_bench_t;
@@ -988,6 +999,14 @@ s_bsub_collect (s_bsub_t *subs, int nsubs, uint64_t n, int64_t t0_us,
 static double
 s_bcast_aaax (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
 {
+    /*  subs[] holds S_MAX_SUBS. Checked here, where GCC sees it: without
+        it, s_bsub_credit's loop inlined below looks unbounded to
+        -Wstringop-overflow. */
+    if (nsubs < 1 || nsubs > S_MAX_SUBS) {
+        *lost = 0;
+        *fail = true;
+        return 0;
+    }
     uint64_t n = b->o.count;
     s_shared_t sh;
     s_shared_init (&sh, b, n);
@@ -1080,10 +1099,52 @@ done:
     return *fail ? 0 : rate;
 }
 
+/*  The raw "server" side: the zmq_proxy thread of the broadcast, the echo
+    thread of the round trip. Unpinned (aaax_bench), it shares the raw
+    context with the clients. Pinned (b->srv_pin), it gets a context of its
+    own whose libzmq threads (I/O, reaper) run on b->srv_cpus, so that the
+    clients' sockets, in b->rawctx, keep their own I/O thread where the
+    clients are. NULL on failure; s_srvctx_end when done. */
+static void *
+s_srvctx_new (s_bench_t *b)
+{
+    if (!b->srv_pin)
+        return b->rawctx;
+    void *ctx = zmq_ctx_new ();
+    if (!ctx)
+        return NULL;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET (cpu, &b->srv_cpus)
+            && zmq_ctx_set (ctx, ZMQ_THREAD_AFFINITY_CPU_ADD, cpu) != 0) {
+            zmq_ctx_term (ctx);
+            return NULL;
+        }
+    return ctx;
+}
+
+/*  After the server thread has been joined and every socket in ctx closed. */
+static void
+s_srvctx_end (s_bench_t *b, void *ctx)
+{
+    if (ctx && ctx != b->rawctx)
+        zmq_ctx_term (ctx);
+}
+
+/*  The server thread's first step: onto the server CPUs (cpus NULL: left
+    alone), before its first socket, so that the libzmq threads of its
+    context, started by that socket, inherit the mask too. */
+static void
+s_srv_pin_self (const cpu_set_t *cpus)
+{
+    if (cpus)
+        pthread_setaffinity_np (pthread_self (), sizeof *cpus, cpus);
+}
+
 typedef struct {
-    void *ctx;
-    char front[128]; /* XSUB: publishers connect here */
-    char back[128];  /* XPUB: subscribers connect here */
+    void *ctx;             /* s_srvctx_new */
+    const cpu_set_t *cpus; /* the thread's CPUs, or NULL */
+    char front[128];       /* XSUB: publishers connect here */
+    char back[128];        /* XPUB: subscribers connect here */
     sem_t ready;
     int rc;
 } s_proxy_t;
@@ -1092,6 +1153,8 @@ static void *
 s_proxy_thread (void *arg)
 {
     s_proxy_t *p = (s_proxy_t *) arg;
+    pthread_setname_np (pthread_self (), "raw-proxy");
+    s_srv_pin_self (p->cpus);
     void *xsub = zmq_socket (p->ctx, ZMQ_XSUB);
     void *xpub = zmq_socket (p->ctx, ZMQ_XPUB);
     void *ctl = zmq_socket (p->ctx, ZMQ_PAIR);
@@ -1136,12 +1199,21 @@ done:
 static double
 s_bcast_raw (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
 {
+    /*  subs[] holds S_MAX_SUBS. Checked here, where GCC sees it: without
+        it, s_bsub_credit's loop inlined below looks unbounded to
+        -Wstringop-overflow. */
+    if (nsubs < 1 || nsubs > S_MAX_SUBS) {
+        *lost = 0;
+        *fail = true;
+        return 0;
+    }
     uint64_t n = b->o.count;
     s_shared_t sh;
     s_shared_init (&sh, b, n);
     s_proxy_t proxy;
     memset (&proxy, 0, sizeof proxy);
-    proxy.ctx = b->rawctx;
+    proxy.ctx = s_srvctx_new (b);
+    proxy.cpus = b->srv_pin ? &b->srv_cpus : NULL;
     sem_init (&proxy.ready, 0, 0);
     pthread_t pth, th[S_MAX_SUBS];
     s_bsub_t subs[S_MAX_SUBS];
@@ -1152,9 +1224,11 @@ s_bcast_raw (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
     int zero = 0, one = 1, hwm = S_RAW_HWM;
     *lost = 0;
     *fail = false;
-    if (!pay || pthread_create (&pth, NULL, s_proxy_thread, &proxy) != 0) {
+    if (!pay || !proxy.ctx
+        || pthread_create (&pth, NULL, s_proxy_thread, &proxy) != 0) {
         free (pay);
         sem_destroy (&proxy.ready);
+        s_srvctx_end (b, proxy.ctx);
         *fail = true;
         return 0;
     }
@@ -1238,7 +1312,8 @@ done:
         pthread_join (th[i], NULL);
     if (pub)
         zmq_close (pub);
-    void *ctl = zmq_socket (b->rawctx, ZMQ_PAIR);
+    /*  inproc: in the proxy's context. */
+    void *ctl = zmq_socket (proxy.ctx, ZMQ_PAIR);
     if (ctl) {
         int linger = 1000;
         zmq_setsockopt (ctl, ZMQ_LINGER, &linger, sizeof linger);
@@ -1248,6 +1323,7 @@ done:
     }
     pthread_join (pth, NULL);
     sem_destroy (&proxy.ready);
+    s_srvctx_end (b, proxy.ctx);
     free (pay);
     return *fail ? 0 : rate;
 }
@@ -2180,7 +2256,8 @@ typedef struct {
 
 /*  The raw side: a DEALER and a ROUTER echo thread over tcp loopback. */
 typedef struct {
-    void *ctx;
+    void *ctx;             /* s_srvctx_new */
+    const cpu_set_t *cpus; /* the thread's CPUs, or NULL */
     char ep[128];
     sem_t ready;
     int rc;
@@ -2191,6 +2268,8 @@ static void *
 s_echo_thread (void *arg)
 {
     s_echo_t *e = (s_echo_t *) arg;
+    pthread_setname_np (pthread_self (), "raw-echo");
+    s_srv_pin_self (e->cpus);
     void *router = zmq_socket (e->ctx, ZMQ_ROUTER);
     int zero = 0, tmo = 100;
     size_t len = sizeof e->ep;
@@ -2249,12 +2328,13 @@ s_rttr_setup (s_bench_t *b, s_rttr_t *r)
 {
     r->b = b;
     r->total = b->o.warmup + b->o.samples;
-    r->echo.ctx = b->rawctx;
+    r->echo.ctx = r->ext_ep ? b->rawctx : s_srvctx_new (b);
+    r->echo.cpus = b->srv_pin ? &b->srv_cpus : NULL;
     atomic_init (&r->echo.stop, 0);
     sem_init (&r->echo.ready, 0, 0);
     zmq_msg_init (&r->in);
     r->pay = s_payload_new (b->o.size);
-    if (!r->pay)
+    if (!r->pay || !r->echo.ctx)
         return -1;
     if (!r->ext_ep) {
         if (pthread_create (&r->th, NULL, s_echo_thread, &r->echo) != 0)
@@ -2327,6 +2407,8 @@ s_rttr_finish (s_rttr_t *r, bool complete)
         pthread_join (r->th, NULL);
     }
     sem_destroy (&r->echo.ready);
+    if (r->b)
+        s_srvctx_end (r->b, r->echo.ctx);
     free (r->pay);
     return fail ? -1 : 0;
 }
@@ -6590,8 +6672,10 @@ s_find_aaaxd (s_bench_t *b)
     }
 }
 
+/*  aaax_bench's main (aaax_bench_main.c): every workload selected by the
+    options, the table, the exit status. */
 int
-main (int argc, char **argv)
+aaax_bench_main (int argc, char **argv)
 {
     static s_bench_t bench;
     s_bench_t *b = &bench;
@@ -6723,4 +6807,252 @@ cleanup:
         nftw (b->tmp, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     fflush (stdout);
     return rc;
+}
+
+/*  ---- bench_aaax.h: the workloads as functions, for aaax_vs -------------
+    Thin wrappers over the static workload code above: one run of one
+    workload against the kernel of bench_aaax_start, or of its raw libzmq
+    baseline, with aaax_bench's defaults for everything not given. */
+
+struct bench_aaax {
+    s_bench_t b;
+};
+
+bench_aaax_t *
+bench_aaax_new (const char *aaaxd)
+{
+    bench_aaax_t *x = (bench_aaax_t *) calloc (1, sizeof *x);
+    if (!x)
+        return NULL;
+    s_bench_t *b = &x->b;
+    b->o.aaaxd = aaaxd;
+    s_find_aaaxd (b);
+    if (access (b->aaaxd, X_OK) != 0) {
+        fprintf (stderr, "bench: no kernel at %s (use --aaaxd or AAAXD)\n",
+                 b->aaaxd);
+        free (x);
+        return NULL;
+    }
+    b->o.count = 100000;
+    b->o.size = 100;
+    b->o.samples = 20000;
+    b->o.warmup = 2000;
+    b->o.producers = 2;
+    b->o.consumers = 2;
+    b->o.bwindow = 1000;
+    b->o.qwindow = 2000;
+    b->o.limit_s = 60;
+    b->o.only = S_W_KERNEL;
+
+    zsys_handler_set (NULL);
+    struct sigaction sa;
+    memset (&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction (SIGINT, &sa, NULL);
+    sigaction (SIGTERM, &sa, NULL);
+    signal (SIGPIPE, SIG_IGN);
+
+    const char *tmpdir = getenv ("TMPDIR");
+    snprintf (b->tmp, sizeof b->tmp, "%.3000s/aaax-vs-XXXXXX",
+              tmpdir && *tmpdir ? tmpdir : "/tmp");
+    if (!mkdtemp (b->tmp)) {
+        fprintf (stderr, "bench: cannot make a temp dir: %s\n",
+                 strerror (errno));
+        free (x);
+        return NULL;
+    }
+    snprintf (b->data, sizeof b->data, "%.4000s/data", b->tmp);
+    snprintf (b->cfg, sizeof b->cfg, "%.4000s/bench.lua", b->tmp);
+    snprintf (b->log, sizeof b->log, "%.4000s/aaaxd.log", b->tmp);
+    zsys_init ();
+    b->rawctx = zmq_ctx_new ();
+    if (!b->rawctx) {
+        bench_aaax_destroy (&x);
+        return NULL;
+    }
+    return x;
+}
+
+void
+bench_aaax_destroy (bench_aaax_t **xp)
+{
+    bench_aaax_t *x = *xp;
+    if (!x)
+        return;
+    s_bench_t *b = &x->b;
+    if (b->pid > 0)
+        s_kernel_stop (b);
+    if (b->rawctx)
+        zmq_ctx_term (b->rawctx);
+    nftw (b->tmp, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free (x);
+    *xp = NULL;
+}
+
+const char *
+bench_aaax_version (void)
+{
+    return AAAX_VERSION_STRING;
+}
+
+bool
+bench_aaax_interrupted (void)
+{
+    return s_interrupted != 0;
+}
+
+void
+bench_aaax_limit (bench_aaax_t *x, int limit_s)
+{
+    x->b.o.limit_s = limit_s;
+}
+
+void
+bench_aaax_server_cpus (bench_aaax_t *x, const cpu_set_t *set)
+{
+    s_bench_t *b = &x->b;
+    b->srv_pin = set != NULL;
+    CPU_ZERO (&b->srv_cpus);
+    if (set)
+        memcpy (&b->srv_cpus, set, sizeof b->srv_cpus);
+}
+
+int
+bench_aaax_start (bench_aaax_t *x)
+{
+    s_bench_t *b = &x->b;
+    if (b->pid > 0)
+        s_kernel_stop (b);
+    nftw (b->data, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return s_kernel_start (b);
+}
+
+pid_t
+bench_aaax_pid (const bench_aaax_t *x)
+{
+    return x->b.pid;
+}
+
+int
+bench_aaax_stop (bench_aaax_t *x)
+{
+    return s_kernel_stop (&x->b);
+}
+
+double
+bench_aaax_bcast (bench_aaax_t *x, int nsubs, uint64_t count, uint32_t size,
+                  bool *ok)
+{
+    s_bench_t *b = &x->b;
+    uint64_t lost = 0;
+    bool fail = false;
+    b->o.count = count;
+    b->o.size = size;
+    if (nsubs < 1 || nsubs > S_MAX_SUBS) {
+        *ok = false;
+        return 0;
+    }
+    double r = s_bcast_aaax (b, nsubs, &lost, &fail);
+    *ok = !fail && !lost;
+    return r;
+}
+
+double
+bench_raw_bcast (bench_aaax_t *x, int nsubs, uint64_t count, uint32_t size,
+                 bool *ok)
+{
+    s_bench_t *b = &x->b;
+    uint64_t lost = 0;
+    bool fail = false;
+    b->o.count = count;
+    b->o.size = size;
+    if (nsubs < 1 || nsubs > S_MAX_SUBS) {
+        *ok = false;
+        return 0;
+    }
+    double r = s_bcast_raw (b, nsubs, &lost, &fail);
+    *ok = !fail && !lost;
+    return r;
+}
+
+double
+bench_aaax_queue (bench_aaax_t *x, uint64_t count, uint32_t size, double *floor,
+                  bool *ok)
+{
+    s_bench_t *b = &x->b;
+    b->o.count = count;
+    b->o.size = size;
+    b->nres = 0;
+    b->failed = false;
+    s_workload_queue (b);
+    *ok = !b->failed && b->nres == 1 && b->res[0].ok;
+    *floor = b->nres == 1 ? b->res[0].base : 0;
+    return b->nres == 1 && *ok ? b->res[0].aaax : 0;
+}
+
+static void
+s_lat_out (double *us, size_t n, bench_lat_t *lat)
+{
+    s_lat_t l;
+    s_lat_of (us, n, &l);
+    lat->p50 = l.p50;
+    lat->p99 = l.p99;
+    lat->p999 = l.p999;
+    lat->mean = l.mean;
+    lat->n = n;
+}
+
+int
+bench_aaax_rtt (bench_aaax_t *x, uint32_t samples, uint32_t size,
+                bench_lat_t *lat)
+{
+    s_bench_t *b = &x->b;
+    b->o.size = size;
+    b->o.samples = samples;
+    b->o.warmup = samples / 10 ? samples / 10 : 1;
+    uint32_t total = b->o.warmup + samples;
+    double *us = (double *) calloc (total, sizeof (double));
+    s_rtta_t *a = (s_rtta_t *) calloc (1, sizeof *a);
+    size_t n = 0;
+    memset (lat, 0, sizeof *lat);
+    bool fail =
+        !us || !a || s_rtta_setup (b, a, b->o.warmup, b->o.samples) != 0;
+    if (!fail && s_rtta_block (a, total, us, &n) != 0)
+        fail = true;
+    if (a && s_rtta_finish (a, !fail) != 0)
+        fail = true;
+    if (!fail && n != samples)
+        fail = true;
+    if (us)
+        s_lat_out (us, n, lat);
+    free (a);
+    free (us);
+    return fail ? -1 : 0;
+}
+
+int
+bench_raw_rtt (bench_aaax_t *x, uint32_t samples, uint32_t size,
+               bench_lat_t *lat)
+{
+    s_bench_t *b = &x->b;
+    b->o.size = size;
+    b->o.samples = samples;
+    b->o.warmup = samples / 10 ? samples / 10 : 1;
+    uint32_t total = b->o.warmup + samples;
+    double *us = (double *) calloc (total, sizeof (double));
+    s_rttr_t *r = (s_rttr_t *) calloc (1, sizeof *r);
+    size_t n = 0;
+    memset (lat, 0, sizeof *lat);
+    bool fail = !us || !r || s_rttr_setup (b, r) != 0;
+    if (!fail && s_rttr_block (r, total, us, &n) != 0)
+        fail = true;
+    if (r && s_rttr_finish (r, !fail) != 0)
+        fail = true;
+    if (!fail && n != samples)
+        fail = true;
+    if (us)
+        s_lat_out (us, n, lat);
+    free (r);
+    free (us);
+    return fail ? -1 : 0;
 }

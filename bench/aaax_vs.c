@@ -1,9 +1,10 @@
 /*  aaax_vs.c — one side-by-side run: aaax, raw libzmq, NATS and Redis on
     the same workloads, the systems interleaved round by round, servers on
-    CPU 0 and clients on CPU 1. Writes results/latest.md and, through
-    gnuplot, results/latest.png. Exit status 1 when anything sent was not
-    delivered (or a server did not start). See bench/README.md,
-    "Side by side: aaax_vs". */
+    CPU 0 and clients on CPU 1 (the raw libzmq proxy and echo threads, and
+    their libzmq I/O thread, count as servers). Writes results/latest.md
+    and, through gnuplot, results/latest.png. Exit status 1 when anything
+    sent was not delivered (or a server did not start). See
+    bench/README.md, "Side by side: aaax_vs". */
 
 #include <dirent.h>
 #include <errno.h>
@@ -285,8 +286,11 @@ s_aaax (s_vs_t *v, int w, int round)
     }
 }
 
-/*  raw libzmq, in this process: the proxy or echo thread and the clients
-    are threads of ours, unpinned (both CPUs) for the raw run. */
+/*  raw libzmq, in this process. Its "server" (the proxy or echo thread) is
+    a thread of ours: bench_aaax_server_cpus (set in main) puts it, with a
+    libzmq context and I/O thread of its own, on the server CPU for the
+    run; the clients' sockets stay on ours. Its CPU is not measured (the
+    process's would count the clients too). */
 static void
 s_raw (s_vs_t *v, int w, int round)
 {
@@ -294,13 +298,6 @@ s_raw (s_vs_t *v, int w, int round)
     s_cell_t *c = &v->cell[w][1][round];
     c->run = true;
     c->cpu = -1;
-    cpu_set_t both;
-    CPU_ZERO (&both);
-    CPU_OR (&both, &v->srv_set, &v->cli_set);
-    /*  Its "server" (the proxy or echo thread) is a thread of ours: the
-        whole raw run gets both CPUs, then our threads go back to CPU 1. */
-    if (v->pin)
-        s_pin_tasks (getpid (), &both);
     if (wl->kind == K_BCAST)
         c->v = bench_raw_bcast (v->x, wl->subs, v->count, wl->size, &c->ok);
     else {
@@ -310,8 +307,6 @@ s_raw (s_vs_t *v, int w, int round)
         c->p99 = l.p99;
         c->p999 = l.p999;
     }
-    if (v->pin)
-        s_pin_tasks (getpid (), &v->cli_set);
     s_report (v, w, 1, round, c, c->ok ? NULL : "see above");
 }
 
@@ -464,8 +459,12 @@ s_write_md (s_vs_t *v, const char *path, const char *started, double secs)
     if (v->pin)
         fprintf (f, "- placement: servers (aaaxd, nats-server, redis-server) "
                     "on CPU 0, clients on CPU 1 (sched_setaffinity on every "
-                    "thread); the raw libzmq proxy/echo is a thread of the "
-                    "client process, so raw runs unpinned on both CPUs\n");
+                    "thread); the raw libzmq server (the zmq_proxy thread, "
+                    "the echo thread) is a thread of the client process, "
+                    "pinned to CPU 0 with a libzmq context of its own whose "
+                    "I/O thread is on CPU 0 too, the raw clients' sockets "
+                    "and their I/O thread on CPU 1; its server CPU is not "
+                    "measured (`-`: in-process)\n");
     else
         fprintf (f, "- placement: not pinned (--no-pin)\n");
     fprintf (f,
@@ -702,6 +701,8 @@ main (int argc, char **argv)
     if (!v->x)
         return 3;
     bench_aaax_limit (v->x, v->limit_s);
+    if (v->pin)
+        bench_aaax_server_cpus (v->x, &v->srv_set);
     time_t t0 = time (NULL);
     char started[64];
     strftime (started, sizeof started, "%Y-%m-%d %H:%M:%S UTC", gmtime (&t0));

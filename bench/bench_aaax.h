@@ -2,15 +2,24 @@
     another driver can call one run at a time (bench/aaax_vs.c interleaves
     them with the NATS and Redis peers). A fresh aaaxd per start, with
     aaax_bench's config (bench.b broadcast, bench.q durable work-queue);
-    the raw libzmq baselines run in this process. See bench/README.md. */
+    the raw libzmq baselines run in this process. All of it is defined in
+    aaax_bench.c (its last section), which also holds aaax_bench_main.
+    cpu_set_t needs _GNU_SOURCE, which the build defines. See
+    bench/README.md. */
 
 #ifndef BENCH_AAAX_H
 #define BENCH_AAAX_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/*  The whole of aaax_bench: its options (see bench/README.md), its output,
+    its exit status (0 everything delivered, 1 a loss, 2 bad options, 3 no
+    kernel, or the kernel or the temp dir failed to start). */
+int aaax_bench_main (int argc, char **argv);
 
 typedef struct bench_aaax bench_aaax_t;
 
@@ -29,6 +38,14 @@ const char *bench_aaax_version (void);
 bool bench_aaax_interrupted (void);
 /*  Hard limit on each measured phase. */
 void bench_aaax_limit (bench_aaax_t *x, int limit_s);
+/*  Where the raw baselines' "server" runs: the zmq_proxy thread of
+    bench_raw_bcast and the echo thread of bench_raw_rtt are pinned to set,
+    and each gets a libzmq context of its own whose I/O thread is pinned
+    there too; the raw clients' sockets stay in the client context, on the
+    CPUs of the calling thread. NULL (the default): nothing is pinned and
+    the server thread shares the clients' context, as in aaax_bench. The
+    set is copied. */
+void bench_aaax_server_cpus (bench_aaax_t *x, const cpu_set_t *set);
 
 /*  A fresh kernel: an empty data dir, aaax_bench's config; waits for PING.
     0 or -1. */
@@ -43,7 +60,8 @@ int bench_aaax_stop (bench_aaax_t *x);
 double bench_aaax_bcast (bench_aaax_t *x, int nsubs, uint64_t count,
                          uint32_t size, bool *ok);
 /*  The same through PUB -> zmq_proxy (XSUB/XPUB) -> nsubs SUBs, in this
-    process (no kernel needed). */
+    process (no kernel needed; the proxy thread placed as
+    bench_aaax_server_cpus says). */
 double bench_raw_bcast (bench_aaax_t *x, int nsubs, uint64_t count,
                         uint32_t size, bool *ok);
 /*  Durable work-queue end to end (2 producers, window 2 000; 2 consumers
@@ -55,7 +73,8 @@ double bench_aaax_queue (bench_aaax_t *x, uint64_t count, uint32_t size,
     warm-up. 0 or -1. Kernel running. */
 int bench_aaax_rtt (bench_aaax_t *x, uint32_t samples, uint32_t size,
                     bench_lat_t *lat);
-/*  Raw DEALER -> ROUTER echo (an echo thread in this process). */
+/*  Raw DEALER -> ROUTER echo (an echo thread in this process, placed as
+    bench_aaax_server_cpus says). */
 int bench_raw_rtt (bench_aaax_t *x, uint32_t samples, uint32_t size,
                    bench_lat_t *lat);
 
