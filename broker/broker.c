@@ -5,6 +5,7 @@
     graceful shutdown. The commands themselves are in broker_ops.c. */
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1509,7 +1510,7 @@ broker_run (broker_t *self, int sigfd, void *pipe)
         if (spin_until > 0 && timeout > 0) {
             while ((rc = zmq_poll (items, n, 0)) == 0
                    && hal_clock_mono_us () < spin_until)
-                ;
+                sched_yield (); /* the I/O thread shares this CPU */
         }
         if (rc == 0)
             rc = zmq_poll (items, n, timeout);

@@ -1349,7 +1349,8 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
                            r->key.len, wall, id)) {
             /*  A repeat: the first write's id, once that write is durable
                 (it may still be in the batch being committed). */
-            s_reply_id (self, rq, id, durable);
+            if (!r->noreply)
+                s_reply_id (self, rq, id, durable);
             return;
         }
     }
@@ -1417,7 +1418,8 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
         zsys_warning ("broker: could not remember an idempotency key");
     if (t.ch)
         t.ch->writes += n;
-    s_reply_ids (self, rq, e, n, batch, durable);
+    if (!r->noreply)
+        s_reply_ids (self, rq, e, n, batch, durable);
     if (t.sys) {
         if (!r->transient)
             broker_mbox_pump (self, t.sys);

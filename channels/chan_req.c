@@ -92,6 +92,7 @@ static const key_t_ s_keys[] = {
     KEY ("ttl_ms", CHAN_F_TTL_MS, K_UINT, 0),
     KEY ("batch", CHAN_F_BATCH, K_BATCH, AAAX_MAX_BATCH),
     KEY ("transient", CHAN_F_TRANSIENT, K_BOOL, 0),
+    KEY ("noreply", CHAN_F_NOREPLY, K_BOOL, 0),
 };
 #define NKEYS (sizeof s_keys / sizeof s_keys[0])
 
@@ -333,6 +334,8 @@ s_decode (chan_req_t *req, const void *cmd, size_t cmdlen, const void *body,
                 req->privileged = v.v.b;
             else if (key->bit == CHAN_F_TRANSIENT)
                 req->transient = v.v.b;
+            else if (key->bit == CHAN_F_NOREPLY)
+                req->noreply = v.v.b;
             else
                 req->keep_leases = v.v.b;
             break;

@@ -61,7 +61,8 @@ enum {
     CHAN_F_RESUME = 1u << 23,
     CHAN_F_TTL_MS = 1u << 24,
     CHAN_F_BATCH = 1u << 25,
-    CHAN_F_TRANSIENT = 1u << 26
+    CHAN_F_TRANSIENT = 1u << 26,
+    CHAN_F_NOREPLY = 1u << 27
 };
 
 /*  Bounds checked at decode (an ERROR 400 outside them). */
@@ -90,6 +91,7 @@ typedef struct {
     uint32_t nbatch;
     bool batch_flag;
     bool transient; /* WRITE / SEND to a mailbox: not kept, pushed once */
+    bool noreply;   /* WRITE / SEND: no OK on success (errors still come) */
     uint64_t version, max, wait_ms, lease_ms, delay_ms, expires;
     uint64_t ttl_ms;    /* CTL enroll */
     uint64_t since_seq; /* `since` parsed: 0 for "" (everything retained) */

@@ -357,3 +357,51 @@ def test_transient_must_be_a_boolean(k):
     r = raw_docked(k, "s")
     cmd, reply = r.rpc("SEND", {"to": "s", "data": 1, "transient": 1})
     assert cmd == "ERROR" and reply["code"] == 400
+
+
+# ---- noreply ------------------------------------------------------------------
+
+def test_noreply_write_is_delivered_without_an_ok(k):
+    s = k.client("sub", channels=["plain"])
+    s.subscribe("plain")
+    r = raw_docked(k, "pub", ["plain"])
+    r.send([b"WRITE", msgpack.packb({"req": 7, "chan": "plain", "data": 1,
+                                     "noreply": True})])
+    r.send([b"WRITE", msgpack.packb({"req": 8, "chan": "plain",
+                                     "batch": [2, 3], "noreply": True})])
+    got = [s.recv(2)["msg"]["data"] for _ in range(3)]
+    assert got == [1, 2, 3]
+    cmd, body = r.rpc("PING", {})
+    assert cmd == "PONG"                    # nothing came before it
+    assert r.pushes == [] and r.recv(0.2) is None
+
+
+def test_noreply_still_reports_errors(k):
+    k.client("away").bye()
+    r = raw_docked(k, "pub", ["plain"])
+    r.send([b"WRITE", msgpack.packb({"req": 9, "chan": "nochan", "data": 1,
+                                     "noreply": True})])
+    cmd, body = r.recv(2)
+    assert cmd == "ERROR" and body["req"] == 9 and body["code"] == 404
+    r.send([b"SEND", msgpack.packb({"req": 10, "to": "away", "data": 1,
+                                    "transient": True, "noreply": True})])
+    cmd, body = r.recv(2)
+    assert cmd == "ERROR" and body["req"] == 10 and body["code"] == 404
+
+
+def test_noreply_transient_round_trip(k):
+    srv = raw_docked(k, "srv")
+    cli = raw_docked(k, "cli")
+    for i in range(10):
+        cli.send([b"SEND", msgpack.packb({"req": 100 + i, "to": "srv",
+                                          "data": i, "transient": True,
+                                          "noreply": True})])
+        cmd, body = srv.recv(2)
+        assert cmd == "MSG" and body["msg"]["data"] == i
+        srv.send([b"SEND", msgpack.packb({
+            "req": 200 + i, "to": "cli", "data": -i,
+            "corr": body["msg"]["id"], "transient": True, "noreply": True})])
+        cmd, reply = cli.recv(2)
+        assert cmd == "MSG" and reply["msg"]["data"] == -i
+        assert reply["msg"]["corr"] == body["msg"]["id"]
+    assert cli.recv(0.2) is None and srv.recv(0.1) is None
