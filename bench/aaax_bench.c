@@ -95,6 +95,9 @@ typedef struct {
     uint32_t warmup;  /* mailbox round trips before measuring */
     uint32_t producers, consumers;
     uint32_t bwindow;       /* outstanding WRITEs, broadcast publisher */
+    uint32_t wbatch;        /* broadcast: messages per WRITE batch (SUB
+                               batch); 0 or 1: one WRITE per message */
+    bool transient;         /* mailbox round trip: transient SENDs */
     uint32_t qwindow;       /* outstanding WRITEs, each work-queue producer */
     uint32_t rtt_block;     /* round trips per turn, aaax and raw alternating;
                                0: all aaax, then all raw */
@@ -309,6 +312,20 @@ s_body_str (const void *body, size_t len, const char *key, const char **ptr,
     return true;
 }
 
+/*  The length of the array under key (OK {ids} of a WRITE batch). */
+static bool
+s_body_array_len (const void *body, size_t len, const char *key, uint32_t *n)
+{
+    chan_mpk_reader_t r;
+    chan_mpk_obj_t o;
+    chan_mpk_reader_init (&r, body, len);
+    if (!s_mpk_find (&r, key) || chan_mpk_next (&r, &o) != 0
+        || o.type != CHAN_MPK_ARRAY)
+        return false;
+    *n = o.v.n;
+    return true;
+}
+
 /*  The parts of an envelope the bench looks at (borrowed from the frame). */
 typedef struct {
     const char *id;
@@ -368,6 +385,7 @@ typedef enum {
     IN_ERROR,
     IN_PONG,
     IN_MSG,
+    IN_MSGS,
     IN_DROPPED,
     IN_OTHER
 } s_kind_t;
@@ -541,6 +559,8 @@ s_cli_recv (s_cli_t *c, int timeout_ms, s_kind_t *kind)
         *kind = IN_ERROR;
     else if (n == 4 && memcmp (w, "PONG", 4) == 0)
         *kind = IN_PONG;
+    else if (n == 4 && memcmp (w, "MSGS", 4) == 0)
+        *kind = IN_MSGS;
     else if (n == 7 && memcmp (w, "DROPPED", 7) == 0)
         *kind = IN_DROPPED;
     else
@@ -714,7 +734,7 @@ s_cli_dock (const s_bench_t *b, s_cli_t *c, const char *system,
 
 /*  SUB chan and its OK. 0, or -1 with a message on stderr. */
 static int
-s_cli_sub (s_cli_t *c, const char *system, const char *chan)
+s_cli_sub (s_cli_t *c, const char *system, const char *chan, bool batch)
 {
     char why[300] = "";
     bool ok;
@@ -722,6 +742,8 @@ s_cli_sub (s_cli_t *c, const char *system, const char *chan)
         chan_body_t body;
         chan_body_init (&body);
         chan_body_str (&body, "chan", chan);
+        if (batch)
+            chan_body_bool (&body, "batch", true);
         chan_reply_t r;
         memset (&r, 0, sizeof r);
         int rc = chan_client_call (c->cc, "SUB", &body, &r);
@@ -736,9 +758,13 @@ s_cli_sub (s_cli_t *c, const char *system, const char *chan)
     } else {
         uint64_t req;
         s_kind_t kind;
-        msgpack_packer *pk = s_cli_begin (c, 1, &req);
+        msgpack_packer *pk = s_cli_begin (c, batch ? 2 : 1, &req);
         chan_pack_cstr (pk, "chan");
         chan_pack_cstr (pk, chan);
+        if (batch) {
+            chan_pack_cstr (pk, "batch");
+            msgpack_pack_true (pk);
+        }
         int got =
             s_cli_send (c, "SUB") == 0 ? s_cli_wait (c, req, 10000, &kind) : -1;
         ok = got == 1 && kind == IN_OK;
@@ -865,7 +891,7 @@ s_bsub_aaax (void *arg)
         atomic_fetch_add (&sh->ready, 1);
         return NULL;
     }
-    if (s_cli_sub (&c, system, S_CHAN_B) != 0)
+    if (s_cli_sub (&c, system, S_CHAN_B, sh->b->o.wbatch > 1) != 0)
         s->fail = true;
     atomic_fetch_add (&sh->ready, 1);
 
@@ -892,6 +918,32 @@ s_bsub_aaax (void *arg)
             if (s_cli_msg_env (&c, &e) == 0 && e.data)
                 seq = s_payload_seq (e.data, e.datalen);
             s_bsub_count (s, seq, &expect);
+            atomic_store_explicit (&s->progress, expect, memory_order_relaxed);
+            if (expect >= sh->n)
+                s->t_last_us = hal_clock_mono_us ();
+        } else if (kind == IN_MSGS) {
+            /*  A WRITE batch: every envelope checked as a MSG's would be. */
+            size_t len;
+            const void *body = s_cli_body (&c, &len);
+            chan_mpk_reader_t r;
+            chan_mpk_obj_t arr;
+            chan_mpk_reader_init (&r, body, len);
+            if (!s_mpk_find (&r, "msgs") || chan_mpk_next (&r, &arr) != 0
+                || arr.type != CHAN_MPK_ARRAY) {
+                s->disorder++;
+                continue;
+            }
+            for (uint32_t k = 0; k < arr.v.n; k++) {
+                s_env_t e;
+                uint64_t seq = UINT64_MAX;
+                if (s_env_read (&r, &e) != 0) {
+                    s->disorder++;
+                    break;
+                }
+                if (e.data)
+                    seq = s_payload_seq (e.data, e.datalen);
+                s_bsub_count (s, seq, &expect);
+            }
             atomic_store_explicit (&s->progress, expect, memory_order_relaxed);
             if (expect >= sh->n)
                 s->t_last_us = hal_clock_mono_us ();
@@ -1049,15 +1101,42 @@ s_bcast_aaax (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
     atomic_store (&sh.deadline_us, t0 + (int64_t) b->o.limit_s * 1000000);
     atomic_store (&sh.go, 1);
     uint64_t sent = 0, oks = 0, errs = 0;
+    uint32_t wbatch = b->o.wbatch > 1 ? b->o.wbatch : 1;
     while (oks + errs < n) {
         bool credit = true;
-        while (sent < n && sent - oks - errs < b->o.bwindow
+        while (wbatch == 1 && sent < n && sent - oks - errs < b->o.bwindow
                && (credit = s_bsub_credit (subs, nsubs, sent))) {
             s_payload_set (pay, sent);
             s_cli_write (&pub, S_CHAN_B, pay, b->o.size, NULL);
             if (s_cli_send (&pub, "WRITE") != 0)
                 break;
             sent++;
+        }
+        /*  Batches: as many messages as the window and the credit allow,
+            up to wbatch, in one WRITE {chan, batch: [...]}. */
+        while (wbatch > 1 && sent < n && sent - oks - errs < b->o.bwindow) {
+            uint32_t k = 0;
+            while (k < wbatch && sent + k < n
+                   && sent + k - oks - errs < b->o.bwindow
+                   && (credit = s_bsub_credit (subs, nsubs, sent + k)))
+                k++;
+            if (!k)
+                break;
+            msgpack_packer *pk = s_cli_begin (&pub, 2, NULL);
+            chan_pack_cstr (pk, "chan");
+            chan_pack_cstr (pk, S_CHAN_B);
+            chan_pack_cstr (pk, "batch");
+            msgpack_pack_array (pk, k);
+            for (uint32_t j = 0; j < k; j++) {
+                s_payload_set (pay, sent + j);
+                msgpack_pack_bin (pk, b->o.size);
+                msgpack_pack_bin_body (pk, pay, b->o.size);
+            }
+            if (s_cli_send (&pub, "WRITE") != 0)
+                break;
+            sent += k;
+            if (!credit)
+                break;
         }
         if (s_shared_over (&sh, hal_clock_mono_us ()))
             break;
@@ -1067,9 +1146,14 @@ s_bcast_aaax (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
             break;
         if (got == 0)
             continue;
-        if (kind == IN_OK)
-            oks++;
-        else if (kind == IN_ERROR) {
+        if (kind == IN_OK) {
+            size_t blen;
+            const void *body = s_cli_body (&pub, &blen);
+            uint32_t nids;
+            oks += wbatch > 1 && s_body_array_len (body, blen, "ids", &nids)
+                       ? nids
+                       : 1;
+        } else if (kind == IN_ERROR) {
             char why[300];
             if (errs++ < 5)
                 fprintf (stderr, "bench: WRITE %s: %s\n", S_CHAN_B,
@@ -1962,8 +2046,10 @@ s_pong_thread (void *arg)
             from[e.fromlen] = 0;
             uint32_t dlen = e.datalen;
             memcpy (copy, e.data, dlen);
-            /*  Reply first (the round trip), then ACK. */
-            msgpack_packer *pk = s_cli_begin (&c, 3, NULL);
+            /*  Reply first (the round trip), then ACK (a transient
+                request was never stored: nothing to ACK). */
+            bool transient = sh->b->o.transient;
+            msgpack_packer *pk = s_cli_begin (&c, transient ? 5 : 3, NULL);
             chan_pack_cstr (pk, "to");
             chan_pack_cstr (pk, from);
             chan_pack_cstr (pk, "corr");
@@ -1971,9 +2057,19 @@ s_pong_thread (void *arg)
             chan_pack_cstr (pk, "data");
             msgpack_pack_bin (pk, dlen);
             msgpack_pack_bin_body (pk, copy, dlen);
+            if (transient) {
+                chan_pack_cstr (pk, "transient");
+                msgpack_pack_true (pk);
+                chan_pack_cstr (pk, "noreply"); /* like a NATS reply */
+                msgpack_pack_true (pk);
+            }
             if (s_cli_send (&c, "SEND") != 0) {
                 p->fail = true;
                 break;
+            }
+            if (transient) {
+                p->echoed++;
+                continue;
             }
             pk = s_cli_begin (&c, 2, NULL);
             chan_pack_cstr (pk, "chan");
@@ -2128,12 +2224,19 @@ s_rtta_block (s_rtta_t *a, uint32_t count, double *us, size_t *nus)
         uint32_t i = a->next;
         s_payload_set (a->pay, i);
         c->next_req = S_SEND_BASE + i;
-        msgpack_packer *pk = s_cli_begin (c, 2, NULL);
+        msgpack_packer *pk = s_cli_begin (c, b->o.transient ? 4 : 2, NULL);
         chan_pack_cstr (pk, "to");
         chan_pack_cstr (pk, "bench.pong");
         chan_pack_cstr (pk, "data");
         msgpack_pack_bin (pk, b->o.size);
         msgpack_pack_bin_body (pk, a->pay, b->o.size);
+        if (b->o.transient) {
+            /*  A NATS request: no OK; a refusal would still come (ERROR). */
+            chan_pack_cstr (pk, "transient");
+            msgpack_pack_true (pk);
+            chan_pack_cstr (pk, "noreply");
+            msgpack_pack_true (pk);
+        }
         int64_t ts = s_now_ns ();
         if (s_cli_send (c, "SEND") != 0) {
             a->fail = true;
@@ -2171,6 +2274,8 @@ s_rtta_block (s_rtta_t *a, uint32_t count, double *us, size_t *nus)
                         us[(*nus)++] = (double) (tr - ts) / 1000.0;
                 } else
                     a->errs++;
+                if (b->o.transient)
+                    continue; /* never stored: nothing to ACK */
                 /*  ACK it (pipelined: its OK is counted when it comes). */
                 c->next_req = S_ACK_BASE + (seq < a->total ? seq : 0);
                 pk = s_cli_begin (c, 2, NULL);
@@ -2193,8 +2298,9 @@ s_rtta_block (s_rtta_t *a, uint32_t count, double *us, size_t *nus)
     }
     /*  The OKs of this block wait for their commits. */
     int64_t until = hal_clock_mono_ms () + 5000;
-    while (!a->fail
-           && (a->send_ok < a->next || a->ack_ok + a->ack_bad < a->next)
+    uint32_t acks = b->o.transient ? 0 : a->next;
+    uint32_t oks = b->o.transient ? 0 : a->next; /* noreply: no OK */
+    while (!a->fail && (a->send_ok < oks || a->ack_ok + a->ack_bad < acks)
            && hal_clock_mono_ms () < until && !s_interrupted) {
         s_kind_t kind;
         int got = s_cli_recv (c, 100, &kind);
@@ -2216,11 +2322,18 @@ s_rtta_finish (s_rtta_t *a, bool complete)
     bool fail = a->fail || !complete;
     if (!fail) {
         uint32_t mismatched = 0;
+        bool transient = a->b->o.transient;
+        /*  Transient requests are noreply (no id told): every reply must
+            still carry a corr, an id distinct from the one before. */
         for (uint32_t i = 0; i < a->total; i++)
-            if (!a->ids[i][0] || memcmp (a->ids[i], a->corrs[i], 26) != 0)
+            if (transient
+                    ? !a->corrs[i][0]
+                          || (i && !memcmp (a->corrs[i], a->corrs[i - 1], 26))
+                    : !a->ids[i][0] || memcmp (a->ids[i], a->corrs[i], 26) != 0)
                 mismatched++;
-        if (a->next != a->total || a->send_ok != a->total
-            || a->ack_ok != a->total || a->ack_bad || a->errs || mismatched) {
+        uint32_t acks = transient ? 0 : a->total;
+        if (a->next != a->total || a->send_ok != (transient ? 0 : a->total)
+            || a->ack_ok != acks || a->ack_bad || a->errs || mismatched) {
             fprintf (stderr,
                      "bench: mailbox: SEND ok %" PRIu64 "/%u, ACK ok %" PRIu64
                      " (bad %" PRIu64 "), errors %" PRIu64 ", corr != id %u\n",
@@ -6500,6 +6613,11 @@ s_usage (FILE *f)
         "                   5000; --quick 2000); warm-up a tenth, >= 200\n"
         "  --rtt-block N    round trips per turn, aaax and raw alternating\n"
         "                   (default 500; 0: all aaax, then all raw)\n"
+        "  --batch N        broadcast (workload 1): up to N messages per\n"
+        "                   WRITE batch, subscribers SUB with batch (MSGS)\n"
+        "                   (default 1: one WRITE per message)\n"
+        "  --transient      mailbox round trip (workload 3): transient\n"
+        "                   SENDs (pushed once, never stored, no ACK)\n"
         "  --keep           keep the temp dir (data, config, aaaxd log)\n"
         "  --help           this text\n",
         S_MAX_WORKERS, S_MAX_WORKERS);
@@ -6580,6 +6698,8 @@ s_options (s_bench_t *b, int argc, char **argv)
         { "probe-s", required_argument, NULL, 'p' },
         { "remote-count", required_argument, NULL, 'm' },
         { "no-pin", no_argument, NULL, 'x' },
+        { "batch", required_argument, NULL, 'b' },
+        { "transient", no_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -6587,7 +6707,7 @@ s_options (s_bench_t *b, int argc, char **argv)
     uint64_t count = 0, size = 100, samples = 0, prod = 2, cons = 2, limit = 0;
     uint64_t rtt_block = 500, decisions = 0, audit = 0, gsamples = 0;
     uint64_t app_msgs = 0, apps = 1000;
-    uint64_t sessions = 1000, probe_s = 0, remote_count = 0;
+    uint64_t sessions = 1000, probe_s = 0, remote_count = 0, wbatch = 1;
     int c, li = 0;
     while ((c = getopt_long (argc, argv, "", longs, &li)) != -1) {
         bool ok = true;
@@ -6612,6 +6732,8 @@ s_options (s_bench_t *b, int argc, char **argv)
         case 'm': ok = s_parse_u64 (optarg, 2, 100000000, &remote_count); break;
         case 'k': o->keep = true; break;
         case 'x': o->no_pin = true; break;
+        case 'b': ok = s_parse_u64 (optarg, 1, AAAX_MAX_BATCH, &wbatch); break;
+        case 't': o->transient = true; break;
         case 'o': ok = s_parse_only (optarg, &o->only); break;
         case 'h': s_usage (stdout); return 1;
         default: s_usage (stderr); return -1;
@@ -6636,6 +6758,7 @@ s_options (s_bench_t *b, int argc, char **argv)
     o->producers = (uint32_t) prod;
     o->consumers = (uint32_t) cons;
     o->bwindow = 1000;
+    o->wbatch = (uint32_t) wbatch;
     o->qwindow = 2000;
     o->limit_s = (int) (limit ? limit : o->quick ? 30 : 60);
     o->rtt_block = (uint32_t) rtt_block;
@@ -7055,4 +7178,16 @@ bench_raw_rtt (bench_aaax_t *x, uint32_t samples, uint32_t size,
     free (r);
     free (us);
     return fail ? -1 : 0;
+}
+
+void
+bench_aaax_batch (bench_aaax_t *x, uint32_t batch)
+{
+    x->b.o.wbatch = batch;
+}
+
+void
+bench_aaax_transient (bench_aaax_t *x, bool transient)
+{
+    x->b.o.transient = transient;
 }

@@ -51,29 +51,33 @@ static const s_wl_t s_wls[S_NW] = {
       K_BCAST,
       100,
       1,
-      4,
-      { "aaax", "raw zmq_proxy", "NATS core", "Redis pub/sub" } },
+      5,
+      { "aaax (batched)", "raw zmq_proxy", "NATS core", "Redis pub/sub",
+        "aaax (1 WRITE per message)" } },
     { "broadcast 100 B 1->4",
       "100B 1->4",
       K_BCAST,
       100,
       4,
-      4,
-      { "aaax", "raw zmq_proxy", "NATS core", "Redis pub/sub" } },
+      5,
+      { "aaax (batched)", "raw zmq_proxy", "NATS core", "Redis pub/sub",
+        "aaax (1 WRITE per message)" } },
     { "broadcast 1 KiB 1->1",
       "1KiB 1->1",
       K_BCAST,
       1024,
       1,
-      4,
-      { "aaax", "raw zmq_proxy", "NATS core", "Redis pub/sub" } },
+      5,
+      { "aaax (batched)", "raw zmq_proxy", "NATS core", "Redis pub/sub",
+        "aaax (1 WRITE per message)" } },
     { "broadcast 1 KiB 1->4",
       "1KiB 1->4",
       K_BCAST,
       1024,
       4,
-      4,
-      { "aaax", "raw zmq_proxy", "NATS core", "Redis pub/sub" } },
+      5,
+      { "aaax (batched)", "raw zmq_proxy", "NATS core", "Redis pub/sub",
+        "aaax (1 WRITE per message)" } },
     { "durable work queue 100 B",
       "queue",
       K_QUEUE,
@@ -87,8 +91,9 @@ static const s_wl_t s_wls[S_NW] = {
       K_RTT,
       100,
       1,
-      3,
-      { "aaax mailbox", "raw DEALER/ROUTER", "NATS req/reply" } },
+      4,
+      { "aaax transient SEND", "raw DEALER/ROUTER", "NATS req/reply",
+        "aaax mailbox SEND (durable)" } },
 };
 
 typedef struct {
@@ -238,12 +243,27 @@ s_peer (s_vs_t *v, int w, int s, int round, const char *server,
     s_report (v, w, s, round, c, r.err);
 }
 
-/*  aaax (a fresh kernel) and, for the queue, the LMDB floor with it. */
+/*  Messages per WRITE batch of the batched aaax publisher: what fits in
+    64 KiB (a NATS client's write buffer), at most 256. */
+static uint32_t
+s_batch_for (uint32_t size)
+{
+    uint32_t n = 65536 / (size ? size : 1);
+    return n > 256 ? 256 : n < 2 ? 2 : n;
+}
+
+/*  aaax (a fresh kernel) as system column sys: for broadcast the batched
+    publisher (sys 0) or one WRITE per message (sys 4); for request/reply
+    transient SENDs (sys 0) or durable mailbox SENDs (sys 3); and, for the
+    queue, the LMDB floor with it. */
 static void
-s_aaax (s_vs_t *v, int w, int round)
+s_aaax (s_vs_t *v, int w, int sys, int round)
 {
     const s_wl_t *wl = &s_wls[w];
-    s_cell_t *c = &v->cell[w][0][round];
+    s_cell_t *c = &v->cell[w][sys][round];
+    bench_aaax_batch (
+        v->x, wl->kind == K_BCAST && sys == 0 ? s_batch_for (wl->size) : 1);
+    bench_aaax_transient (v->x, wl->kind == K_RTT && sys == 0);
     c->run = true;
     c->cpu = -1;
     s_pre_spawn (v);
@@ -252,7 +272,7 @@ s_aaax (s_vs_t *v, int w, int round)
     s_post_spawn (v, rc == 0 ? pid : 0);
     if (rc != 0) {
         c->ok = false;
-        s_report (v, w, 0, round, c, "aaaxd did not start");
+        s_report (v, w, sys, round, c, "aaaxd did not start");
         return;
     }
     double cpu0 = s_proc_cpu (pid), n = 1;
@@ -275,7 +295,7 @@ s_aaax (s_vs_t *v, int w, int round)
     if (bench_aaax_stop (v->x) != 0)
         c->ok = false;
     c->cpu = (cpu1 - cpu0) / n;
-    s_report (v, w, 0, round, c, c->ok ? NULL : "see above");
+    s_report (v, w, sys, round, c, c->ok ? NULL : "see above");
     if (wl->kind == K_QUEUE) {
         s_cell_t *f = &v->cell[w][4][round];
         f->run = true;
@@ -316,19 +336,21 @@ s_round (s_vs_t *v, int round)
     for (int w = 0; w < S_NW && !bench_aaax_interrupted (); w++) {
         const s_wl_t *wl = &s_wls[w];
         if (wl->kind == K_BCAST) {
-            s_aaax (v, w, round);
+            s_aaax (v, w, 0, round);
             s_raw (v, w, round);
             s_peer (v, w, 2, round, "nats", NULL);
             s_peer (v, w, 3, round, "redis", "everysec");
+            s_aaax (v, w, 4, round);
         } else if (wl->kind == K_QUEUE) {
-            s_aaax (v, w, round);
+            s_aaax (v, w, 0, round);
             s_peer (v, w, 1, round, "redis", "always");
             s_peer (v, w, 2, round, "redis", "everysec");
             s_peer (v, w, 3, round, "nats-js", NULL);
         } else {
-            s_aaax (v, w, round);
+            s_aaax (v, w, 0, round);
             s_raw (v, w, round);
             s_peer (v, w, 2, round, "nats", NULL);
+            s_aaax (v, w, 3, round);
         }
     }
 }
@@ -469,7 +491,11 @@ s_write_md (s_vs_t *v, const char *path, const char *started, double secs)
         fprintf (f, "- placement: not pinned (--no-pin)\n");
     fprintf (f,
              "- broadcast: %" PRIu64 " messages per run; publisher window "
-             "1 000 (aaax WRITEs, Redis PUBLISH pipeline), NATS PUB through "
+             "1 000 messages (aaax WRITEs, Redis PUBLISH pipeline); aaax "
+             "(batched): up to %u (100 B) / %u (1 KiB) messages per "
+             "WRITE {batch}, the subscribers SUB {batch: true} and get "
+             "MSGS, every message still its own id and envelope; aaax (1 "
+             "WRITE per message): one WRITE and one MSG each; NATS PUB through "
              "a 64 KiB buffer (verbose false), at most 50 000 ahead of the "
              "slowest subscriber; raw: PUB -> zmq_proxy XSUB/XPUB -> SUB, "
              "HWM 100 000, XPUB_NODROP\n"
@@ -480,12 +506,17 @@ s_write_md (s_vs_t *v, const char *path, const char *started, double secs)
              "500, pull batches of 500, +ACK; LMDB floor: synced txns at "
              "aaax's measured commit batch\n"
              "- request/reply: one in flight, %u samples after %u warm-up "
-             "per round and system\n"
+             "per round and system; aaax transient SEND: request and reply "
+             "are SEND {transient: true} (pushed once, never stored: the "
+             "semantics of NATS request/reply); aaax mailbox SEND "
+             "(durable): request and reply are durable mailbox messages "
+             "(committed, fsync) and both sides ACK them\n"
              "- every payload carries a sequence number checked by every "
              "receiver; CPU-us/msg is the server process's user+sys time "
              "(/proc, 10 ms ticks) over the run / messages (per round trip "
              "for request/reply); `-` where the server is in-process\n\n",
-             v->count, v->qcount, v->samples, v->samples / 10);
+             v->count, s_batch_for (100), s_batch_for (1024), v->qcount,
+             v->samples, v->samples / 10);
     fprintf (f, "Ratios are aaax / system, computed within each round; "
                 "median [min, max] over the rounds. Throughput: higher is "
                 "better for aaax; latency: lower is better for aaax.\n\n");

@@ -36,6 +36,11 @@ bench_aaax_t *bench_aaax_new (const char *aaaxd);
 void bench_aaax_destroy (bench_aaax_t **xp);
 const char *bench_aaax_version (void);
 bool bench_aaax_interrupted (void);
+/*  Broadcast: up to batch messages per WRITE {batch} and subscribers with
+    SUB {batch: true} (MSGS pushes); 0 or 1: one WRITE per message. */
+void bench_aaax_batch (bench_aaax_t *x, uint32_t batch);
+/*  Mailbox round trip: transient SENDs both ways (never stored, no ACK). */
+void bench_aaax_transient (bench_aaax_t *x, bool transient);
 /*  Hard limit on each measured phase. */
 void bench_aaax_limit (bench_aaax_t *x, int limit_s);
 /*  Where the raw baselines' "server" runs: the zmq_proxy thread of
