@@ -106,7 +106,9 @@ enum {
     OPT_PUBLISHERS,
     OPT_SUBSCRIBERS,
     OPT_CHANNEL,
-    OPT_LAST = OPT_CHANNEL
+    OPT_BATCH,
+    OPT_TRANSIENT,
+    OPT_LAST = OPT_TRANSIENT
 };
 #define BIT(o) (UINT64_C (1) << (o))
 /*  --key is --cert on every connecting subcommand but write and send, where
@@ -152,6 +154,8 @@ static const struct option s_longopts[] = {
     { "publishers", required_argument, NULL, 256 + OPT_PUBLISHERS },
     { "subscribers", required_argument, NULL, 256 + OPT_SUBSCRIBERS },
     { "channel", required_argument, NULL, 256 + OPT_CHANNEL },
+    { "batch", required_argument, NULL, 256 + OPT_BATCH },
+    { "transient", no_argument, NULL, 256 + OPT_TRANSIENT },
     { NULL, 0, NULL, 0 }
 };
 
@@ -213,6 +217,8 @@ struct _s_app_t {
     uint64_t publishers;      /* bench --publishers */
     uint64_t subscribers;     /* bench --subscribers */
     const char *channel;      /* bench --channel */
+    uint64_t wbatch;          /* bench --batch */
+    bool transient;           /* bench --transient */
     const char *server_key;   /* --server-key, else $AAAX_SERVER_KEY (tcp) */
     const char *cert;         /* --cert / --key FILE, else $AAAX_CERT (tcp) */
     const char *enroll_token; /* enroll --token */
@@ -926,10 +932,11 @@ static const s_command_t s_commands[] = {
     { "bench", s_cmd_bench,
       BIT (OPT_SIZE) | BIT (OPT_COUNT) | BIT (OPT_PUBLISHERS)
           | BIT (OPT_SUBSCRIBERS) | BIT (OPT_CHANNEL) | BIT (OPT_MAX)
-          | BIT (OPT_JSON),
+          | BIT (OPT_JSON) | BIT (OPT_BATCH) | BIT (OPT_TRANSIENT),
       1, 1,
       "aaax bench pub|queue|rpc [--size B] [--count N] [--publishers P] "
-      "[--subscribers S] [--channel NAME] [--max N] [--json] [options]",
+      "[--subscribers S] [--channel NAME] [--max N] [--batch N] "
+      "[--transient] [--json] [options]",
       "measure a running kernel: msgs/s, MB/s, latency percentiles",
       "Puts load on a running kernel, like 'nats bench', and prints what it\n"
       "measured. Each publisher, subscriber, ... is a thread with its own\n"
@@ -973,6 +980,11 @@ static const s_command_t s_commands[] = {
       "                 (default 1)\n"
       "  --channel NAME the channel (default events for pub, jobs for queue)\n"
       "  --max N        queue: CLAIM up to N at a time (default 100)\n"
+      "  --batch N      pub, queue: up to N messages per WRITE (a WRITE\n"
+      "                 batch; subscribers SUB with batch and get MSGS);\n"
+      "                 default 1, one WRITE per message\n"
+      "  --transient    rpc: transient SENDs both ways (pushed once, never\n"
+      "                 stored, no ACK): NATS request/reply semantics\n"
       "  --json         print one JSON object instead of the table: mode,\n"
       "                 sent, received, lost, ok, error, latency_us {samples,\n"
       "                 p50, p99, p99_9, max}, and per mode publish,\n"
@@ -986,6 +998,8 @@ static const s_command_t s_commands[] = {
       "  aaax bench pub --size 100 --count 1000000 --subscribers 4\n"
       "  aaax bench queue --publishers 4 --subscribers 2 --max 500\n"
       "  aaax bench rpc --count 20000 --json | jq .latency_us\n"
+      "  aaax bench pub --size 100 --count 2000000 --batch 256\n"
+      "  aaax bench rpc --transient\n"
       "  aaax bench pub --connect tcp://kernel:5670 --server-key KEY --cert "
       "bench\n",
       0,
@@ -1344,6 +1358,12 @@ s_parse (s_app_t *app, int argc, char **argv)
                                 CLI_BENCH_MAX_CLIENTS);
             break;
         case OPT_CHANNEL: app->channel = optarg; break;
+        case OPT_BATCH:
+            if (!s_parse_uint (optarg, 1, AAAX_MAX_BATCH, &app->wbatch))
+                return s_usage (cmd, "--batch needs a number, 1 to %d",
+                                AAAX_MAX_BATCH);
+            break;
+        case OPT_TRANSIENT: app->transient = true; break;
         case OPT_TO: app->to = optarg; break;
         case OPT_CORR: app->corr = optarg; break;
         case OPT_MAX:
@@ -3859,6 +3879,12 @@ s_cmd_bench (s_app_t *app)
                              "--channel or --max");
     if (o.mode == CLI_BENCH_PUB && (g & BIT (OPT_MAX)))
         return s_usage (cmd, "--max applies to queue only");
+    if (o.mode == CLI_BENCH_RPC && (g & BIT (OPT_BATCH)))
+        return s_usage (cmd, "--batch applies to pub and queue");
+    if (o.mode != CLI_BENCH_RPC && (g & BIT (OPT_TRANSIENT)))
+        return s_usage (cmd, "--transient applies to rpc only");
+    o.wbatch = (g & BIT (OPT_BATCH)) ? app->wbatch : 1;
+    o.transient = app->transient;
     if (app->count > CLI_BENCH_MAX_COUNT)
         return s_usage (cmd, "--count is at most %u", CLI_BENCH_MAX_COUNT);
     o.count = (g & BIT (OPT_COUNT))     ? app->count

@@ -359,13 +359,28 @@ s_sender (void *arg)
     while (!atomic_load (&sh->stop) && (sent < w->quota || out > 0)) {
         bool paced = o->mode == CLI_BENCH_PUB && !s_ahead_ok (sh);
         if (sent < w->quota && out < CLI_BENCH_WINDOW && !paced) {
+            /*  One message, or with --batch up to that many in one WRITE
+                {batch: [...]} (as many as the window and quota allow). */
+            uint64_t k = 1;
+            if (o->wbatch > 1) {
+                k = o->wbatch;
+                if (k > w->quota - sent)
+                    k = w->quota - sent;
+                if (k > CLI_BENCH_WINDOW - out)
+                    k = CLI_BENCH_WINDOW - out;
+            }
             chan_body_t b;
             chan_body_init (&b);
             chan_body_str (&b, "chan", o->channel);
-            s_stamp (pay, ((uint64_t) w->index << 40) | sent);
-            msgpack_packer *pk = chan_body_key (&b, "data");
-            msgpack_pack_bin (pk, o->size);
-            msgpack_pack_bin_body (pk, pay, o->size);
+            msgpack_packer *pk =
+                chan_body_key (&b, o->wbatch > 1 ? "batch" : "data");
+            if (o->wbatch > 1)
+                msgpack_pack_array (pk, (uint32_t) k);
+            for (uint64_t j = 0; j < k; j++) {
+                s_stamp (pay, ((uint64_t) w->index << 40) | (sent + j));
+                msgpack_pack_bin (pk, o->size);
+                msgpack_pack_bin_body (pk, pay, o->size);
+            }
             int rc = chan_client_send (w->cc, "WRITE", &b, NULL);
             chan_body_fini (&b);
             if (rc) {
@@ -373,10 +388,10 @@ s_sender (void *arg)
                         aaax_strerror (rc));
                 break;
             }
-            sent++;
-            out++;
+            sent += k;
+            out += k;
             if (o->mode == CLI_BENCH_PUB)
-                atomic_fetch_add (&sh->written, 1);
+                atomic_fetch_add (&sh->written, k);
             /*  Take the answers that are already there. */
             if (out < CLI_BENCH_WINDOW && sent < w->quota && !s_readable (w))
                 continue;
@@ -395,10 +410,15 @@ s_sender (void *arg)
             break;
         }
         if (s_is (&r, "OK")) {
-            out--;
-            w->ok++;
+            /*  A batch's OK has ids, one per message. */
+            const msgpack_object *ids = chan_obj_get (&r.body, "ids");
+            uint64_t k = ids && ids->type == MSGPACK_OBJECT_ARRAY
+                             ? ids->via.array.size
+                             : 1;
+            out = k < out ? out - k : 0;
+            w->ok += k;
             w->t_last = s_now_ns ();
-            atomic_fetch_add (&sh->sent, 1);
+            atomic_fetch_add (&sh->sent, k);
         } else if (s_is (&r, "ERROR")) {
             char buf[512];
             s_fail (sh, "%s: the kernel refused a WRITE to %s: %s", w->system,
@@ -452,6 +472,8 @@ s_subscriber (void *arg)
     chan_body_t b;
     chan_body_init (&b);
     chan_body_str (&b, "chan", o->channel);
+    if (o->wbatch > 1)
+        chan_body_bool (&b, "batch", true);
     chan_reply_t r;
     memset (&r, 0, sizeof r);
     int rc = chan_client_call (w->cc, "SUB", &b, &r);
@@ -478,21 +500,33 @@ s_subscriber (void *arg)
             s_fail (sh, "%s: %s", w->system, aaax_strerror (rc));
             break;
         }
-        if (s_is (&r, "MSG") && s_sub_is (&r, o->channel)) {
-            const msgpack_object *env = chan_obj_get (&r.body, "msg");
-            int64_t t;
-            uint64_t seq;
-            if (env && s_from (env, prefix)
-                && s_payload (env, o->size, &t, &seq)) {
-                now = s_now_ns ();
-                cli_bench_hist_add (w->hist, (uint64_t) (now - t));
-                if (!w->got)
-                    w->t_first = now;
-                w->t_last = last_rx = now;
-                w->got++;
-                atomic_store (&w->seen, w->got);
-                atomic_fetch_add (&sh->received, 1);
+        bool one = s_is (&r, "MSG"), many = s_is (&r, "MSGS");
+        if ((one || many) && s_sub_is (&r, o->channel)) {
+            /*  MSG {msg: env}, or a batch: MSGS {msgs: [env...]}. */
+            const msgpack_object *arr =
+                many ? chan_obj_get (&r.body, "msgs") : NULL;
+            uint32_t n = one ? 1
+                         : arr && arr->type == MSGPACK_OBJECT_ARRAY
+                             ? arr->via.array.size
+                             : 0;
+            now = s_now_ns ();
+            for (uint32_t k = 0; k < n; k++) {
+                const msgpack_object *env = one ? chan_obj_get (&r.body, "msg")
+                                                : &arr->via.array.ptr[k];
+                int64_t t;
+                uint64_t seq;
+                if (env && env->type == MSGPACK_OBJECT_MAP
+                    && s_from (env, prefix)
+                    && s_payload (env, o->size, &t, &seq)) {
+                    cli_bench_hist_add (w->hist, (uint64_t) (now - t));
+                    if (!w->got)
+                        w->t_first = now;
+                    w->t_last = last_rx = now;
+                    w->got++;
+                    atomic_fetch_add (&sh->received, 1);
+                }
             }
+            atomic_store (&w->seen, w->got);
         } else if (s_is (&r, "DROPPED")) {
             atomic_fetch_add (&sh->dropped, 1);
             s_fail (sh,
@@ -659,16 +693,22 @@ s_responder (void *arg)
                 chan_body_str (&b, "to", to);
                 chan_body_str (&b, "corr", corr);
                 msgpack_pack_object (chan_body_key (&b, "data"), *data);
+                if (sh->o->transient)
+                    chan_body_bool (&b, "transient", true);
                 chan_client_send (w->cc, "SEND", &b, NULL);
                 chan_body_fini (&b);
+                w->last_send = s_now_ns ();
+                w->got++;
+                chan_reply_fini (&r);
+                if (sh->o->transient)
+                    continue; /* never stored: nothing to ACK */
                 chan_body_init (&b);
                 chan_body_str (&b, "chan", w->mailbox);
                 const char *one[1] = { corr };
                 chan_body_strv (&b, "ids", one, 1);
                 chan_client_send (w->cc, "ACK", &b, NULL);
                 chan_body_fini (&b);
-                w->last_send = s_now_ns ();
-                w->got++;
+                continue;
             }
         }
         chan_reply_fini (&r);
@@ -735,6 +775,8 @@ s_requester (void *arg)
         msgpack_packer *pk = chan_body_key (&b, "data");
         msgpack_pack_bin (pk, o->size);
         msgpack_pack_bin_body (pk, pay, o->size);
+        if (o->transient)
+            chan_body_bool (&b, "transient", true);
         int rc = chan_client_send (w->cc, "SEND", &b, NULL);
         chan_body_fini (&b);
         if (rc) {
@@ -772,7 +814,8 @@ s_requester (void *arg)
                 uint64_t seq;
                 const char *id;
                 size_t idlen;
-                if (env && chan_obj_get_str (env, "id", &id, &idlen)
+                if (env && !o->transient
+                    && chan_obj_get_str (env, "id", &id, &idlen)
                     && idlen < 64) {
                     char idbuf[64];
                     memcpy (idbuf, id, idlen);
@@ -1051,11 +1094,16 @@ cli_bench_run (const cli_bench_opts_t *o)
         json_object_set_new (j, "subscribers",
                              json_integer ((json_int_t) o->subscribers));
         json_object_set_new (j, "publish", s_rate_json (sent, t_send, o->size));
+        json_object_set_new (j, "write_batch",
+                             json_integer ((json_int_t) o->wbatch));
         json_t *subs = json_array ();
         if (!o->json) {
-            printf ("  %" PRIu64 " publishers, %" PRIu64
-                    " subscribers, %d WRITEs in flight per publisher\n",
-                    o->publishers, o->subscribers, CLI_BENCH_WINDOW);
+            printf (
+                "  %" PRIu64 " publishers, %" PRIu64
+                " subscribers, %d messages in flight per publisher, %" PRIu64
+                " per WRITE%s\n",
+                o->publishers, o->subscribers, CLI_BENCH_WINDOW, o->wbatch,
+                o->wbatch > 1 ? " (batch; subscribers get MSGS)" : "");
             s_rate_print ("publish (OKs)", sent, t_send, o->size);
         }
         for (size_t i = nsend; i < nw; i++) {
@@ -1086,6 +1134,8 @@ cli_bench_run (const cli_bench_opts_t *o)
         json_object_set_new (j, "consumers",
                              json_integer ((json_int_t) o->subscribers));
         json_object_set_new (j, "batch", json_integer ((json_int_t) o->batch));
+        json_object_set_new (j, "write_batch",
+                             json_integer ((json_int_t) o->wbatch));
         json_object_set_new (
             j, "claimed",
             json_integer ((json_int_t) atomic_load (&sh.claimed)));
@@ -1097,10 +1147,11 @@ cli_bench_run (const cli_bench_opts_t *o)
                              s_rate_json (received, t_recv, o->size));
         json_object_set_new (j, "latency_us", s_lat_json (all));
         if (!o->json) {
-            printf ("  %" PRIu64
-                    " producers (%d WRITEs in flight each), %" PRIu64
-                    " consumers (CLAIM max %" PRIu64 ")\n",
-                    o->publishers, CLI_BENCH_WINDOW, o->subscribers, o->batch);
+            printf (
+                "  %" PRIu64 " producers (%d messages in flight each, %" PRIu64
+                " per WRITE), %" PRIu64 " consumers (CLAIM max %" PRIu64 ")\n",
+                o->publishers, CLI_BENCH_WINDOW, o->wbatch, o->subscribers,
+                o->batch);
             s_rate_print ("enqueue (OKs)", sent, t_send, o->size);
             s_rate_print ("end to end (ACKed)", received, t_recv, o->size);
             s_lat_print ("latency write->claim", all);
@@ -1113,14 +1164,17 @@ cli_bench_run (const cli_bench_opts_t *o)
         uint64_t warm = o->count / 10 < 1000 ? o->count / 10 : 1000;
         int64_t el = ws[0].t_last - ws[0].t_first;
         json_object_set_new (j, "warmup", json_integer ((json_int_t) warm));
+        json_object_set_new (j, "transient", json_boolean (o->transient));
         json_object_set_new (j, "round_trips",
                              json_integer ((json_int_t) ws[0].got));
         json_object_set_new (j, "rate", s_rate_json (ws[0].got, el, o->size));
         json_object_set_new (j, "latency_us", s_lat_json (all));
         if (!o->json) {
             printf ("  1 requester, 1 responder, 1 in flight, %" PRIu64
-                    " warm-up round trips not counted\n",
-                    warm);
+                    " warm-up round trips not counted, %s SENDs\n",
+                    warm,
+                    o->transient ? "transient (never stored)"
+                                 : "durable mailbox");
             s_rate_print ("round trips", ws[0].got, el, o->size);
             s_lat_print ("round trip SEND->reply", all);
         }

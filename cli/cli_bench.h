@@ -50,6 +50,9 @@ typedef struct {
     uint64_t publishers;  /* publishers / producers */
     uint64_t subscribers; /* subscribers / consumers */
     uint64_t batch;       /* queue: CLAIM max */
+    uint64_t wbatch;      /* pub/queue: messages per WRITE (1: no batch);
+                             pub subscribers SUB {batch} when > 1 */
+    bool transient;       /* rpc: transient SENDs (never stored, no ACK) */
     int64_t timeout_ms;   /* the whole run */
     bool json;
     bool progress; /* a progress bar on stderr */

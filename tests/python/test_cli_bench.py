@@ -91,6 +91,42 @@ def test_rpc(kernel):
     check_latency(s["latency_us"], 2000)
 
 
+def test_pub_batched(kernel):
+    s = summary(bench(kernel, "pub", "--count", "5000", "--subscribers", "2",
+                      "--batch", "64", "--size", "100", "--json"))
+    assert s["ok"] is True and s["lost"] == 0 and s["dropped"] == 0
+    assert s["write_batch"] == 64
+    assert s["sent"] == 5000 and s["received"] == 10000
+    assert [x["received"] for x in s["per_subscriber"]] == [5000, 5000]
+    check_latency(s["latency_us"], 10000)
+
+
+def test_pub_batch_not_dividing_the_count(kernel):
+    s = summary(bench(kernel, "pub", "--count", "1001", "--publishers", "2",
+                      "--batch", "100", "--json"))
+    assert s["ok"] is True and s["sent"] == 1001 and s["received"] == 1001
+
+
+def test_queue_batched(kernel):
+    s = summary(bench(kernel, "queue", "--count", "3000", "--batch", "100",
+                      "--max", "200", "--json"))
+    assert s["ok"] is True and s["write_batch"] == 100
+    assert s["sent"] == s["received"] == s["claimed"] == 3000
+    c = kernel.client("after", channels=["jobs"])
+    assert c.claim("jobs", max=10) == []
+
+
+def test_rpc_transient(kernel):
+    s = summary(bench(kernel, "rpc", "--count", "1000", "--transient",
+                      "--json"))
+    assert s["ok"] is True and s["transient"] is True
+    assert s["round_trips"] == 1000 and s["sent"] == s["received"] == 1100
+    check_latency(s["latency_us"], 1000)
+    # Nothing was stored: no mailbox message is left for either side.
+    st = kernel.client("adm", privileged=True, token=kernel.token).stat()
+    assert st["store"]["ops"] < 50
+
+
 def test_human_table(kernel):
     p = bench(kernel, "pub", "--count", "500")
     assert p.returncode == 0, p.stderr
@@ -113,6 +149,10 @@ def test_human_table(kernel):
     ["pub", "--frob"],
     ["pub", "queue"],
     ["pub", "--channel", "@someone"],
+    ["pub", "--batch", "0"],
+    ["pub", "--batch", "10001"],
+    ["rpc", "--batch", "2"],
+    ["pub", "--transient"],
 ])
 def test_usage_errors(args):
     p = bench(None, *args, "--connect", "tcp://127.0.0.1:1")
