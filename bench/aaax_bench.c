@@ -98,6 +98,8 @@ typedef struct {
     uint32_t wbatch;        /* broadcast: messages per WRITE batch (SUB
                                batch); 0 or 1: one WRITE per message */
     bool transient;         /* mailbox round trip: transient SENDs */
+    bool noreply;           /* broadcast: WRITE {noreply} (no OK; paced by
+                               the subscribers' credit alone) */
     uint32_t qwindow;       /* outstanding WRITEs, each work-queue producer */
     uint32_t rtt_block;     /* round trips per turn, aaax and raw alternating;
                                0: all aaax, then all raw */
@@ -1107,10 +1109,21 @@ s_bcast_aaax (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
         while (wbatch == 1 && sent < n && sent - oks - errs < b->o.bwindow
                && (credit = s_bsub_credit (subs, nsubs, sent))) {
             s_payload_set (pay, sent);
-            s_cli_write (&pub, S_CHAN_B, pay, b->o.size, NULL);
+            msgpack_packer *pk = s_cli_begin (&pub, b->o.noreply ? 3 : 2, NULL);
+            chan_pack_cstr (pk, "chan");
+            chan_pack_cstr (pk, S_CHAN_B);
+            chan_pack_cstr (pk, "data");
+            msgpack_pack_bin (pk, b->o.size);
+            msgpack_pack_bin_body (pk, pay, b->o.size);
+            if (b->o.noreply) {
+                chan_pack_cstr (pk, "noreply");
+                msgpack_pack_true (pk);
+            }
             if (s_cli_send (&pub, "WRITE") != 0)
                 break;
             sent++;
+            if (b->o.noreply)
+                oks++; /* no OK comes; a refusal would (ERROR) */
         }
         /*  Batches: as many messages as the window and the credit allow,
             up to wbatch, in one WRITE {chan, batch: [...]}. */
@@ -1122,7 +1135,11 @@ s_bcast_aaax (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
                 k++;
             if (!k)
                 break;
-            msgpack_packer *pk = s_cli_begin (&pub, 2, NULL);
+            msgpack_packer *pk = s_cli_begin (&pub, b->o.noreply ? 3 : 2, NULL);
+            if (b->o.noreply) {
+                chan_pack_cstr (pk, "noreply");
+                msgpack_pack_true (pk);
+            }
             chan_pack_cstr (pk, "chan");
             chan_pack_cstr (pk, S_CHAN_B);
             chan_pack_cstr (pk, "batch");
@@ -1135,6 +1152,8 @@ s_bcast_aaax (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
             if (s_cli_send (&pub, "WRITE") != 0)
                 break;
             sent += k;
+            if (b->o.noreply)
+                oks += k;
             if (!credit)
                 break;
         }
@@ -1160,7 +1179,7 @@ s_bcast_aaax (s_bench_t *b, int nsubs, uint64_t *lost, bool *fail)
                          s_cli_error (&pub, why, sizeof why));
         }
     }
-    if (oks != n) {
+    if (oks != n || errs) {
         fprintf (stderr,
                  "bench: broadcast 1->%d: %" PRIu64 " of %" PRIu64
                  " WRITEs acknowledged (%" PRIu64 " errors)\n",
@@ -6616,6 +6635,8 @@ s_usage (FILE *f)
         "  --batch N        broadcast (workload 1): up to N messages per\n"
         "                   WRITE batch, subscribers SUB with batch (MSGS)\n"
         "                   (default 1: one WRITE per message)\n"
+        "  --noreply        broadcast (workload 1): WRITE {noreply} (no OK,\n"
+        "                   like a NATS PUB; paced by the subscribers)\n"
         "  --transient      mailbox round trip (workload 3): transient\n"
         "                   SENDs (pushed once, never stored, no ACK)\n"
         "  --keep           keep the temp dir (data, config, aaaxd log)\n"
@@ -6700,6 +6721,7 @@ s_options (s_bench_t *b, int argc, char **argv)
         { "no-pin", no_argument, NULL, 'x' },
         { "batch", required_argument, NULL, 'b' },
         { "transient", no_argument, NULL, 't' },
+        { "noreply", no_argument, NULL, 'r' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -6734,6 +6756,7 @@ s_options (s_bench_t *b, int argc, char **argv)
         case 'x': o->no_pin = true; break;
         case 'b': ok = s_parse_u64 (optarg, 1, AAAX_MAX_BATCH, &wbatch); break;
         case 't': o->transient = true; break;
+        case 'r': o->noreply = true; break;
         case 'o': ok = s_parse_only (optarg, &o->only); break;
         case 'h': s_usage (stdout); return 1;
         default: s_usage (stderr); return -1;
@@ -7190,4 +7213,10 @@ void
 bench_aaax_transient (bench_aaax_t *x, bool transient)
 {
     x->b.o.transient = transient;
+}
+
+void
+bench_aaax_noreply (bench_aaax_t *x, bool noreply)
+{
+    x->b.o.noreply = noreply;
 }

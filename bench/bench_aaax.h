@@ -39,6 +39,9 @@ bool bench_aaax_interrupted (void);
 /*  Broadcast: up to batch messages per WRITE {batch} and subscribers with
     SUB {batch: true} (MSGS pushes); 0 or 1: one WRITE per message. */
 void bench_aaax_batch (bench_aaax_t *x, uint32_t batch);
+/*  Broadcast: WRITE {noreply} (no OK per WRITE, like a NATS PUB; the
+    publisher is paced by the subscribers' progress alone). */
+void bench_aaax_noreply (bench_aaax_t *x, bool noreply);
 /*  Mailbox round trip: transient SENDs both ways (never stored, no ACK). */
 void bench_aaax_transient (bench_aaax_t *x, bool transient);
 /*  Hard limit on each measured phase. */
