@@ -317,6 +317,30 @@ broker_caps_apply_all (broker_t *self, broker_session_t *s)
         s_caps_apply (self, s, c->chan, wall);
 }
 
+/*  Ends subscription index i of s (to ch) and tells s why (DROPPED). */
+static void
+s_end_sub (broker_t *self, broker_session_t *s, size_t i, broker_chan_t *ch,
+           const char *reason)
+{
+    chan_sub_t *sub = s->subs[i];
+    chan_bcast_unsubscribe (sub);
+    s->subs[i] = s->subs[--s->nsubs];
+    free (sub);
+    chan_buf_t note;
+    chan_buf_init (&note);
+    msgpack_packer np;
+    chan_buf_packer (&note, &np);
+    msgpack_pack_map (&np, 2);
+    chan_pack_str (&np, "sub", 3);
+    chan_pack_cstr (&np, ch->name);
+    chan_pack_str (&np, "reason", 6);
+    chan_pack_cstr (&np, reason);
+    if (!note.oom)
+        broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s, OUT_DROPPED,
+                         note.data, note.len);
+    chan_buf_fini (&note);
+}
+
 /*  Ends the subscriptions of s to channels it may no longer read (after a
     revocation, an expiry or a policy reload), each with a DROPPED notice:
     a right that ends ends its deliveries too. */
@@ -331,23 +355,9 @@ s_drop_unreadable (broker_t *self, broker_session_t *s)
             broker_chan_find (self, chan_bcast_name (sub->chan));
         if (!ch || s_has (s, ch, R_READ))
             continue;
-        chan_bcast_unsubscribe (sub);
-        s->subs[i] = s->subs[--s->nsubs];
-        free (sub);
-        chan_buf_t note;
-        chan_buf_init (&note);
-        msgpack_packer np;
-        chan_buf_packer (&note, &np);
-        msgpack_pack_map (&np, 2);
-        chan_pack_str (&np, "sub", 3);
-        chan_pack_cstr (&np, ch->name);
-        chan_pack_str (&np, "reason", 6);
-        chan_pack_cstr (&np, "the read right on this channel ended (revoked, "
-                             "expired, or withdrawn by a policy reload)");
-        if (!note.oom)
-            broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s,
-                             OUT_DROPPED, note.data, note.len);
-        chan_buf_fini (&note);
+        s_end_sub (self, s, i, ch,
+                   "the read right on this channel ended (revoked, "
+                   "expired, or withdrawn by a policy reload)");
     }
 }
 
@@ -1079,31 +1089,16 @@ static void
 s_drop_slow (broker_t *self, broker_chan_t *ch, broker_session_t *s,
              chan_sub_t *sub)
 {
-    chan_bcast_unsubscribe (sub);
-    for (size_t j = 0; j < s->nsubs; j++)
-        if (s->subs[j] == sub) {
-            s->subs[j] = s->subs[--s->nsubs];
-            break;
-        }
-    free (sub);
     self->dropped_subs++;
     zsys_warning ("broker: %s dropped from %s: too slow", s->sys->id, ch->name);
-    chan_buf_t note;
-    chan_buf_init (&note);
-    msgpack_packer np;
-    chan_buf_packer (&note, &np);
-    msgpack_pack_map (&np, 2);
-    chan_pack_str (&np, "sub", 3);
-    chan_pack_cstr (&np, ch->name);
-    chan_pack_str (&np, "reason", 6);
-    chan_pack_cstr (&np, "slow subscriber: its queue reached the "
-                         "kernel's limit; subscribe again to "
-                         "resume (SUB since replays what is "
-                         "retained)");
-    if (!note.oom)
-        broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s, OUT_DROPPED,
-                         note.data, note.len);
-    chan_buf_fini (&note);
+    for (size_t j = 0; j < s->nsubs; j++)
+        if (s->subs[j] == sub) {
+            s_end_sub (self, s, j, ch,
+                       "slow subscriber: its queue reached the kernel's "
+                       "limit; subscribe again to resume (SUB since replays "
+                       "what is retained)");
+            return;
+        }
 }
 
 /*  Which subscribers s_fan_out serves. */
