@@ -7085,9 +7085,10 @@ bench_aaax_stop (bench_aaax_t *x)
     return s_kernel_stop (&x->b);
 }
 
-double
-bench_aaax_bcast (bench_aaax_t *x, int nsubs, uint64_t count, uint32_t size,
-                  bool *ok)
+/*  One broadcast run of fn (s_bcast_aaax or s_bcast_raw). */
+static double
+s_bcast_run (bench_aaax_t *x, int nsubs, uint64_t count, uint32_t size,
+             bool *ok, double (*fn) (s_bench_t *, int, uint64_t *, bool *))
 {
     s_bench_t *b = &x->b;
     uint64_t lost = 0;
@@ -7098,27 +7099,23 @@ bench_aaax_bcast (bench_aaax_t *x, int nsubs, uint64_t count, uint32_t size,
         *ok = false;
         return 0;
     }
-    double r = s_bcast_aaax (b, nsubs, &lost, &fail);
+    double r = fn (b, nsubs, &lost, &fail);
     *ok = !fail && !lost;
     return r;
+}
+
+double
+bench_aaax_bcast (bench_aaax_t *x, int nsubs, uint64_t count, uint32_t size,
+                  bool *ok)
+{
+    return s_bcast_run (x, nsubs, count, size, ok, s_bcast_aaax);
 }
 
 double
 bench_raw_bcast (bench_aaax_t *x, int nsubs, uint64_t count, uint32_t size,
                  bool *ok)
 {
-    s_bench_t *b = &x->b;
-    uint64_t lost = 0;
-    bool fail = false;
-    b->o.count = count;
-    b->o.size = size;
-    if (nsubs < 1 || nsubs > S_MAX_SUBS) {
-        *ok = false;
-        return 0;
-    }
-    double r = s_bcast_raw (b, nsubs, &lost, &fail);
-    *ok = !fail && !lost;
-    return r;
+    return s_bcast_run (x, nsubs, count, size, ok, s_bcast_raw);
 }
 
 double

@@ -24,7 +24,7 @@
 #define BROKER_DEFAULT_COMMIT_DELAY_US 1000
 #endif
 #ifndef BROKER_DEFAULT_SPIN_US
-#define BROKER_DEFAULT_SPIN_US 50
+#define BROKER_DEFAULT_SPIN_US 100
 #endif
 
 /*  The example apps of this source tree, run by the embedded defaults. */

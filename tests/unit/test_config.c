@@ -110,7 +110,7 @@ test_defaults (void)
     CHECK_EQ_INT (c->idempotency_ttl_s, 600);
     CHECK_EQ_INT (c->forget_after_s, 30 * 86400);
     CHECK_EQ_INT (c->max_sessions, 100000);
-    CHECK_EQ_INT (c->spin_us, 50);
+    CHECK_EQ_INT (c->spin_us, 100);
     CHECK_EQ_INT (c->commit_delay_us, 1000);
     CHECK_EQ_INT (c->audit_map_mb, 256);
     CHECK_EQ_INT (c->audit_checkpoint_every, 1000);
