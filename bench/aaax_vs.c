@@ -112,6 +112,7 @@ typedef struct {
     const char *out;
     const char *aaaxd;
     bench_aaax_t *x;
+    unsigned only; /* bits 1 << K_*: the kinds of workload that run */
     s_cell_t cell[S_NW][S_MAX_SYS][S_MAX_ROUNDS];
     bool failed;
     char nats_ver[64], redis_ver[64];
@@ -335,6 +336,8 @@ s_round (s_vs_t *v, int round)
 {
     for (int w = 0; w < S_NW && !bench_aaax_interrupted (); w++) {
         const s_wl_t *wl = &s_wls[w];
+        if (!(v->only & (1u << wl->kind)))
+            continue;
         if (wl->kind == K_BCAST) {
             s_aaax (v, w, 0, round);
             s_raw (v, w, round);
@@ -558,6 +561,8 @@ s_write_md (s_vs_t *v, const char *path, const char *started, double secs)
                 "median [min, max] over the rounds. Throughput: higher is "
                 "better for aaax; latency: lower is better for aaax.\n\n");
     for (int w = 0; w < S_NW; w++) {
+        if (!(v->only & (1u << s_wls[w].kind)))
+            continue;
         const s_wl_t *wl = &s_wls[w];
         bool lat = wl->kind == K_RTT;
         fprintf (f, "## %s\n\n", wl->name);
@@ -682,25 +687,52 @@ s_chart (s_vs_t *v, const char *dir)
 static void
 s_usage (FILE *f)
 {
-    fprintf (f,
-             "usage: aaax_vs [--quick] [--rounds N] [--no-pin] [--count N] "
-             "[--queue-count N]\n"
-             "               [--samples N] [--limit S] [--out DIR] "
-             "[--aaaxd PATH]\n"
-             "  --quick          smaller runs (under ~2 minutes)\n"
-             "  --rounds N       rounds, systems interleaved (default 5, "
-             ">= 1, <= %d)\n"
-             "  --no-pin         leave CPU placement to the scheduler\n"
-             "  --count N        broadcast messages per run (default 200000; "
-             "quick 50000)\n"
-             "  --queue-count N  work-queue messages per run (default 50000; "
-             "quick 20000)\n"
-             "  --samples N      round trips per round and system after N/10 "
-             "warm-up (default 20000; quick 4000)\n"
-             "  --limit S        hard limit per measured phase (default 60)\n"
-             "  --out DIR        where latest.md and latest.png go (default "
-             "%s/results)\n",
-             S_MAX_ROUNDS, AAAX_BENCH_DIR);
+    fprintf (
+        f,
+        "usage: aaax_vs [--quick] [--rounds N] [--no-pin] [--count N] "
+        "[--queue-count N]\n"
+        "               [--samples N] [--limit S] [--out DIR] [--only LIST] "
+        "[--aaaxd PATH]\n"
+        "  --quick          smaller runs (under ~2 minutes)\n"
+        "  --rounds N       rounds, systems interleaved (default 5, "
+        ">= 1, <= %d)\n"
+        "  --no-pin         leave CPU placement to the scheduler\n"
+        "  --count N        broadcast messages per run (default 200000; "
+        "quick 50000)\n"
+        "  --queue-count N  work-queue messages per run (default 50000; "
+        "quick 20000)\n"
+        "  --samples N      round trips per round and system after N/10 "
+        "warm-up (default 20000; quick 4000)\n"
+        "  --limit S        hard limit per measured phase (default 60)\n"
+        "  --out DIR        where latest.md and latest.png go (default "
+        "%s/results)\n"
+        "  --only LIST      some of broadcast,queue,rtt (default all; "
+        "no chart then)\n",
+        S_MAX_ROUNDS, AAAX_BENCH_DIR);
+}
+
+/*  --only: a comma-separated list of broadcast, queue, rtt. 0 or -1. */
+static int
+s_parse_only (const char *arg, unsigned *out)
+{
+    static const char *const names[] = { "broadcast", "queue", "rtt" };
+    unsigned bits = 0;
+    const char *p = arg;
+    while (*p) {
+        size_t n = strcspn (p, ",");
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+            if (strlen (names[i]) == n && strncmp (p, names[i], n) == 0)
+                k = i; /* K_BCAST, K_QUEUE, K_RTT in that order */
+        if (k < 0)
+            return -1;
+        bits |= 1u << k;
+        p += n + (p[n] == ',');
+    }
+    if (!bits)
+        return -1;
+    *out = bits;
+    return 0;
 }
 
 static s_vs_t s_vs;
@@ -723,6 +755,7 @@ main (int argc, char **argv)
         { "limit", required_argument, NULL, 'l' },
         { "out", required_argument, NULL, 'o' },
         { "aaaxd", required_argument, NULL, 'a' },
+        { "only", required_argument, NULL, 'O' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -738,6 +771,13 @@ main (int argc, char **argv)
         case 'l': v->limit_s = atoi (optarg); break;
         case 'o': v->out = optarg; break;
         case 'a': v->aaaxd = optarg; break;
+        case 'O':
+            if (s_parse_only (optarg, &v->only) != 0) {
+                fprintf (stderr, "aaax_vs: --only takes broadcast, queue, "
+                                 "rtt, separated by commas\n");
+                return 2;
+            }
+            break;
         case 'h': s_usage (stdout); return 0;
         default: s_usage (stderr); return 2;
         }
@@ -747,6 +787,8 @@ main (int argc, char **argv)
         s_usage (stderr);
         return 2;
     }
+    if (!v->only)
+        v->only = (1u << K_BCAST) | (1u << K_QUEUE) | (1u << K_RTT);
     v->count = count ? count : v->quick ? 50000 : 200000;
     v->qcount = qcount ? qcount : v->quick ? 20000 : 50000;
     v->samples = (uint32_t) (samples ? samples : v->quick ? 4000 : 20000);
@@ -795,9 +837,13 @@ main (int argc, char **argv)
         fprintf (stderr, "aaax_vs: cannot write %s\n", md);
         return 1;
     }
-    if (s_chart (v, outdir) != 0)
+    bool all = v->only == ((1u << K_BCAST) | (1u << K_QUEUE) | (1u << K_RTT));
+    if (!all)
+        printf ("\nwrote %s (no chart: --only)\n\n", md);
+    else if (s_chart (v, outdir) != 0)
         fprintf (stderr, "aaax_vs: gnuplot failed: no %s/latest.png\n", outdir);
-    printf ("\nwrote %s and %s/latest.png\n\n", md, outdir);
+    else
+        printf ("\nwrote %s and %s/latest.png\n\n", md, outdir);
     FILE *f = fopen (md, "r");
     if (f) {
         char line[1024];

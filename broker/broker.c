@@ -1519,7 +1519,13 @@ broker_run (broker_t *self, int sigfd, void *pipe)
             break;
         }
         now = hal_clock_mono_ms ();
+        /*  No spin while the store writer has a commit to make or in
+            flight: it shares the core, and its completion wakes the loop
+            anyway (spinning then cost the durable work-queue about a
+            tenth of its rate). */
         spin_until = rc > 0 && self->cfg->spin_us
+                             && !hal_store_busy (self->store)
+                             && !hal_store_pending (self->store)
                          ? hal_clock_mono_us () + self->cfg->spin_us
                          : 0;
         if (items[i_store].revents & ZMQ_POLLIN)
