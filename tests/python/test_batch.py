@@ -405,3 +405,31 @@ def test_noreply_transient_round_trip(k):
         assert cmd == "MSG" and reply["msg"]["data"] == -i
         assert reply["msg"]["corr"] == body["msg"]["id"]
     assert cli.recv(0.2) is None and srv.recv(0.1) is None
+
+
+def test_python_client_keeps_batch_mode_across_a_restart(k):
+    s = k.client("bsub", channels=["plain"], reconnect=True)
+    s.subscribe("plain", batch=True)
+    words = []
+    dispatch = s._dispatch
+
+    def spy(frames):
+        if len(frames) == 2:
+            words.append(bytes(frames[0]))
+        return dispatch(frames)
+    s._dispatch = spy
+    k.restart()
+    w = k.client("pub", channels=["plain"])
+    # The client notices the restart, docks again and subscribes again,
+    # with batch: a batch then arrives as one MSGS.
+    got = []
+    deadline = time.time() + 15
+    while not got and time.time() < deadline:
+        w.write_batch("plain", ["x", "y"])
+        m = s.recv(1.0)
+        if m:
+            got.append(m)
+    assert got, "no message after the restart"
+    assert s.reconnects >= 1
+    assert got[0]["msg"]["data"] == "x"
+    assert b"MSGS" in words and b"MSG" not in words
