@@ -11,11 +11,10 @@ set key top right
 set yrange [0:*]
 set title 'broadcast: published msgs/s (higher is better)'
 set format y '%.1s%c'
-plot 'latest-bcast.dat' using 2:xtic(1) title 'aaax', '' using 3 title 'raw zmq_proxy', '' using 4 title 'NATS core', '' using 5 title 'Redis pub/sub'
+plot 'latest-bcast.dat' using 2:xtic(1) title 'aaax (batched)', '' using 3 title 'raw zmq_proxy', '' using 4 title 'NATS core', '' using 5 title 'Redis pub/sub', '' using 6 title 'aaax (1 WRITE per message)'
 set title 'durable work queue e2e msgs/s (higher is better)'
 set xtics rotate by -20
 plot 'latest-queue.dat' using 2:xtic(1) notitle lc rgb '#4477aa'
-set xtics norotate
 set format y '%g'
 set title 'request/reply round trip, us (lower is better)'
 plot 'latest-rtt.dat' using 2:xtic(1) title 'p50', '' using 3 title 'p99'
