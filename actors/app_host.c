@@ -1529,9 +1529,26 @@ s_api_send (lua_State *L)
     const char *to = s_check_name (L, 1, "to");
     luaL_checkany (L, 2);
     const char *corr = luaL_optstring (L, 3, NULL);
+    /*  opts: {transient = bool}; any other key is a mistake worth telling. */
+    bool transient = false;
+    if (!lua_isnoneornil (L, 4)) {
+        luaL_checktype (L, 4, LUA_TTABLE);
+        lua_pushnil (L);
+        while (lua_next (L, 4)) {
+            if (lua_type (L, -2) != LUA_TSTRING
+                || strcmp (lua_tostring (L, -2), "transient") != 0)
+                return luaL_argerror (L, 4,
+                                      "the only option is transient (a "
+                                      "boolean)");
+            if (!lua_isboolean (L, -1))
+                return luaL_argerror (L, 4, "transient must be a boolean");
+            transient = lua_toboolean (L, -1);
+            lua_pop (L, 1);
+        }
+    }
     msgpack_packer pk;
     uint64_t req = ++a->next_req;
-    s_begin (a->w, req, corr ? 3 : 2, &pk);
+    s_begin (a->w, req, 2 + (corr != NULL) + transient, &pk);
     chan_pack_str (&pk, "to", 2);
     chan_pack_cstr (&pk, to);
     chan_pack_str (&pk, "data", 4);
@@ -1539,6 +1556,10 @@ s_api_send (lua_State *L)
     if (corr) {
         chan_pack_str (&pk, "corr", 4);
         chan_pack_cstr (&pk, corr);
+    }
+    if (transient) {
+        chan_pack_str (&pk, "transient", 9);
+        msgpack_pack_true (&pk);
     }
     return s_issue (L, a, req, "SEND", C_ASYNC, "send", NULL);
 }
@@ -1554,10 +1575,22 @@ s_api_reply (lua_State *L)
     if (lua_type (L, 3) != LUA_TSTRING || lua_type (L, 4) != LUA_TSTRING)
         return luaL_error (L, "aaax.reply: msg has no from and id (pass the "
                               "message your handler received)");
-    /*  send (msg.from, data, msg.id) */
+    /*  A transient request (a mailbox message without attempt) gets a
+        transient answer: nothing of the exchange is stored. */
+    lua_getfield (L, 1, "chan");
+    lua_getfield (L, 1, "attempt");
+    size_t clen = 0;
+    const char *chan = lua_tolstring (L, 5, &clen);
+    bool transient = lua_isnil (L, 6) && chan && clen > 1 && chan[0] == '@';
+    /*  send (msg.from, data, msg.id [, {transient = true}]) */
     lua_copy (L, 3, 1);
     lua_copy (L, 4, 3);
     lua_settop (L, 3);
+    if (transient) {
+        lua_createtable (L, 0, 1);
+        lua_pushboolean (L, 1);
+        lua_setfield (L, -2, "transient");
+    }
     return s_api_send (L);
 }
 

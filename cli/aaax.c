@@ -434,8 +434,11 @@ static const s_command_t s_commands[] = {
       "  aaax nack jobs 01JD8X5Y6Z7A8B9C0D1E2F3G4H --delay 10000 "
       "--system w1\n",
       0, NULL },
-    { "send", s_cmd_send, BIT (OPT_CORR) | BIT (OPT_KEY) | BIT (OPT_WAIT), 2, 2,
-      "aaax send TO JSON [--corr ID] [--key K] [--wait MS] [options]",
+    { "send", s_cmd_send,
+      BIT (OPT_CORR) | BIT (OPT_KEY) | BIT (OPT_WAIT) | BIT (OPT_TRANSIENT), 2,
+      2,
+      "aaax send TO JSON [--corr ID] [--key K] [--wait MS] [--transient] "
+      "[options]",
       "send a message to a system's mailbox; prints its id",
       "Sends JSON (one JSON value; '-' reads stdin) to the mailbox of the\n"
       "system TO (with or without a leading @) and prints the message id.\n"
@@ -449,9 +452,13 @@ static const s_command_t s_commands[] = {
       "  --key K        idempotency key\n"
       "  --wait MS      wait up to MS for the reply (reconnecting if the\n"
       "                 kernel is lost meanwhile)\n"
+      "  --transient    push it once to TO's live session and store nothing\n"
+      "                 (no ACK, no redelivery); exit 1 with 404 when TO is\n"
+      "                 not docked or is paused\n"
       "\n"
       "Examples:\n"
       "  aaax send worker-1 '{\"cmd\": \"status\"}'\n"
+      "  aaax send worker-1 '{\"cmd\": \"status\"}' --transient --wait 2000\n"
       "  aaax send worker-1 '{\"cmd\": \"status\"}' --wait 5000 | tail -n "
       "1\n",
       0, NULL },
@@ -2301,6 +2308,8 @@ s_cmd_send (s_app_t *app)
         chan_body_str (&b, "corr", app->corr);
     if (app->key)
         chan_body_str (&b, "key", app->key);
+    if (app->transient)
+        chan_body_bool (&b, "transient", true);
     chan_reply_t reply;
     ret = s_call (app, "SEND", &b, &reply);
     char id[64];

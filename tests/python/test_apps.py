@@ -786,6 +786,57 @@ return {
     assert m is not None and m["corr"] is None
 
 
+def test_send_transient_and_reply_to_a_transient_request(apps, tmp_path):
+    apps.load_ok(write_app(tmp_path, "echo", ECHO))
+    apps.load_ok(write_app(tmp_path, "tsender", """
+return {
+  message = function (msg)
+    aaax.send(msg.from, { t = msg.data.n }, nil, { transient = true })
+    aaax.send(msg.from, "durable", nil, { transient = false })
+  end,
+}
+"""))
+    u = apps.user
+    # A transient request to echo: aaax.reply answers transiently too.
+    apps.keepalive()
+    mid = u.send("echo", {"q": 1}, transient=True)
+    deadline = time.monotonic() + 5
+    env = None
+    while env is None and time.monotonic() < deadline:
+        p = u.recv(0.05)
+        if p and p["msg"].get("corr") == mid:
+            env = p["msg"]
+    assert env is not None and env["data"] == {"q": 1}
+    assert "attempt" not in env                 # the answer was not stored
+    # A durable request still gets a durable answer.
+    mid2, env2 = apps.ask_env("echo", {"q": 2})
+    assert env2["attempt"] == 1
+    # aaax.send with {transient = true} / {transient = false}.
+    u.send("tsender", {"n": 3})
+    got = {}
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:
+        p = u.recv(0.05)
+        if p and p["msg"]["from"] == "tsender":
+            got[json.dumps(p["msg"]["data"], sort_keys=True)] = p["msg"]
+            if "attempt" in p["msg"]:
+                u.ack(p["sub"], [p["msg"]["id"]])
+    assert "attempt" not in got['{"t": 3}']
+    assert got['"durable"']["attempt"] == 1
+
+
+def test_send_options_are_checked(apps, tmp_path):
+    apps.load_ok(write_app(tmp_path, "evalapp", EVAL))
+    r = apps.eval("evalapp", "return aaax.send('user-1', 1, nil, "
+                             "{ transient = true, bogus = 1 })")
+    assert r["ok"] is False and "only option is transient" in r["res"]
+    r = apps.eval("evalapp", "return aaax.send('user-1', 1, nil, "
+                             "{ transient = 'yes' })")
+    assert r["ok"] is False and "must be a boolean" in r["res"]
+    r = apps.eval("evalapp", "return aaax.send('user-1', 1, nil, 5)")
+    assert r["ok"] is False
+
+
 CHANNELS = """
     { name = "news", kind = "broadcast" },
     { name = "feed", kind = "broadcast" },

@@ -616,6 +616,45 @@ def test_send_wait_gets_the_reply(kernel):
     py.close()
 
 
+def test_send_transient_wait_gets_a_transient_reply(kernel):
+    responder = Py(kernel.endpoint, "tresponder")
+    done = threading.Event()
+
+    def serve():
+        push = responder.next_push(timeout=15)
+        if push:
+            msg = push[1]["msg"]
+            assert "attempt" not in msg             # the request: transient
+            responder.call("SEND", to=msg["from"], corr=msg["id"],
+                           data={"answer": msg["data"]["q"] + 1},
+                           transient=True)
+        done.set()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    p = cli(kernel, "send", "tresponder", '{"q": 41}', "--transient",
+            "--wait", "10000", system="tasker")
+    t.join()
+    responder.close()
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    assert len(out) == 2
+    reply = json.loads(out[1])
+    assert reply["corr"] == out[0] and reply["data"] == {"answer": 42}
+    assert "attempt" not in reply
+    # nothing was kept for either side
+    py = Py(kernel.endpoint, "tasker")
+    assert py.next_push(timeout=0.5) is None
+    py.close()
+
+
+def test_send_transient_to_an_undocked_system_fails(kernel):
+    Py(kernel.endpoint, "gone").close()
+    p = cli(kernel, "send", "gone", "{}", "--transient")
+    assert p.returncode == 1
+    assert "404" in p.stderr and "not docked" in p.stderr
+
+
 def test_send_wait_times_out(kernel):
     Py(kernel.endpoint, "silent").close()
     t0 = time.time()
