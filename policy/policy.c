@@ -210,13 +210,18 @@ s_log_newest (const s_log_t *self)
     return self->ts[(self->head + self->count - 1) % self->cap];
 }
 
-/*  Makes room for one more entry when count < limit. 0 or AAAX_ENOMEM. */
+/*  Makes room for k more entries, as far as limit (the ring never holds
+    more than limit: beyond, recording replaces the oldest). 0 or
+    AAAX_ENOMEM. */
 static int
-s_log_reserve (s_log_t *self, uint32_t limit)
+s_log_reserve (s_log_t *self, uint32_t limit, uint32_t k)
 {
-    if (self->count < self->cap || self->count >= limit)
+    uint32_t want = k > limit - self->count ? limit : self->count + k;
+    if (want <= self->cap)
         return 0;
     uint32_t cap = self->cap ? self->cap * 2 : S_LOG_MIN;
+    if (cap < want)
+        cap = want;
     if (cap > limit)
         cap = limit;
     int64_t *ts = (int64_t *) malloc ((size_t) cap * sizeof (int64_t));
@@ -725,9 +730,9 @@ policy_rated (const policy_t *self, const char *subject, const char *action,
 //  Rate limits -----------------------------------------------------------
 
 /*  Finds or makes the log of subject under rule, with room reserved for
-    one more event when it is not full. NULL on no memory. */
+    k more events (k <= the rule's rate_n). NULL on no memory. */
 static s_log_t *
-s_rule_log (s_rule_t *rule, const char *subject)
+s_rule_log (s_rule_t *rule, const char *subject, uint32_t k)
 {
     if (!rule->logs) {
         rule->logs = zhashx_new ();
@@ -745,7 +750,7 @@ s_rule_log (s_rule_t *rule, const char *subject)
             return NULL;
         }
     }
-    if (s_log_reserve (log, rule->rate_n))
+    if (s_log_reserve (log, rule->rate_n, k))
         return NULL;
     return log;
 }
@@ -773,7 +778,9 @@ policy_rate_take_n (policy_t *self, const int *rules, size_t n,
         s_rule_t *rule = self->rules[rules[i]];
         if (!rule->rate_n)
             continue;
-        s_log_t *log = s_rule_log (rule, subject);
+        if (k > rule->rate_n)
+            return AAAX_ELIMIT; /* never fits: no log needed to say so */
+        s_log_t *log = s_rule_log (rule, subject, k);
         if (!log)
             return AAAX_ENOMEM;
         if (!s_log_has_room (log, rule->rate_n, rule->rate_period, now_ms, k))
@@ -1044,6 +1051,28 @@ policy_test (int verbose)
     S_CHECK (digest && strlen (digest) == 64);
     policy_destroy (&policy);
     S_CHECK (policy == NULL);
+
+    /*  Batches larger than the first ring (S_LOG_MIN): every event kept in
+        order, the ring grown to hold them. */
+    policy_t *rp = policy_new ();
+    S_CHECK (rp && s_add (rp, "*", "chan.write", "five", "allow", "5/s") == 0);
+    S_CHECK (s_add (rp, "*", "chan.write", "big", "allow", "1000/s") == 0);
+    int r5[2], rbig[2];
+    S_CHECK (policy_rated (rp, "ann", "chan.write", "five", r5, 2) == 1);
+    S_CHECK (policy_rated (rp, "ann", "chan.write", "big", rbig, 2) == 1);
+    S_CHECK (policy_rate_take_n (rp, r5, 1, "ann", 0, 3) == 0);
+    S_CHECK (policy_rate_take_n (rp, r5, 1, "ann", 500, 2) == 0);
+    S_CHECK (policy_rate_take (rp, r5, 1, "ann", 999) == AAAX_ELIMIT);
+    /*  the three of t=0 have left the window, the two of t=500 not */
+    S_CHECK (policy_rate_take_n (rp, r5, 1, "ann", 1000, 3) == 0);
+    S_CHECK (policy_rate_take (rp, r5, 1, "ann", 1000) == AAAX_ELIMIT);
+    for (int64_t t = 0; t < 10; t++)
+        S_CHECK (policy_rate_take_n (rp, rbig, 1, "ann", t, 100) == 0);
+    S_CHECK (policy_rate_take (rp, rbig, 1, "ann", 10) == AAAX_ELIMIT);
+    S_CHECK (policy_rate_take_n (rp, rbig, 1, "ann", 1000, 100) == 0);
+    S_CHECK (policy_rate_take (rp, rbig, 1, "ann", 1000) == AAAX_ELIMIT);
+    S_CHECK (policy_rate_take (rp, rbig, 1, "ann", 1001) == 0);
+    policy_destroy (&rp);
     policy_destroy (&policy);
     if (verbose)
         zsys_info ("policy_test: %s", failures ? "FAILED" : "OK");
