@@ -19,10 +19,13 @@ return {
     { name = "q", kind = "work-queue" },
     { name = "small", kind = "work-queue", max_len = 3 },
     { name = "limited", kind = "broadcast" },
+    { name = "roomy", kind = "broadcast" },
   },
   policy = {
     { subject = "*", action = "chan.write", target = "limited",
       effect = "allow", rate = "5/s" },
+    { subject = "*", action = "chan.write", target = "roomy",
+      effect = "allow", rate = "1000/s" },
     { subject = "*", action = "chan.*", target = "*", effect = "allow" },
   },
 }
@@ -170,6 +173,17 @@ def test_batch_rate_refusal_takes_nothing(k):
     w.write_batch("limited", [1, 2, 3])
     assert error(w.write_batch, "limited", [4, 5, 6]).code == 429
     assert len(w.write_batch("limited", [4, 5])) == 2
+
+
+def test_batches_larger_than_the_rate_ring(k):
+    # Batches of 100 against 1000/s: the rate log grows to hold them all
+    # (it once wrapped and overflowed its ring here).
+    w = k.client("pub", channels=["roomy"])
+    for _ in range(10):
+        assert len(w.write_batch("roomy", list(range(100)))) == 100
+    assert error(w.write_batch, "roomy", [1]).code == 429
+    assert error(w.write_batch, "roomy", list(range(1001))).code == 429
+    assert w.ping()
 
 
 def test_batch_needs_the_write_right(k):
