@@ -646,28 +646,37 @@ broker_queue_due (broker_t *self, broker_chan_t *ch)
 }
 
 void
+broker_send_mbox_msg (broker_t *self, broker_sys_t *sys, const void *pairs,
+                      size_t len, uint32_t attempt)
+{
+    broker_session_t *s = sys->session;
+    chan_buf_t *b = &self->out;
+    chan_buf_reset (b);
+    msgpack_packer pk;
+    chan_buf_packer (b, &pk);
+    msgpack_pack_map (&pk, 2);
+    chan_pack_str (&pk, "sub", 3);
+    msgpack_pack_str (&pk, 1 + strlen (sys->id));
+    msgpack_pack_str_body (&pk, "@", 1);
+    msgpack_pack_str_body (&pk, sys->id, strlen (sys->id));
+    chan_pack_str (&pk, "msg", 3);
+    chan_env_map (b, pairs, len, attempt);
+    if (!b->oom)
+        broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s, OUT_MSG,
+                         b->data, b->len);
+}
+
+void
 broker_mbox_pump (broker_t *self, broker_sys_t *sys)
 {
     broker_session_t *s = sys->session;
     if (!s || s->dead || sys->paused)
         return;
     chan_mmsg_t *m;
-    chan_buf_t *b = &self->out;
     while ((m = chan_mbox_next (&sys->mbox, self->cfg->mailbox_window))) {
         size_t len;
         const uint8_t *pairs = chan_mmsg_pairs (m, &len);
-        chan_buf_reset (b);
-        msgpack_packer pk;
-        chan_buf_packer (b, &pk);
-        msgpack_pack_map (&pk, 2);
-        chan_pack_str (&pk, "sub", 3);
-        msgpack_pack_str (&pk, 1 + strlen (sys->id));
-        msgpack_pack_str_body (&pk, "@", 1);
-        msgpack_pack_str_body (&pk, sys->id, strlen (sys->id));
-        chan_pack_str (&pk, "msg", 3);
-        chan_env_map (b, pairs, len, chan_mmsg_attempt (m));
-        broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s, OUT_MSG,
-                         b->data, b->len);
+        broker_send_mbox_msg (self, sys, pairs, len, chan_mmsg_attempt (m));
         if (s->dead)
             return;
     }

@@ -342,6 +342,10 @@ const char *broker_ended_reason (const broker_t *self, const uint8_t *rid,
 /*  Pushes mailbox messages of sys to its live session while the window
     allows. */
 void broker_mbox_pump (broker_t *self, broker_sys_t *sys);
+/*  Pushes MSG {sub: "@ID", msg: envelope} to sys's live session (which
+    must exist); attempt 0 for a transient message (no attempt key). */
+void broker_send_mbox_msg (broker_t *self, broker_sys_t *sys, const void *pairs,
+                           size_t len, uint32_t attempt);
 
 /*  Serves long-poll CLAIMs of ch while it has ready messages. */
 void broker_serve_waiters (broker_t *self, broker_chan_t *ch, int64_t now);

@@ -1175,10 +1175,8 @@ s_publish (broker_t *self, broker_chan_t *ch, const uint8_t *env,
     chan_bcast_t *b = ch->bcast;
     size_t namelen = strlen (ch->name);
     size_t nsubs = chan_bcast_nsubs (b), nbatched = 0;
-    for (size_t i = 0; i < nsubs; i++)
+    for (size_t i = 0; n > 1 && i < nsubs; i++) /* one message: MSG for all */
         nbatched += chan_bcast_sub (b, i)->batch;
-    if (n == 1)
-        nbatched = 0; /* one message is a MSG for everybody */
     bool tap = self->tap && chan_bcast_public (b) && self->tap_subs > 0;
     bool singles = nsubs > nbatched || tap || chan_bcast_retain (b) > 0;
     self->published += n;
@@ -1245,21 +1243,9 @@ static void
 s_push_transient (broker_t *self, broker_sys_t *sys, const s_entry_t *e,
                   size_t n)
 {
-    broker_session_t *s = sys->session;
-    char name[NAME_BUF + 1];
-    snprintf (name, sizeof name, "@%s", sys->id);
-    chan_buf_t *b = &self->out;
-    for (size_t k = 0; k < n && !s->dead; k++) {
-        chan_buf_reset (b);
-        if (chan_buf_reserve (b, 300 + 1 + e[k].len) != 0)
-            return;
-        size_t hl = s_sub_head (b->data, name, strlen (name), "msg", 3);
-        b->data[hl] = 0x80 | CHAN_ENV_PAIRS;
-        memcpy (b->data + hl + 1, self->scratch.data + e[k].off, e[k].len);
-        b->len = hl + 1 + e[k].len;
-        broker_send_ctl (self, s->rid, s->ridlen, s->hostlen, s, OUT_MSG,
-                         b->data, b->len);
-    }
+    for (size_t k = 0; k < n && !sys->session->dead; k++)
+        broker_send_mbox_msg (self, sys, self->scratch.data + e[k].off,
+                              e[k].len, 0);
 }
 
 static void
@@ -1383,16 +1369,15 @@ s_write (broker_t *self, broker_rq_t *rq, int64_t now)
     if (t.sys && r->transient)
         s_push_transient (self, t.sys, e, n);
     else if (t.sys || t.ch->queue) {
-        for (done = 0; done < n && rc == 0; done++)
-            rc = t.sys
-                     ? chan_mbox_append (&t.sys->mbox, self->store, t.sys->id,
-                                         e[done].seq, pairs->data + e[done].off,
-                                         e[done].len)
-                     : chan_queue_append (t.ch->queue, e[done].seq,
-                                          pairs->data + e[done].off,
-                                          e[done].len);
-        if (rc != 0)
-            done--;
+        for (done = 0; done < n; done++) {
+            const uint8_t *p = pairs->data + e[done].off;
+            rc = t.sys ? chan_mbox_append (&t.sys->mbox, self->store, t.sys->id,
+                                           e[done].seq, p, e[done].len)
+                       : chan_queue_append (t.ch->queue, e[done].seq, p,
+                                            e[done].len);
+            if (rc != 0)
+                break;
+        }
     } else
         s_publish (self, t.ch, pairs->data, e, n);
     if (rc != 0) {
