@@ -6818,6 +6818,35 @@ s_find_aaaxd (s_bench_t *b)
     }
 }
 
+/*  What every run needs before its first kernel: our signal handlers, not
+    czmq's (Ctrl-C still stops aaaxd and cleans up), and a temp dir
+    $TMPDIR/PREFIX-XXXXXX with the paths of the data dir, config and log.
+    0, or -1 with a message on stderr. */
+static int
+s_prepare (s_bench_t *b, const char *prefix)
+{
+    zsys_handler_set (NULL);
+    struct sigaction sa;
+    memset (&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction (SIGINT, &sa, NULL);
+    sigaction (SIGTERM, &sa, NULL);
+    signal (SIGPIPE, SIG_IGN);
+
+    const char *tmpdir = getenv ("TMPDIR");
+    snprintf (b->tmp, sizeof b->tmp, "%.3000s/%.100s-XXXXXX",
+              tmpdir && *tmpdir ? tmpdir : "/tmp", prefix);
+    if (!mkdtemp (b->tmp)) {
+        fprintf (stderr, "%s: cannot make a temp dir: %s\n", prefix,
+                 strerror (errno));
+        return -1;
+    }
+    snprintf (b->data, sizeof b->data, "%.4000s/data", b->tmp);
+    snprintf (b->cfg, sizeof b->cfg, "%.4000s/bench.lua", b->tmp);
+    snprintf (b->log, sizeof b->log, "%.4000s/aaaxd.log", b->tmp);
+    return 0;
+}
+
 /*  aaax_bench's main (aaax_bench_main.c): every workload selected by the
     options, the table, the exit status. */
 int
@@ -6844,26 +6873,8 @@ aaax_bench_main (int argc, char **argv)
         return 3;
     }
 
-    /*  Our handler, not czmq's: Ctrl-C still stops aaaxd and cleans up. */
-    zsys_handler_set (NULL);
-    struct sigaction sa;
-    memset (&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction (SIGINT, &sa, NULL);
-    sigaction (SIGTERM, &sa, NULL);
-    signal (SIGPIPE, SIG_IGN);
-
-    const char *tmpdir = getenv ("TMPDIR");
-    snprintf (b->tmp, sizeof b->tmp, "%.3000s/aaax-bench-XXXXXX",
-              tmpdir && *tmpdir ? tmpdir : "/tmp");
-    if (!mkdtemp (b->tmp)) {
-        fprintf (stderr, "aaax_bench: cannot make a temp dir: %s\n",
-                 strerror (errno));
+    if (s_prepare (b, "aaax-bench") != 0)
         return 3;
-    }
-    snprintf (b->data, sizeof b->data, "%.4000s/data", b->tmp);
-    snprintf (b->cfg, sizeof b->cfg, "%.4000s/bench.lua", b->tmp);
-    snprintf (b->log, sizeof b->log, "%.4000s/aaaxd.log", b->tmp);
 
     printf ("aaax_bench %s: kernel %s, %s mode, %" PRIu64 " messages, %u B "
             "payloads, %u round trips, limit %d s per phase; gate: %" PRIu64
@@ -6990,26 +7001,10 @@ bench_aaax_new (const char *aaaxd)
     b->o.limit_s = 60;
     b->o.only = S_W_KERNEL;
 
-    zsys_handler_set (NULL);
-    struct sigaction sa;
-    memset (&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction (SIGINT, &sa, NULL);
-    sigaction (SIGTERM, &sa, NULL);
-    signal (SIGPIPE, SIG_IGN);
-
-    const char *tmpdir = getenv ("TMPDIR");
-    snprintf (b->tmp, sizeof b->tmp, "%.3000s/aaax-vs-XXXXXX",
-              tmpdir && *tmpdir ? tmpdir : "/tmp");
-    if (!mkdtemp (b->tmp)) {
-        fprintf (stderr, "bench: cannot make a temp dir: %s\n",
-                 strerror (errno));
+    if (s_prepare (b, "aaax-vs") != 0) {
         free (x);
         return NULL;
     }
-    snprintf (b->data, sizeof b->data, "%.4000s/data", b->tmp);
-    snprintf (b->cfg, sizeof b->cfg, "%.4000s/bench.lua", b->tmp);
-    snprintf (b->log, sizeof b->log, "%.4000s/aaaxd.log", b->tmp);
     zsys_init ();
     b->rawctx = zmq_ctx_new ();
     if (!b->rawctx) {

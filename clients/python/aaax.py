@@ -609,6 +609,7 @@ class Client:
             return
         if cmd == "DROPPED":
             self._subs.pop(body.get("sub"), None)
+            self._batched.discard(body.get("sub"))
             self._pushes.append({"dropped": body.get("sub"),
                                  "reason": body.get("reason")})
             return
