@@ -44,6 +44,7 @@
 #include "aaax.h"
 #include "act_gate_core.h"
 #include "bench_aaax.h"
+#include "peer_common.h"
 #include "chan_client.h"
 #include "chan_env.h"
 #include "chan_mpk.h"
@@ -3485,26 +3486,6 @@ s_workload_gate_rtt (s_bench_t *b)
 
 /*  ---- the kernel under test -------------------------------------------- */
 
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a;
-    memset (&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    a.sin_port = 0;
-    socklen_t alen = sizeof a;
-    int port = -1;
-    if (bind (fd, (struct sockaddr *) &a, sizeof a) == 0
-        && getsockname (fd, (struct sockaddr *) &a, &alen) == 0)
-        port = ntohs (a.sin_port);
-    close (fd);
-    return port;
-}
-
 /*  The config: the bench's channels, and the 1000-rule policy of
     s_gate_rule (its first rules let bench.* systems use them). */
 static int
@@ -3594,7 +3575,7 @@ s_log_tail (const s_bench_t *b)
 static int
 s_kernel_start (s_bench_t *b)
 {
-    int port = s_free_port ();
+    int port = peer_free_port ();
     if (port < 0
         || (b->app_cfg ? s_write_app_config (b) : s_write_config (b)) != 0) {
         fprintf (stderr, "bench: cannot prepare %s\n", b->cfg);
@@ -6515,22 +6496,8 @@ static void
 s_machine (const s_bench_t *b)
 {
     struct utsname u;
-    char cpu[128] = "?";
-    FILE *f = fopen ("/proc/cpuinfo", "r");
-    if (f) {
-        char line[256];
-        while (fgets (line, sizeof line, f))
-            if (strncmp (line, "model name", 10) == 0) {
-                char *p = strchr (line, ':');
-                if (p) {
-                    p += strspn (p, ": \t");
-                    p[strcspn (p, "\n")] = 0;
-                    snprintf (cpu, sizeof cpu, "%s", p);
-                }
-                break;
-            }
-        fclose (f);
-    }
+    char cpu[128];
+    peer_cpu_model (cpu, sizeof cpu);
     int maj, min, pat;
     zmq_version (&maj, &min, &pat);
     uname (&u);

@@ -22,6 +22,7 @@
 #include <zmq.h>
 
 #include "bench_aaax.h"
+#include "peer_common.h"
 #include "peer_nats.h"
 #include "peer_redis.h"
 
@@ -456,27 +457,6 @@ s_targets (const s_vs_t *v, FILE *f)
 }
 
 static void
-s_cpu_model (char *out, size_t size)
-{
-    snprintf (out, size, "?");
-    FILE *f = fopen ("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[256];
-    while (fgets (line, sizeof line, f))
-        if (strncmp (line, "model name", 10) == 0) {
-            char *p = strchr (line, ':');
-            if (p) {
-                p += strspn (p, ": \t");
-                p[strcspn (p, "\n")] = 0;
-                snprintf (out, size, "%s", p);
-            }
-            break;
-        }
-    fclose (f);
-}
-
-static void
 s_fmt_v (char *out, size_t size, double x, bool lat)
 {
     if (x <= 0)
@@ -496,7 +476,7 @@ s_write_md (s_vs_t *v, const char *path, const char *started, double secs)
     struct utsname u;
     uname (&u);
     char cpu[128];
-    s_cpu_model (cpu, sizeof cpu);
+    peer_cpu_model (cpu, sizeof cpu);
     int maj, min, pat;
     zmq_version (&maj, &min, &pat);
     fprintf (f, "# aaax side by side (`aaax_vs%s`)\n\n",

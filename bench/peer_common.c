@@ -34,8 +34,8 @@ peer_sleep_us (long us)
     nanosleep (&ts, NULL);
 }
 
-static int
-s_free_port (void)
+int
+peer_free_port (void)
 {
     int fd = socket (AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -49,6 +49,27 @@ s_free_port (void)
         port = ntohs (a.sin_port);
     close (fd);
     return port;
+}
+
+void
+peer_cpu_model (char *out, size_t size)
+{
+    snprintf (out, size, "?");
+    FILE *f = fopen ("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[256];
+    while (fgets (line, sizeof line, f))
+        if (strncmp (line, "model name", 10) == 0) {
+            char *p = strchr (line, ':');
+            if (p) {
+                p += strspn (p, ": \t");
+                p[strcspn (p, "\n")] = 0;
+                snprintf (out, size, "%s", p);
+            }
+            break;
+        }
+    fclose (f);
 }
 
 int
@@ -66,7 +87,7 @@ peer_server_prepare (peer_server_t *s, const char *name)
         return -1;
     }
     snprintf (s->log, sizeof s->log, "%s/server.log", s->dir);
-    s->port = s_free_port ();
+    s->port = peer_free_port ();
     return s->port > 0 ? 0 : -1;
 }
 

@@ -55,6 +55,11 @@ typedef struct {
 } peer_result_t;
 
 /*  Makes a temp dir ($TMPDIR or /tmp) and picks a free loopback port. */
+/*  A free tcp port on 127.0.0.1 (bound and released), or -1. */
+int peer_free_port (void);
+/*  The "model name" of /proc/cpuinfo into out ("?" when unknown). */
+void peer_cpu_model (char *out, size_t size);
+
 int peer_server_prepare (peer_server_t *s, const char *name);
 /*  Forks and execs argv (argv[0] looked up in PATH) with stdout and stderr
     to s->log, then waits up to wait_ms until 127.0.0.1:s->port accepts.
